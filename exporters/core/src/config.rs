@@ -1,0 +1,343 @@
+//! Flags every exporter shares, value parsers, and the optional YAML config file.
+//!
+//! Precedence, highest first: command-line flag, its environment variable, the config file,
+//! the default. Config file keys are the long flag names without dashes
+//! (`rpc-url: http://...`, `web.listen-address: ":9545"`).
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use crate::telemetry::LogFormat;
+
+/// The HTTP server and logging flags of every exporter.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// Address to serve /metrics, /healthz, /readyz and the landing page on.
+    #[arg(long = "web.listen-address", env = "ETHWATCH_WEB_LISTEN_ADDRESS", default_value = "0.0.0.0:9545")]
+    pub listen_address: String,
+
+    /// Path under which metrics are served.
+    #[arg(long = "web.telemetry-path", env = "ETHWATCH_WEB_TELEMETRY_PATH", default_value = "/metrics", value_parser = parse_telemetry_path)]
+    pub telemetry_path: String,
+
+    /// Maximum number of HTTP requests served at once; more get 503.
+    #[arg(long = "web.max-requests", env = "ETHWATCH_WEB_MAX_REQUESTS", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_requests: u32,
+
+    /// Log line format.
+    #[arg(long = "log.format", env = "ETHWATCH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Optional YAML file with flag values (keys are long flag names, e.g. `rpc-url`).
+    #[arg(long = "config.file", env = "ETHWATCH_CONFIG_FILE")]
+    pub config_file: Option<std::path::PathBuf>,
+
+    /// Filesystem paths (the node's data volume) to report usage of with statvfs. Repeatable.
+    #[arg(long = "volume.path", env = "ETHWATCH_VOLUME_PATH", value_delimiter = ',')]
+    pub volume_paths: Vec<std::path::PathBuf>,
+
+    /// How often to read volume usage.
+    #[arg(long = "volume.interval", env = "ETHWATCH_VOLUME_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    pub volume_interval: Duration,
+}
+
+fn parse_telemetry_path(s: &str) -> Result<String, String> {
+    if !s.starts_with('/') {
+        return Err("must start with '/'".into());
+    }
+    if ["/", "/healthz", "/readyz"].contains(&s) {
+        return Err(format!("{s} is reserved"));
+    }
+    Ok(s.to_string())
+}
+
+/// Parses `500ms`, `2s`, `1m`, `1h`, or a plain number of seconds (`2`, `0.5`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (s, 1.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration (examples: 500ms, 2s, 1m)"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("'{s}' must be a non-negative duration"));
+    }
+    Ok(Duration::from_secs_f64(v * mult))
+}
+
+/// Parses a URL and checks it is http(s) (or ws(s) when `ws` is true).
+pub fn parse_http_url(s: &str) -> Result<url::Url, String> {
+    let u = url::Url::parse(s).map_err(|e| format!("'{s}' is not a URL: {e}"))?;
+    match u.scheme() {
+        "http" | "https" => Ok(u),
+        other => Err(format!("scheme '{other}' is not http or https")),
+    }
+}
+
+/// Parses a websocket URL (ws or wss).
+pub fn parse_ws_url(s: &str) -> Result<url::Url, String> {
+    let u = url::Url::parse(s).map_err(|e| format!("'{s}' is not a URL: {e}"))?;
+    match u.scheme() {
+        "ws" | "wss" => Ok(u),
+        other => Err(format!("scheme '{other}' is not ws or wss")),
+    }
+}
+
+/// A configuration error that names the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {msg}")]
+    File { path: String, msg: String },
+    #[error("config file {path}: unknown field `{field}` (not a flag of `{command}`)")]
+    UnknownField {
+        path: String,
+        field: String,
+        command: String,
+    },
+    #[error("config file {path}: field `{field}`: {msg}")]
+    BadField {
+        path: String,
+        field: String,
+        msg: String,
+    },
+    #[error("{field}: {msg}")]
+    Invalid { field: String, msg: String },
+}
+
+/// Merges a YAML config file into the argument list of a subcommand-style CLI.
+///
+/// `args[1]` is taken as the subcommand. The file is named by `--config.file` in `args` or by
+/// `ETHWATCH_CONFIG_FILE`. Each key must be a long flag of that subcommand; keys whose flag is
+/// already on the command line or whose environment variable is set are left out, so flags and
+/// environment win over the file. File values are inserted right after the subcommand.
+pub fn merge_config_file(
+    cmd: &clap::Command,
+    args: Vec<OsString>,
+) -> Result<Vec<OsString>, ConfigError> {
+    let Some(sub_name) = args.get(1).and_then(|s| s.to_str()).map(str::to_string) else {
+        return Ok(args);
+    };
+    let Some(sub) = cmd.find_subcommand(&sub_name) else {
+        return Ok(args);
+    };
+    let strs: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let from_args = strs.iter().enumerate().find_map(|(i, a)| {
+        if let Some(v) = a.strip_prefix("--config.file=") {
+            Some(v.to_string())
+        } else if a == "--config.file" {
+            strs.get(i + 1).cloned()
+        } else {
+            None
+        }
+    });
+    let Some(path) = from_args.or_else(|| std::env::var("ETHWATCH_CONFIG_FILE").ok()) else {
+        return Ok(args);
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::File {
+        path: path.clone(),
+        msg: e.to_string(),
+    })?;
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| ConfigError::File {
+        path: path.clone(),
+        msg: e.to_string(),
+    })?;
+    let map = match doc {
+        serde_yaml::Value::Mapping(m) => m,
+        serde_yaml::Value::Null => return Ok(args),
+        _ => {
+            return Err(ConfigError::File {
+                path,
+                msg: "the top level must be a mapping of flag names to values".into(),
+            });
+        }
+    };
+    let mut extra: Vec<OsString> = Vec::new();
+    for (k, v) in map {
+        let key = match k {
+            serde_yaml::Value::String(s) => s,
+            other => {
+                return Err(ConfigError::File {
+                    path,
+                    msg: format!("key {other:?} is not a string"),
+                });
+            }
+        };
+        let Some(arg) = sub
+            .get_arguments()
+            .find(|a| a.get_long() == Some(key.as_str()))
+        else {
+            return Err(ConfigError::UnknownField {
+                path,
+                field: key,
+                command: sub_name,
+            });
+        };
+        if key == "config.file" {
+            continue;
+        }
+        let flag = format!("--{key}");
+        let on_cli = strs
+            .iter()
+            .any(|a| *a == flag || a.starts_with(&format!("{flag}=")));
+        let env_set = arg
+            .get_env()
+            .is_some_and(|e| std::env::var_os(e).is_some());
+        if on_cli || env_set {
+            continue;
+        }
+        let takes_value = arg.get_action().takes_values();
+        let bad = |msg: &str| ConfigError::BadField {
+            path: path.clone(),
+            field: key.clone(),
+            msg: msg.to_string(),
+        };
+        let scalars: Vec<String> = match v {
+            serde_yaml::Value::Sequence(items) => items
+                .into_iter()
+                .map(|i| scalar(&i).ok_or_else(|| bad("list items must be scalars")))
+                .collect::<Result<_, _>>()?,
+            other => vec![scalar(&other).ok_or_else(|| bad("must be a scalar or a list"))?],
+        };
+        if takes_value {
+            for s in scalars {
+                extra.push(format!("{flag}={s}").into());
+            }
+        } else {
+            match scalars.as_slice() {
+                [s] if s == "true" => extra.push(flag.into()),
+                [s] if s == "false" => {}
+                _ => return Err(bad("must be true or false")),
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(args.len() + extra.len());
+    let mut it = args.into_iter();
+    out.extend(it.by_ref().take(2));
+    out.extend(extra);
+    out.extend(it);
+    Ok(out)
+}
+
+fn scalar(v: &serde_yaml::Value) -> Option<String> {
+    match v {
+        serde_yaml::Value::String(s) => Some(s.clone()),
+        serde_yaml::Value::Number(n) => Some(n.to_string()),
+        serde_yaml::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser, Subcommand};
+
+    #[derive(Parser, Debug)]
+    #[command(args_override_self = true)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: Cmd,
+    }
+
+    #[derive(Subcommand, Debug)]
+    enum Cmd {
+        Run {
+            #[command(flatten)]
+            common: CommonArgs,
+            #[arg(long = "rpc-url", env = "ETHWATCH_TEST_ONLY_RPC_URL", value_parser = parse_http_url)]
+            rpc_url: url::Url,
+            #[arg(long = "poll-interval", env = "ETHWATCH_TEST_ONLY_POLL", default_value = "1s", value_parser = parse_duration)]
+            interval: Duration,
+            #[arg(long = "flag")]
+            flag: bool,
+        },
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, String> {
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        let merged = merge_config_file(&Cli::command(), args).map_err(|e| e.to_string())?;
+        Cli::try_parse_from(merged).map_err(|e| e.to_string())
+    }
+
+    fn file(text: &str) -> tempfile_path::TempPath {
+        tempfile_path::TempPath::new(text)
+    }
+
+    mod tempfile_path {
+        pub struct TempPath(pub std::path::PathBuf);
+        impl TempPath {
+            pub fn new(text: &str) -> Self {
+                static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+                let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let p = std::env::temp_dir()
+                    .join(format!("ethwatch-config-{}-{n}.yaml", std::process::id()));
+                std::fs::write(&p, text).expect("write");
+                TempPath(p)
+            }
+            pub fn arg(&self) -> String {
+                format!("--config.file={}", self.0.display())
+            }
+        }
+        impl Drop for TempPath {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn file_values_apply_and_flags_win() {
+        let f = file("rpc-url: http://127.0.0.1:1\npoll-interval: 3s\nflag: true\nweb.listen-address: 127.0.0.1:0\n");
+        let Cli { cmd: Cmd::Run { rpc_url, interval, flag, common } } =
+            parse(&["ethwatch", "run", &f.arg(), "--poll-interval=5s"]).expect("parse");
+        assert_eq!(rpc_url.as_str(), "http://127.0.0.1:1/");
+        assert_eq!(interval, Duration::from_secs(5));
+        assert!(flag);
+        assert_eq!(common.listen_address, "127.0.0.1:0");
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let f = file("rpc-url: http://127.0.0.1:1\nrpc-ulr: x\n");
+        let err = parse(&["ethwatch", "run", &f.arg()]).expect_err("must fail");
+        assert!(err.contains("unknown field `rpc-ulr`"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_in_file_names_the_flag() {
+        let f = file("rpc-url: ftp://x\n");
+        let err = parse(&["ethwatch", "run", &f.arg()]).expect_err("must fail");
+        assert!(err.contains("--rpc-url"), "{err}");
+        assert!(err.contains("not http"), "{err}");
+    }
+
+    #[test]
+    fn bad_telemetry_path_is_rejected() {
+        let err = parse(&["ethwatch", "run", "--rpc-url=http://x", "--web.telemetry-path=metrics"])
+            .expect_err("must fail");
+        assert!(err.contains("--web.telemetry-path"), "{err}");
+    }
+}

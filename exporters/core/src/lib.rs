@@ -1,0 +1,44 @@
+//! What every ethwatch exporter shares.
+//!
+//! # Layout
+//! - [`config`]: the flags every exporter takes (`--web.*`, `--log.format`, `--config.file`), the
+//!   YAML config file merge, and value parsers (durations).
+//! - [`upstream`]: the one path every request to a node goes through: timeout, body cap, error kind,
+//!   latency histogram with exemplars, credential redaction.
+//! - [`metrics`]: the exporter's own health metrics (`ethwatch_*`) and shared metric helpers.
+//! - [`server`]: the HTTP server (`/metrics`, `/healthz`, `/readyz`, `/`).
+//! - [`schedule`]: running a collector on its own interval under a timeout, recording its status.
+//! - [`volume`]: `statvfs` usage of the node's data volumes.
+//! - [`telemetry`]: logging set-up.
+//! - [`shutdown`]: SIGTERM/SIGINT into a cancellation token.
+//!
+//! Exporters poll their node on their own schedule and keep the last known state in memory;
+//! `/metrics` only encodes that state and never calls the node.
+
+pub mod config;
+pub mod metrics;
+pub mod schedule;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;
+pub mod upstream;
+pub mod volume;
+
+pub use prometheus_client;
+
+/// The version of this build, as in `Cargo.toml`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The git revision of this build when the build environment provides it (`ETHWATCH_REVISION`).
+pub const REVISION: &str = match option_env!("ETHWATCH_REVISION") {
+    Some(r) => r,
+    None => "unknown",
+};
+
+/// Seconds since the Unix epoch as a float, for timestamps in metrics.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}

@@ -1,0 +1,128 @@
+//! The exporter's own health metrics (`ethwatch_*`), shared by every exporter.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
+use std::sync::atomic::AtomicU64;
+
+/// One label: the collector name.
+pub type CollectorLabels = [(&'static str, &'static str); 1];
+
+/// A float gauge.
+pub type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// What the landing page shows about one collector.
+#[derive(Debug, Clone, Default)]
+pub struct CollectorReport {
+    /// Unix seconds of the last successful run.
+    pub last_success: Option<f64>,
+    /// The last error message, if the last run failed.
+    pub last_error: Option<String>,
+    /// Whether the collector is switched on.
+    pub enabled: bool,
+}
+
+/// Per-collector self-metrics: `ethwatch_collector_duration_seconds`,
+/// `ethwatch_collector_success`, `ethwatch_collector_last_success_timestamp_seconds`.
+#[derive(Clone)]
+pub struct CollectorStatus {
+    duration: Family<CollectorLabels, FloatGauge>,
+    success: Family<CollectorLabels, Gauge>,
+    last_success: Family<CollectorLabels, FloatGauge>,
+    reports: Arc<Mutex<BTreeMap<&'static str, CollectorReport>>>,
+}
+
+impl CollectorStatus {
+    /// Registers the self-metrics under the `ethwatch_` prefix the caller's registry carries.
+    pub fn register(registry: &mut Registry) -> Self {
+        let s = CollectorStatus {
+            duration: Family::default(),
+            success: Family::default(),
+            last_success: Family::default(),
+            reports: Arc::default(),
+        };
+        registry.register_with_unit(
+            "ethwatch_collector_duration",
+            "How long the collector's last run took",
+            Unit::Seconds,
+            s.duration.clone(),
+        );
+        registry.register(
+            "ethwatch_collector_success",
+            "1 if the collector's last run succeeded, 0 if it failed or its method is unsupported",
+            s.success.clone(),
+        );
+        registry.register_with_unit(
+            "ethwatch_collector_last_success_timestamp",
+            "Unix time of the collector's last successful run; time() minus this is how stale its values are",
+            Unit::Seconds,
+            s.last_success.clone(),
+        );
+        s
+    }
+
+    /// Declares a collector so it shows on the landing page even before its first run.
+    pub fn declare(&self, collector: &'static str, enabled: bool) {
+        let mut r = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+        r.entry(collector).or_default().enabled = enabled;
+    }
+
+    /// Records one run.
+    pub fn record(&self, collector: &'static str, elapsed: Duration, result: Result<(), String>) {
+        let l = [("collector", collector)];
+        self.duration.get_or_create(&l).set(elapsed.as_secs_f64());
+        let now = crate::unix_now();
+        let ok = result.is_ok();
+        self.success.get_or_create(&l).set(i64::from(ok));
+        if ok {
+            self.last_success.get_or_create(&l).set(now);
+        }
+        let mut r = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+        let rep = r.entry(collector).or_default();
+        rep.enabled = true;
+        match result {
+            Ok(()) => {
+                rep.last_success = Some(now);
+                rep.last_error = None;
+            }
+            Err(e) => rep.last_error = Some(e),
+        }
+    }
+
+    /// A snapshot for the landing page.
+    pub fn reports(&self) -> BTreeMap<&'static str, CollectorReport> {
+        self.reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The success gauge's value (tests).
+    pub fn success(&self, collector: &'static str) -> i64 {
+        self.success.get_or_create(&[("collector", collector)]).get()
+    }
+}
+
+/// Build metadata labels.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    revision: &'static str,
+}
+
+/// Registers `ethwatch_build_info{version,revision}`.
+pub fn register_build_info(registry: &mut Registry) {
+    registry.register(
+        "ethwatch_build",
+        "ethwatch build metadata",
+        Info::new(BuildLabels {
+            version: crate::VERSION,
+            revision: crate::REVISION,
+        }),
+    );
+}

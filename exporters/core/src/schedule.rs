@@ -1,0 +1,78 @@
+//! Running work on its own interval, under a timeout, until shutdown.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+/// Calls `f` now and then every `interval` until `shutdown` is cancelled. A run that is still
+/// going when its `timeout` ends is dropped and `on_timeout` is called. A run that takes longer
+/// than the interval delays the next one (no burst of catch-up runs).
+pub async fn every<F, Fut>(
+    interval: Duration,
+    timeout: Duration,
+    shutdown: CancellationToken,
+    mut f: F,
+    mut on_timeout: impl FnMut(),
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = tokio::time::timeout(timeout, f()) => {
+                if r.is_err() {
+                    on_timeout();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test(start_paused = true)]
+    async fn runs_on_interval_and_times_out() {
+        let runs = Arc::new(AtomicU32::new(0));
+        let timeouts = Arc::new(AtomicU32::new(0));
+        let token = CancellationToken::new();
+        let (r, t, tok) = (runs.clone(), timeouts.clone(), token.clone());
+        let task = tokio::spawn(async move {
+            every(
+                Duration::from_secs(1),
+                Duration::from_millis(500),
+                tok,
+                move || {
+                    let n = r.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        // Every third run hangs past the timeout.
+                        if n % 3 == 2 {
+                            tokio::time::sleep(Duration::from_secs(60)).await;
+                        }
+                    }
+                },
+                move || {
+                    t.fetch_add(1, Ordering::SeqCst);
+                },
+            )
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(5_500)).await;
+        token.cancel();
+        task.await.expect("task");
+        assert_eq!(runs.load(Ordering::SeqCst), 6);
+        assert_eq!(timeouts.load(Ordering::SeqCst), 2);
+    }
+}

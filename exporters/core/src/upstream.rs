@@ -1,0 +1,501 @@
+//! The one path every request to a node goes through.
+//!
+//! [`Upstream`] applies the timeout to the whole exchange (headers and body), caps the body size
+//! while it streams in, classifies every failure into a fixed [`ErrorKind`], records the latency
+//! into a histogram (with a trace-id exemplar when one is known) and counts errors by kind. URLs in
+//! errors and logs have their credentials redacted.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use url::Url;
+
+/// Why a request to a node failed; a fixed, bounded label value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// No complete answer within the timeout (includes a body that never ends).
+    Timeout,
+    /// The connection could not be made or broke.
+    Connect,
+    /// The node answered with a non-success HTTP status.
+    HttpStatus,
+    /// The body was not what the API promises (bad JSON, bad hex, numbers out of range, wrong ids).
+    Decode,
+    /// A JSON-RPC error object in the answer.
+    RpcError,
+    /// The body exceeded the configured size limit.
+    TooLarge,
+}
+
+impl ErrorKind {
+    /// Every kind, for documentation and tests.
+    pub const ALL: [ErrorKind; 6] = [
+        ErrorKind::Timeout,
+        ErrorKind::Connect,
+        ErrorKind::HttpStatus,
+        ErrorKind::Decode,
+        ErrorKind::RpcError,
+        ErrorKind::TooLarge,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Connect => "connect",
+            ErrorKind::HttpStatus => "http_status",
+            ErrorKind::Decode => "decode",
+            ErrorKind::RpcError => "rpc_error",
+            ErrorKind::TooLarge => "too_large",
+        }
+    }
+}
+
+/// A failed request to a node. The message never contains credentials.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("connection failed: {0}")]
+    Connect(String),
+    #[error("HTTP status {status}: {snippet}")]
+    HttpStatus { status: u16, snippet: String },
+    #[error("response body exceeds the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("cannot decode the response: {0}")]
+    Decode(String),
+    #[error("JSON-RPC error {code}: {message}")]
+    Rpc { code: i64, message: String },
+}
+
+impl UpstreamError {
+    /// The fixed kind label of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            UpstreamError::Timeout(_) => ErrorKind::Timeout,
+            UpstreamError::Connect(_) => ErrorKind::Connect,
+            UpstreamError::HttpStatus { .. } => ErrorKind::HttpStatus,
+            UpstreamError::TooLarge { .. } => ErrorKind::TooLarge,
+            UpstreamError::Decode(_) => ErrorKind::Decode,
+            UpstreamError::Rpc { .. } => ErrorKind::RpcError,
+        }
+    }
+
+    /// A decode error with a message.
+    pub fn decode(msg: impl std::fmt::Display) -> Self {
+        UpstreamError::Decode(truncate(&msg.to_string(), 200))
+    }
+}
+
+/// A label set with one label; the key is fixed by the exporter (`method`, `route`).
+pub type TargetLabels = [(&'static str, &'static str); 1];
+/// A label set for error counters: the target and the kind.
+pub type ErrorLabels = [(&'static str, &'static str); 2];
+/// The exemplar label set: the trace id of the call.
+pub type TraceLabels = Vec<(&'static str, String)>;
+
+/// Latency buckets for calls to a node, in seconds (1 ms to 10 s).
+pub const LATENCY_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+fn latency_histogram() -> HistogramWithExemplars<TraceLabels> {
+    HistogramWithExemplars::new(LATENCY_BUCKETS.into_iter())
+}
+
+/// Request latency and error counters for one exporter, labelled by `key` (`method` or `route`).
+#[derive(Clone)]
+pub struct RequestMetrics {
+    key: &'static str,
+    duration: Family<TargetLabels, HistogramWithExemplars<TraceLabels>, fn() -> HistogramWithExemplars<TraceLabels>>,
+    errors: Family<ErrorLabels, Counter>,
+}
+
+impl RequestMetrics {
+    /// Registers `<duration_name>` (histogram, seconds) and `<errors_name>` (counter) under the
+    /// label `key`. Names are given without the `_seconds`/`_total` suffixes the encoder adds.
+    pub fn register(
+        registry: &mut Registry,
+        key: &'static str,
+        duration_name: &str,
+        duration_help: &str,
+        errors_name: &str,
+        errors_help: &str,
+    ) -> Self {
+        let duration = Family::new_with_constructor(
+            latency_histogram as fn() -> HistogramWithExemplars<TraceLabels>,
+        );
+        let errors = Family::<ErrorLabels, Counter>::default();
+        registry.register_with_unit(
+            duration_name,
+            duration_help,
+            prometheus_client::registry::Unit::Seconds,
+            duration.clone(),
+        );
+        registry.register(errors_name, errors_help, errors.clone());
+        RequestMetrics {
+            key,
+            duration,
+            errors,
+        }
+    }
+
+    /// Records one call's latency, with the trace id as an exemplar when known.
+    pub fn observe(&self, target: &'static str, elapsed: Duration, trace_id: Option<String>) {
+        let exemplar = trace_id.map(|t| vec![("trace_id", t)]);
+        self.duration
+            .get_or_create(&[(self.key, target)])
+            .observe(elapsed.as_secs_f64(), exemplar, None);
+    }
+
+    /// Counts one failed call.
+    pub fn error(&self, target: &'static str, kind: ErrorKind) {
+        self.errors
+            .get_or_create(&[(self.key, target), ("kind", kind.as_str())])
+            .inc();
+    }
+
+    /// The error count for a target and kind (for tests and the landing page).
+    pub fn error_count(&self, target: &'static str, kind: ErrorKind) -> u64 {
+        self.errors
+            .get_or_create(&[(self.key, target), ("kind", kind.as_str())])
+            .get()
+    }
+}
+
+/// Settings for an [`Upstream`].
+#[derive(Debug, Clone)]
+pub struct UpstreamOptions {
+    /// The whole exchange (connect, headers, body) must finish within this.
+    pub timeout: Duration,
+    /// Bodies larger than this are refused while streaming, with [`ErrorKind::TooLarge`].
+    pub max_body_bytes: usize,
+}
+
+impl Default for UpstreamOptions {
+    fn default() -> Self {
+        UpstreamOptions {
+            timeout: Duration::from_secs(5),
+            max_body_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// An HTTP endpoint of a node, with the shared call path.
+#[derive(Clone)]
+pub struct Upstream {
+    client: reqwest::Client,
+    /// The URL without credentials; credentials travel as a basic-auth header.
+    base: Url,
+    user: Option<(String, Option<String>)>,
+    redacted: String,
+    opts: UpstreamOptions,
+    metrics: RequestMetrics,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("url", &self.redacted)
+            .finish()
+    }
+}
+
+/// The URL as it may appear in logs: any password (and user name) replaced by `***`.
+pub fn redact_url(url: &Url) -> String {
+    let mut u = url.clone();
+    if !u.username().is_empty() {
+        let _ = u.set_username("***");
+    }
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    u.to_string()
+}
+
+/// Installs the TLS crypto provider once (ring); later calls do nothing.
+fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl Upstream {
+    /// Creates the endpoint. Fails only when the HTTP client cannot be built.
+    pub fn new(url: &Url, opts: UpstreamOptions, metrics: RequestMetrics) -> anyhow::Result<Self> {
+        install_crypto();
+        let mut base = url.clone();
+        let user = if base.username().is_empty() {
+            None
+        } else {
+            let u = (
+                percent_decode(base.username()),
+                base.password().map(percent_decode),
+            );
+            let _ = base.set_username("");
+            let _ = base.set_password(None);
+            Some(u)
+        };
+        let client = reqwest::Client::builder()
+            .connect_timeout(opts.timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(4)
+            .user_agent(concat!("ethwatch/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Upstream {
+            client,
+            redacted: redact_url(url),
+            base,
+            user,
+            opts,
+            metrics,
+        })
+    }
+
+    /// The URL for logs and the landing page, credentials redacted.
+    pub fn redacted_url(&self) -> &str {
+        &self.redacted
+    }
+
+    /// The request metrics this endpoint records into.
+    pub fn metrics(&self) -> &RequestMetrics {
+        &self.metrics
+    }
+
+    /// POSTs a JSON body to the base URL (JSON-RPC). Latency and errors are recorded for every
+    /// target in `targets` (the methods of a batch).
+    pub async fn post_json(
+        &self,
+        targets: &[&'static str],
+        body: Vec<u8>,
+    ) -> Result<Bytes, UpstreamError> {
+        let req = self
+            .client
+            .post(self.base.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        self.send(targets, req).await.map(|(_, b)| b)
+    }
+
+    /// GETs `path` (with query) relative to the base URL (REST APIs). Any 2xx status is a success
+    /// and returned with the body; other statuses are [`ErrorKind::HttpStatus`] unless listed in
+    /// `accept_status` (e.g. 206 and 503 from `/eth/v1/node/health`).
+    pub async fn get(
+        &self,
+        target: &'static str,
+        path: &str,
+        accept_status: &[u16],
+    ) -> Result<(u16, Bytes), UpstreamError> {
+        let url = self.join(path)?;
+        let mut req = self.client.get(url);
+        req = req.header(reqwest::header::ACCEPT, "application/json");
+        self.send_accepting(&[target], req, accept_status).await
+    }
+
+    /// Opens a streaming GET (server-sent events). Only the connection and headers are under the
+    /// timeout; the caller reads the body with its own limits.
+    pub async fn get_stream(
+        &self,
+        target: &'static str,
+        path: &str,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let url = self.join(path)?;
+        let mut req = self
+            .client
+            .get(url)
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        if let Some((u, p)) = &self.user {
+            req = req.basic_auth(u, p.as_ref());
+        }
+        let start = Instant::now();
+        let res = tokio::time::timeout(self.opts.timeout, req.send()).await;
+        let res = match res {
+            Err(_) => Err(UpstreamError::Timeout(self.opts.timeout)),
+            Ok(Err(e)) => Err(classify(e)),
+            Ok(Ok(r)) if !r.status().is_success() => Err(UpstreamError::HttpStatus {
+                status: r.status().as_u16(),
+                snippet: String::new(),
+            }),
+            Ok(Ok(r)) => Ok(r),
+        };
+        self.metrics.observe(target, start.elapsed(), None);
+        if let Err(e) = &res {
+            self.metrics.error(target, e.kind());
+        }
+        res
+    }
+
+    fn join(&self, path: &str) -> Result<Url, UpstreamError> {
+        let mut base = self.base.clone();
+        let prefix = base.path().trim_end_matches('/').to_string();
+        let (p, q) = match path.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path, None),
+        };
+        base.set_path(&format!("{prefix}{p}"));
+        base.set_query(q);
+        Ok(base)
+    }
+
+    async fn send(
+        &self,
+        targets: &[&'static str],
+        req: reqwest::RequestBuilder,
+    ) -> Result<(u16, Bytes), UpstreamError> {
+        self.send_accepting(targets, req, &[]).await
+    }
+
+    async fn send_accepting(
+        &self,
+        targets: &[&'static str],
+        mut req: reqwest::RequestBuilder,
+        accept_status: &[u16],
+    ) -> Result<(u16, Bytes), UpstreamError> {
+        if let Some((u, p)) = &self.user {
+            req = req.basic_auth(u, p.as_ref());
+        }
+        let start = Instant::now();
+        let limit = self.opts.max_body_bytes;
+        let result = match tokio::time::timeout(self.opts.timeout, exchange(req, limit, accept_status)).await {
+            Ok(r) => r,
+            Err(_) => Err(UpstreamError::Timeout(self.opts.timeout)),
+        };
+        let elapsed = start.elapsed();
+        for t in targets {
+            self.metrics.observe(t, elapsed, None);
+            if let Err(e) = &result {
+                self.metrics.error(t, e.kind());
+            }
+        }
+        result
+    }
+}
+
+async fn exchange(
+    req: reqwest::RequestBuilder,
+    limit: usize,
+    accept_status: &[u16],
+) -> Result<(u16, Bytes), UpstreamError> {
+    let res = req.send().await.map_err(classify)?;
+    let status = res.status();
+    if let Some(len) = res.content_length()
+        && len > limit as u64
+    {
+        return Err(UpstreamError::TooLarge { limit });
+    }
+    let body = read_capped(res, limit).await?;
+    if !status.is_success() && !accept_status.contains(&status.as_u16()) {
+        return Err(UpstreamError::HttpStatus {
+            status: status.as_u16(),
+            snippet: truncate(&String::from_utf8_lossy(&body), 120),
+        });
+    }
+    Ok((status.as_u16(), body))
+}
+
+/// Reads a body, failing as soon as it grows beyond `limit` bytes.
+pub async fn read_capped(res: reqwest::Response, limit: usize) -> Result<Bytes, UpstreamError> {
+    let mut stream = res.bytes_stream();
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(classify)?;
+        if buf.len() + chunk.len() > limit {
+            return Err(UpstreamError::TooLarge { limit });
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// Maps a reqwest error to our kinds, without its URL (which may hold credentials).
+pub fn classify(e: reqwest::Error) -> UpstreamError {
+    let e = e.without_url();
+    if e.is_timeout() {
+        UpstreamError::Timeout(Duration::ZERO)
+    } else if e.is_decode() {
+        UpstreamError::decode(error_chain(&e))
+    } else {
+        UpstreamError::Connect(truncate(&error_chain(&e), 200))
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let m = inner.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        src = inner.source();
+    }
+    s
+}
+
+/// Cuts a message to at most `max` characters, on a character boundary, without line breaks.
+pub fn truncate(s: &str, max: usize) -> String {
+    let flat: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(max)
+        .collect();
+    if s.chars().count() > max {
+        format!("{flat}…")
+    } else {
+        flat
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_userinfo() {
+        let u = Url::parse("http://alice:s3cret@node:8545/path").expect("url");
+        let r = redact_url(&u);
+        assert!(!r.contains("s3cret"), "{r}");
+        assert!(!r.contains("alice"), "{r}");
+        assert!(r.contains("node:8545/path"), "{r}");
+    }
+
+    #[test]
+    fn join_keeps_base_path_and_query() {
+        let mut reg = Registry::default();
+        let m = RequestMetrics::register(&mut reg, "route", "d", "d", "e", "e");
+        let up = Upstream::new(
+            &Url::parse("http://u:p@127.0.0.1:1/prefix/").expect("url"),
+            UpstreamOptions::default(),
+            m,
+        )
+        .expect("upstream");
+        let j = up.join("/eth/v1/events?topics=head&topics=block").expect("join");
+        assert_eq!(
+            j.as_str(),
+            "http://127.0.0.1:1/prefix/eth/v1/events?topics=head&topics=block"
+        );
+        assert!(!up.redacted_url().contains(":p@"));
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%40b"), "a@b");
+        assert_eq!(percent_decode("abc%"), "abc%");
+    }
+
+    #[test]
+    fn truncate_flattens() {
+        assert_eq!(truncate("a\nb", 10), "a b");
+        assert_eq!(truncate("abcdef", 3), "abc…");
+    }
+}

@@ -1,0 +1,95 @@
+//! Usage of the node's data volumes from `statvfs` (cheap: no directory walk).
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+
+type PathLabels = [(&'static str, String); 1];
+
+/// `ethwatch_volume_size_bytes{path}` and `ethwatch_volume_available_bytes{path}`.
+#[derive(Clone)]
+pub struct VolumeMetrics {
+    paths: Vec<PathBuf>,
+    size: Family<PathLabels, Gauge<u64, AtomicU64>>,
+    available: Family<PathLabels, Gauge<u64, AtomicU64>>,
+}
+
+impl VolumeMetrics {
+    /// Registers the gauges for `paths`.
+    pub fn register(registry: &mut Registry, paths: Vec<PathBuf>) -> Self {
+        let v = VolumeMetrics {
+            paths,
+            size: Family::default(),
+            available: Family::default(),
+        };
+        registry.register_with_unit(
+            "ethwatch_volume_size",
+            "Size of the filesystem holding the path",
+            Unit::Bytes,
+            v.size.clone(),
+        );
+        registry.register_with_unit(
+            "ethwatch_volume_available",
+            "Bytes available to unprivileged users on the filesystem holding the path",
+            Unit::Bytes,
+            v.available.clone(),
+        );
+        v
+    }
+
+    /// Whether any path is configured.
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    /// Reads every path once. Returns the first failure (path and cause); other paths still update.
+    pub fn update(&self) -> Result<(), String> {
+        let mut first_err = None;
+        for p in &self.paths {
+            let label = [("path", p.display().to_string())];
+            match rustix::fs::statvfs(p) {
+                Ok(st) => {
+                    let frsize = if st.f_frsize > 0 { st.f_frsize } else { st.f_bsize };
+                    self.size
+                        .get_or_create(&label)
+                        .set(st.f_blocks.saturating_mul(frsize));
+                    self.available
+                        .get_or_create(&label)
+                        .set(st.f_bavail.saturating_mul(frsize));
+                }
+                Err(e) => {
+                    first_err.get_or_insert_with(|| format!("{}: {e}", p.display()));
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_real_filesystem_and_reports_a_missing_path() {
+        let mut reg = Registry::default();
+        let v = VolumeMetrics::register(
+            &mut reg,
+            vec![std::env::temp_dir(), PathBuf::from("/no/such/path/ethwatch")],
+        );
+        let err = v.update().expect_err("missing path must fail");
+        assert!(err.contains("/no/such/path/ethwatch"), "{err}");
+        let size = v
+            .size
+            .get_or_create(&[("path", std::env::temp_dir().display().to_string())])
+            .get();
+        let avail = v
+            .available
+            .get_or_create(&[("path", std::env::temp_dir().display().to_string())])
+            .get();
+        assert!(size > 0 && avail <= size, "size {size} avail {avail}");
+    }
+}
