@@ -1,0 +1,63 @@
+//! `ethwatch`: one binary for every exporter (one small image for every sidecar).
+//!
+//! This file only wires configuration, logging, shutdown and the chosen exporter; everything
+//! testable lives in the library crates.
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use ethwatch_core::config::merge_config_file;
+
+#[derive(Debug, Parser)]
+#[command(name = "ethwatch", version, about = "Prometheus exporters for Ethereum nodes", args_override_self = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Export an execution node's head, block rate, sync, peers, txpool and RPC latency.
+    Execution(ethwatch_execution::ExecutionArgs),
+}
+
+fn main() -> ExitCode {
+    let args = match merge_config_file(&Cli::command(), std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(args);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Execution(args) => {
+            ethwatch_core::telemetry::init(args.common.log_format);
+            let shutdown = ethwatch_core::shutdown::on_signal();
+            let running = ethwatch_execution::start(args, shutdown).await?;
+            running.task.await?;
+            tracing::info!("stopped");
+            Ok(())
+        }
+    }
+}

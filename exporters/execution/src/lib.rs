@@ -1,0 +1,285 @@
+//! The execution-layer exporter: `ethwatch execution --rpc-url URL [--ws-url URL]`.
+//!
+//! # Layout
+//! - [`types`]: the JSON shapes read from the node, decoded leniently (hex or decimal quantities).
+//! - [`rpc`]: JSON-RPC batches over the core's upstream call path.
+//! - [`head`]: following the head: skipped blocks, intervals, reorgs.
+//! - [`poller`]: the poll cycle (one batch per cycle) and the collectors.
+//! - [`ws`]: the `newHeads` subscription.
+//! - [`metrics`]: every metric, and the state encoded at scrape time.
+//!
+//! Works with any client that speaks the standard JSON-RPC: Reth, Geth, Nethermind, anvil.
+
+pub mod head;
+pub mod metrics;
+pub mod poller;
+pub mod rpc;
+pub mod types;
+pub mod ws;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ethwatch_core::config::{CommonArgs, parse_duration, parse_http_url, parse_ws_url};
+use ethwatch_core::metrics::{CollectorStatus, register_build_info};
+use ethwatch_core::server::{self, ServerState};
+use ethwatch_core::upstream::{Upstream, UpstreamOptions};
+use ethwatch_core::volume::VolumeMetrics;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use crate::metrics::ExecutionMetrics;
+use crate::poller::{Enabled, Poller, PollerConfig};
+use crate::rpc::RpcClient;
+
+/// Flags of `ethwatch execution`. Every flag has an `ETHWATCH_*` environment twin.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExecutionArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// JSON-RPC HTTP endpoint of the execution node. Credentials in the URL are sent as basic
+    /// auth and redacted from logs.
+    #[arg(long = "rpc-url", env = "ETHWATCH_RPC_URL", value_parser = parse_http_url)]
+    pub rpc_url: Url,
+
+    /// Optional websocket endpoint; subscribes to newHeads so heads are seen the moment the
+    /// node has them, and exports eth_el_block_arrival_delay_seconds.
+    #[arg(long = "ws-url", env = "ETHWATCH_WS_URL", value_parser = parse_ws_url)]
+    pub ws_url: Option<Url>,
+
+    /// How often to poll the node (one batched request per cycle).
+    #[arg(long = "poll-interval", env = "ETHWATCH_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+
+    /// Timeout of one request to the node (connect, headers and body).
+    #[arg(long = "rpc-timeout", env = "ETHWATCH_RPC_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub rpc_timeout: Duration,
+
+    /// Largest response body accepted from the node, in bytes.
+    #[arg(long = "rpc-max-body-bytes", env = "ETHWATCH_RPC_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub rpc_max_body_bytes: usize,
+
+    /// How often to refresh chain id, network id and client version.
+    #[arg(long = "info-interval", env = "ETHWATCH_INFO_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub info_interval: Duration,
+
+    /// How often to probe again a method the node said it does not support (-32601).
+    #[arg(long = "reprobe-interval", env = "ETHWATCH_REPROBE_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub reprobe_interval: Duration,
+
+    /// Expected time between blocks; learnt from the chain (median of recent intervals) if unset.
+    #[arg(long = "expected-block-interval", env = "ETHWATCH_EXPECTED_BLOCK_INTERVAL", value_parser = parse_duration)]
+    pub expected_block_interval: Option<Duration>,
+
+    /// Most blocks fetched to fill a gap or walk back a reorg for one new head.
+    #[arg(long = "max-backfill", env = "ETHWATCH_MAX_BACKFILL", default_value_t = 64)]
+    pub max_backfill: u64,
+
+    /// /readyz fails when the node has not answered for this many poll intervals.
+    #[arg(long = "ready-intervals", env = "ETHWATCH_READY_INTERVALS", default_value_t = 3)]
+    pub ready_intervals: u32,
+
+    /// Head collector: latest block, block rate, intervals, reorgs.
+    #[arg(long = "collector.head", env = "ETHWATCH_COLLECTOR_HEAD", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub collector_head: bool,
+    /// Finality collector: finalized and safe block numbers.
+    #[arg(long = "collector.finality", env = "ETHWATCH_COLLECTOR_FINALITY", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub collector_finality: bool,
+    /// Sync collector: eth_syncing.
+    #[arg(long = "collector.sync", env = "ETHWATCH_COLLECTOR_SYNC", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub collector_sync: bool,
+    /// Peers collector: net_peerCount.
+    #[arg(long = "collector.peers", env = "ETHWATCH_COLLECTOR_PEERS", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub collector_peers: bool,
+    /// Transaction pool collector: txpool_status.
+    #[arg(long = "collector.txpool", env = "ETHWATCH_COLLECTOR_TXPOOL", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub collector_txpool: bool,
+    /// Info collector: chain id, network id, client version.
+    #[arg(long = "collector.info", env = "ETHWATCH_COLLECTOR_INFO", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub collector_info: bool,
+}
+
+impl ExecutionArgs {
+    /// Checks relations between flags; the message names the field.
+    pub fn validate(&self) -> Result<(), ethwatch_core::config::ConfigError> {
+        use ethwatch_core::config::ConfigError::Invalid;
+        let bad = |field: &str, msg: String| Invalid {
+            field: format!("--{field}"),
+            msg,
+        };
+        if self.poll_interval < Duration::from_millis(100) {
+            return Err(bad("poll-interval", format!("{:?} is below the minimum of 100ms", self.poll_interval)));
+        }
+        if self.rpc_timeout.is_zero() {
+            return Err(bad("rpc-timeout", "must be more than 0".into()));
+        }
+        if self.rpc_max_body_bytes < 1024 {
+            return Err(bad("rpc-max-body-bytes", format!("{} is below the minimum of 1024", self.rpc_max_body_bytes)));
+        }
+        if self.ready_intervals == 0 {
+            return Err(bad("ready-intervals", "must be at least 1".into()));
+        }
+        if let Some(d) = self.expected_block_interval
+            && d.is_zero()
+        {
+            return Err(bad("expected-block-interval", "must be more than 0".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A started exporter.
+pub struct Running {
+    /// Where the HTTP server listens.
+    pub addr: SocketAddr,
+    /// The poller (tests inspect it).
+    pub poller: Arc<Poller>,
+    /// Ends when every task has drained after shutdown.
+    pub task: JoinHandle<()>,
+}
+
+/// Validates the flags, binds the listener and starts every task.
+pub async fn start(args: ExecutionArgs, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    args.validate()?;
+    let mut registry = Registry::default();
+    register_build_info(&mut registry);
+    let status = CollectorStatus::register(&mut registry);
+    let metrics = ExecutionMetrics::register(&mut registry, args.ws_url.is_some());
+    let volume = VolumeMetrics::register(&mut registry, args.common.volume_paths.clone());
+    let connected = Gauge::default();
+    if args.ws_url.is_some() {
+        registry.register(
+            "eth_el_subscription_connected",
+            "1 while the newHeads websocket subscription is established",
+            connected.clone(),
+        );
+    }
+    let upstream = Upstream::new(
+        &args.rpc_url,
+        UpstreamOptions {
+            timeout: args.rpc_timeout,
+            max_body_bytes: args.rpc_max_body_bytes,
+        },
+        metrics.rpc.clone(),
+    )?;
+    let upstream_shown = upstream.redacted_url().to_string();
+    let poller = Arc::new(Poller::new(
+        RpcClient::new(upstream),
+        metrics,
+        status.clone(),
+        PollerConfig {
+            enabled: Enabled {
+                head: args.collector_head,
+                finality: args.collector_finality,
+                sync: args.collector_sync,
+                peers: args.collector_peers,
+                txpool: args.collector_txpool,
+                info: args.collector_info,
+            },
+            poll_interval: args.poll_interval,
+            info_interval: args.info_interval,
+            reprobe_interval: args.reprobe_interval,
+            expected_interval: args.expected_block_interval,
+            max_backfill: args.max_backfill,
+        },
+    ));
+
+    let ready_window_ms = (args.poll_interval * args.ready_intervals)
+        .max(Duration::from_secs(2))
+        .as_millis() as u64;
+    let p = poller.clone();
+    let readiness: server::ReadinessCheck = Arc::new(move || {
+        let last = p.last_ok_ms();
+        if last == 0 {
+            return Err("the node has not answered yet".into());
+        }
+        let now = (ethwatch_core::unix_now() * 1000.0) as u64;
+        let age = now.saturating_sub(last);
+        if age > ready_window_ms {
+            Err(format!("the node last answered {:.1} s ago", age as f64 / 1000.0))
+        } else {
+            Ok(())
+        }
+    });
+    let listener = server::bind(&args.common.listen_address).await?;
+    let addr = listener.local_addr()?;
+    let state = Arc::new(ServerState {
+        registry,
+        telemetry_path: args.common.telemetry_path.clone(),
+        readiness,
+        exporter: "execution",
+        upstream: upstream_shown.clone(),
+        status: status.clone(),
+    });
+    tracing::info!(%addr, node = %upstream_shown, "execution exporter listening");
+
+    let tracker = tokio_util::task::TaskTracker::new();
+    // The poll loop. A cycle gets three request timeouts: the batch, a backfill, and slack.
+    {
+        let p = poller.clone();
+        let s = status.clone();
+        let cycle_timeout = args.rpc_timeout * 3;
+        tracker.spawn(ethwatch_core::schedule::every(
+            args.poll_interval,
+            cycle_timeout,
+            shutdown.clone(),
+            move || {
+                let p = p.clone();
+                async move { p.poll_once().await }
+            },
+            move || {
+                tracing::warn!(timeout = ?cycle_timeout, "poll cycle timed out");
+                s.record("head", cycle_timeout, Err("poll cycle timed out".into()));
+            },
+        ));
+    }
+    if let Some(ws_url) = args.ws_url.clone() {
+        tracker.spawn(ws::run(
+            ws_url,
+            poller.clone(),
+            status.clone(),
+            connected,
+            args.rpc_max_body_bytes,
+            args.rpc_timeout,
+            shutdown.clone(),
+        ));
+    }
+    if !volume.is_empty() {
+        let s = status.clone();
+        status.declare("volume", true);
+        tracker.spawn(ethwatch_core::schedule::every(
+            args.common.volume_interval,
+            Duration::from_secs(5),
+            shutdown.clone(),
+            move || {
+                let v = volume.clone();
+                let s = s.clone();
+                async move {
+                    let start = std::time::Instant::now();
+                    let r = tokio::task::spawn_blocking(move || v.update())
+                        .await
+                        .unwrap_or_else(|e| Err(e.to_string()));
+                    if let Err(e) = &r {
+                        tracing::debug!(error = %e, "volume usage");
+                    }
+                    s.record("volume", start.elapsed(), r);
+                }
+            },
+            || tracing::warn!("reading volume usage timed out"),
+        ));
+    }
+    tracker.spawn(server::serve(
+        listener,
+        state,
+        args.common.max_requests as usize,
+        shutdown.clone(),
+    ));
+    tracker.close();
+    let task = tokio::spawn(async move { tracker.wait().await });
+    Ok(Running { addr, poller, task })
+}

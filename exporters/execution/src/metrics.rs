@@ -1,0 +1,171 @@
+//! The execution exporter's metrics.
+//!
+//! Counters and histograms are registered metrics updated as events happen. Gauges that describe
+//! the node's current state live in [`NodeState`] and are encoded at scrape time by
+//! [`StateCollector`]: a value the exporter never learnt (an unsupported method) is absent rather
+//! than zero, and `eth_el_head_age_seconds` is computed at the moment of the scrape.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ethwatch_core::upstream::RequestMetrics;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::types::ClientVersion;
+
+/// Buckets for block intervals and arrival delays, seconds (devnets at 1–2 s to mainnet at 12 s).
+const BLOCK_TIME_BUCKETS: [f64; 14] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 60.0,
+];
+const REORG_DEPTH_BUCKETS: [f64; 8] = [1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 16.0, 64.0];
+
+/// The node's last known state. `None` means unknown (never learnt or not supported).
+#[derive(Debug, Clone, Default)]
+pub struct NodeState {
+    pub up: bool,
+    pub head_number: Option<u64>,
+    pub head_timestamp: Option<u64>,
+    pub head_gas_used: Option<u64>,
+    pub head_gas_limit: Option<u64>,
+    pub head_base_fee: Option<u128>,
+    pub head_transactions: Option<u64>,
+    pub expected_interval: Option<f64>,
+    pub finalized: Option<u64>,
+    pub safe: Option<u64>,
+    pub syncing: Option<bool>,
+    pub sync_current: Option<u64>,
+    pub sync_highest: Option<u64>,
+    pub peers: Option<u64>,
+    pub chain_id: Option<u64>,
+    pub network_id: Option<u64>,
+    pub client: Option<ClientVersion>,
+    pub txpool_pending: Option<u64>,
+    pub txpool_queued: Option<u64>,
+}
+
+/// Shared handle to the state.
+#[derive(Debug, Clone, Default)]
+pub struct SharedState(Arc<Mutex<NodeState>>);
+
+impl SharedState {
+    /// Locks the state (a poisoned lock is recovered: the state is plain data).
+    pub fn lock(&self) -> MutexGuard<'_, NodeState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Encodes [`NodeState`] at scrape time.
+#[derive(Debug)]
+pub struct StateCollector(pub SharedState);
+
+fn gauge<V: prometheus_client::encoding::EncodeGaugeValue + fmt::Debug>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    v: Option<V>,
+) -> fmt::Result {
+    if let Some(v) = v {
+        let m = enc.encode_descriptor(name, help, unit, MetricType::Gauge)?;
+        ConstGauge::new(v).encode(m)?;
+    }
+    Ok(())
+}
+
+impl Collector for StateCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let s = self.0.lock().clone();
+        let e = &mut enc;
+        gauge(e, "eth_el_up", "1 when the last poll reached the node and it answered", None, Some(i64::from(s.up)))?;
+        gauge(e, "eth_el_head_block_number", "Number of the node's head block", None, s.head_number.map(|v| v as i64))?;
+        gauge(e, "eth_el_head_block_timestamp", "Timestamp of the node's head block", Some(&Unit::Seconds), s.head_timestamp.map(|v| v as i64))?;
+        let age = s
+            .head_timestamp
+            .map(|t| (ethwatch_core::unix_now() - t as f64).max(0.0));
+        gauge(e, "eth_el_head_age", "Seconds since the head block's timestamp, computed at scrape time", Some(&Unit::Seconds), age)?;
+        gauge(e, "eth_el_head_gas_used", "Gas used by the head block", None, s.head_gas_used.map(|v| v as i64))?;
+        gauge(e, "eth_el_head_gas_limit", "Gas limit of the head block", None, s.head_gas_limit.map(|v| v as i64))?;
+        gauge(e, "eth_el_head_base_fee_per_gas_wei", "Base fee per gas of the head block, in wei", None, s.head_base_fee.map(|v| v as f64))?;
+        gauge(e, "eth_el_head_transactions", "Transactions in the polled head block", None, s.head_transactions.map(|v| v as i64))?;
+        gauge(e, "eth_el_expected_block_interval", "Expected time between blocks: configured, or the median of recent intervals", Some(&Unit::Seconds), s.expected_interval)?;
+        gauge(e, "eth_el_finalized_block_number", "Number of the finalized block", None, s.finalized.map(|v| v as i64))?;
+        gauge(e, "eth_el_safe_block_number", "Number of the safe block", None, s.safe.map(|v| v as i64))?;
+        gauge(e, "eth_el_syncing", "1 when eth_syncing reports sync progress, 0 when it returns false", None, s.syncing.map(i64::from))?;
+        gauge(e, "eth_el_sync_current_block", "Block the node has synced to (eth_syncing currentBlock; the head when not syncing)", None, s.sync_current.map(|v| v as i64))?;
+        gauge(e, "eth_el_sync_highest_block", "Highest block the node knows of (eth_syncing highestBlock; the head when not syncing)", None, s.sync_highest.map(|v| v as i64))?;
+        gauge(e, "eth_el_peers", "Connected peers (net_peerCount)", None, s.peers.map(|v| v as i64))?;
+        gauge(e, "eth_el_chain_id", "Chain id (eth_chainId)", None, s.chain_id.map(|v| v as i64))?;
+        gauge(e, "eth_el_network_id", "Network id (net_version)", None, s.network_id.map(|v| v as i64))?;
+        if let Some(c) = &s.client {
+            let mut m = e.encode_descriptor("eth_el_client_info", "Client name and version from web3_clientVersion", None, MetricType::Gauge)?;
+            let labels = [("client", c.client.as_str()), ("version", c.version.as_str())];
+            ConstGauge::new(1i64).encode(m.encode_family(&labels)?)?;
+        }
+        if s.txpool_pending.is_some() || s.txpool_queued.is_some() {
+            let mut m = e.encode_descriptor("eth_el_txpool_transactions", "Transactions in the pool by status (txpool_status)", None, MetricType::Gauge)?;
+            for (status, v) in [("pending", s.txpool_pending), ("queued", s.txpool_queued)] {
+                if let Some(v) = v {
+                    ConstGauge::new(v as i64).encode(m.encode_family(&[("status", status)])?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every metric of the execution exporter.
+#[derive(Clone)]
+pub struct ExecutionMetrics {
+    pub state: SharedState,
+    pub blocks: Counter,
+    pub block_interval: Histogram,
+    pub reorgs: Counter,
+    pub reorg_depth: Histogram,
+    /// Registered only when a websocket subscription is configured.
+    pub arrival_delay: Option<Histogram>,
+    pub rpc: RequestMetrics,
+}
+
+impl ExecutionMetrics {
+    /// Registers everything into `registry`.
+    pub fn register(registry: &mut Registry, with_subscription: bool) -> Self {
+        let state = SharedState::default();
+        registry.register_collector(Box::new(StateCollector(state.clone())));
+        let blocks = Counter::default();
+        registry.register("eth_el_blocks", "New head blocks observed, including blocks the poll skipped over; rate() is the block rate", blocks.clone());
+        let block_interval = Histogram::new(BLOCK_TIME_BUCKETS.into_iter());
+        registry.register_with_unit("eth_el_block_interval", "Time between consecutive blocks' timestamps", Unit::Seconds, block_interval.clone());
+        let reorgs = Counter::default();
+        registry.register("eth_el_reorgs", "Reorgs seen: a new head whose ancestry does not contain the previous head", reorgs.clone());
+        let reorg_depth = Histogram::new(REORG_DEPTH_BUCKETS.into_iter());
+        registry.register("eth_el_reorg_depth", "Depth of reorgs in blocks (old head minus common ancestor)", reorg_depth.clone());
+        let arrival_delay = with_subscription.then(|| {
+            let h = Histogram::new(BLOCK_TIME_BUCKETS.into_iter());
+            registry.register_with_unit("eth_el_block_arrival_delay", "When a newHeads notification arrived, minus the block's timestamp", Unit::Seconds, h.clone());
+            h
+        });
+        let rpc = RequestMetrics::register(
+            registry,
+            "method",
+            "eth_el_rpc_request_duration",
+            "JSON-RPC request latency by method; the methods of one batch share its round trip",
+            "eth_el_rpc_errors",
+            "Failed JSON-RPC calls by method and kind",
+        );
+        ExecutionMetrics {
+            state,
+            blocks,
+            block_interval,
+            reorgs,
+            reorg_depth,
+            arrival_delay,
+            rpc,
+        }
+    }
+}

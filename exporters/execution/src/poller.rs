@@ -1,0 +1,503 @@
+//! The poll cycle: one batched JSON-RPC request per cycle for every due collector, plus at most
+//! one more when the head skipped blocks or reorged (fetching what was missed).
+//!
+//! Collectors and the calls each contributes to the batch:
+//!
+//! | collector  | calls                                                       | interval           |
+//! |------------|-------------------------------------------------------------|--------------------|
+//! | `head`     | `eth_getBlockByNumber("latest", false)`                     | `--poll-interval`  |
+//! | `finality` | `eth_getBlockByNumber("finalized"/"safe", false)`           | `--poll-interval`  |
+//! | `sync`     | `eth_syncing`                                               | `--poll-interval`  |
+//! | `peers`    | `net_peerCount`                                             | `--poll-interval`  |
+//! | `txpool`   | `txpool_status`                                             | `--poll-interval`  |
+//! | `info`     | `eth_chainId`, `net_version`, `web3_clientVersion`          | `--info-interval`  |
+//!
+//! A method the node does not implement (-32601) is dropped from the batch, its signal becomes
+//! absent and its collector reports success 0; it is logged once and re-probed every
+//! `--reprobe-interval`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ethwatch_core::metrics::CollectorStatus;
+use ethwatch_core::upstream::UpstreamError;
+use serde_json::json;
+
+use crate::head::{BlockSource, HeadTracker};
+use crate::metrics::ExecutionMetrics;
+use crate::rpc::{Call, ItemResult, METHOD_NOT_FOUND, RpcClient};
+use crate::types::{ClientVersion, Header, Quantity, SyncStatus, TxpoolStatus};
+
+/// The collectors of the execution exporter, in batch order.
+pub const COLLECTORS: [&str; 6] = ["head", "finality", "sync", "peers", "txpool", "info"];
+
+/// Which collectors run.
+#[derive(Debug, Clone, Copy)]
+pub struct Enabled {
+    pub head: bool,
+    pub finality: bool,
+    pub sync: bool,
+    pub peers: bool,
+    pub txpool: bool,
+    pub info: bool,
+}
+
+impl Enabled {
+    fn get(&self, name: &str) -> bool {
+        match name {
+            "head" => self.head,
+            "finality" => self.finality,
+            "sync" => self.sync,
+            "peers" => self.peers,
+            "txpool" => self.txpool,
+            "info" => self.info,
+            _ => false,
+        }
+    }
+}
+
+/// Settings of the poller.
+#[derive(Debug, Clone)]
+pub struct PollerConfig {
+    pub enabled: Enabled,
+    pub poll_interval: Duration,
+    pub info_interval: Duration,
+    pub reprobe_interval: Duration,
+    pub expected_interval: Option<Duration>,
+    pub max_backfill: u64,
+}
+
+/// Where a head came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadSource {
+    Poll,
+    Subscription,
+}
+
+/// Polls one node and keeps its state. Shared by the poll loop and the subscription task.
+pub struct Poller {
+    rpc: RpcClient,
+    metrics: ExecutionMetrics,
+    status: CollectorStatus,
+    cfg: PollerConfig,
+    tracker: tokio::sync::Mutex<HeadTracker>,
+    /// Methods found unsupported, with when to probe them again.
+    unsupported: Mutex<HashMap<&'static str, Instant>>,
+    next_info: Mutex<Option<Instant>>,
+    /// Unix milliseconds of the last answered poll (readiness).
+    last_ok_ms: AtomicU64,
+    /// The last transport failure logged, so a down node logs once, not every poll.
+    last_failure: Mutex<Option<&'static str>>,
+}
+
+impl Poller {
+    /// A poller for `rpc`.
+    pub fn new(
+        rpc: RpcClient,
+        metrics: ExecutionMetrics,
+        status: CollectorStatus,
+        cfg: PollerConfig,
+    ) -> Self {
+        for c in COLLECTORS {
+            status.declare(c, cfg.enabled.get(c));
+        }
+        let mut tracker = HeadTracker::new(128, cfg.max_backfill);
+        if cfg.max_backfill == 0 {
+            tracker = HeadTracker::new(128, 1);
+        }
+        Poller {
+            rpc,
+            metrics,
+            status,
+            tracker: tokio::sync::Mutex::new(tracker),
+            cfg,
+            unsupported: Mutex::default(),
+            next_info: Mutex::new(None),
+            last_ok_ms: AtomicU64::new(0),
+            last_failure: Mutex::new(None),
+        }
+    }
+
+    /// The metrics this poller updates.
+    pub fn metrics(&self) -> &ExecutionMetrics {
+        &self.metrics
+    }
+
+    /// The RPC client.
+    pub fn rpc(&self) -> &RpcClient {
+        &self.rpc
+    }
+
+    /// Unix milliseconds of the last poll the node answered (0 if none).
+    pub fn last_ok_ms(&self) -> u64 {
+        self.last_ok_ms.load(Ordering::Relaxed)
+    }
+
+    fn supported(&self, method: &'static str, now: Instant) -> bool {
+        let map = self.unsupported.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(method).is_none_or(|until| now >= *until)
+    }
+
+    /// One poll cycle.
+    pub async fn poll_once(&self) {
+        let start = Instant::now();
+        let mut plan: Vec<(&'static str, Call)> = Vec::with_capacity(9);
+        let latest = || json!(["latest", false]);
+        if self.cfg.enabled.head {
+            plan.push(("head", Call::new("eth_getBlockByNumber", latest())));
+        }
+        if self.cfg.enabled.finality {
+            plan.push(("finality", Call::new("eth_getBlockByNumber", json!(["finalized", false]))));
+            plan.push(("finality", Call::new("eth_getBlockByNumber", json!(["safe", false]))));
+        }
+        if self.cfg.enabled.sync && self.supported("eth_syncing", start) {
+            plan.push(("sync", Call::new("eth_syncing", json!([]))));
+        }
+        if self.cfg.enabled.peers && self.supported("net_peerCount", start) {
+            plan.push(("peers", Call::new("net_peerCount", json!([]))));
+        }
+        if self.cfg.enabled.txpool && self.supported("txpool_status", start) {
+            plan.push(("txpool", Call::new("txpool_status", json!([]))));
+        }
+        let info_due = self.cfg.enabled.info && {
+            let next = self.next_info.lock().unwrap_or_else(|e| e.into_inner());
+            next.is_none_or(|t| start >= t)
+        };
+        if info_due {
+            for m in ["eth_chainId", "net_version", "web3_clientVersion"] {
+                if self.supported(m, start) {
+                    plan.push(("info", Call::new(m, json!([]))));
+                }
+            }
+        }
+        // Collectors whose every method is unsupported report failure without a call.
+        for (c, methods) in [
+            ("sync", &["eth_syncing"][..]),
+            ("peers", &["net_peerCount"][..]),
+            ("txpool", &["txpool_status"][..]),
+        ] {
+            if self.cfg.enabled.get(c) && !plan.iter().any(|(pc, _)| *pc == c) {
+                let m = methods[0];
+                self.status
+                    .record(c, Duration::ZERO, Err(format!("{m} is not supported by the node")));
+            }
+        }
+        if plan.is_empty() {
+            return;
+        }
+
+        let calls: Vec<Call> = plan.iter().map(|(_, c)| c.clone()).collect();
+        let results = match self.rpc.batch(&calls).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.node_failed(&e);
+                let elapsed = start.elapsed();
+                let mut seen: Vec<&str> = Vec::new();
+                for (c, _) in &plan {
+                    if !seen.contains(c) {
+                        seen.push(c);
+                        self.status.record(c, elapsed, Err(e.to_string()));
+                    }
+                }
+                return;
+            }
+        };
+        self.node_answered();
+
+        let mut by_collector: Vec<(&'static str, Vec<(Call, ItemResult)>)> = Vec::new();
+        for ((c, call), r) in plan.into_iter().zip(results) {
+            match by_collector.iter_mut().find(|(n, _)| *n == c) {
+                Some((_, v)) => v.push((call, r)),
+                None => by_collector.push((c, vec![(call, r)])),
+            }
+        }
+        for (c, items) in by_collector {
+            let r = match c {
+                "head" => self.handle_head(items).await,
+                "finality" => self.handle_finality(items),
+                "sync" => self.handle_sync(items),
+                "peers" => self.handle_peers(items),
+                "txpool" => self.handle_txpool(items),
+                "info" => {
+                    *self.next_info.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(start + self.cfg.info_interval);
+                    self.handle_info(items)
+                }
+                _ => Ok(()),
+            };
+            if let Err(e) = &r {
+                tracing::debug!(collector = c, error = %e, "collector failed");
+            }
+            self.status.record(c, start.elapsed(), r);
+        }
+        let expected = self
+            .cfg
+            .expected_interval
+            .map(|d| d.as_secs_f64())
+            .or(self.tracker.lock().await.learnt_interval());
+        self.metrics.state.lock().expected_interval = expected;
+    }
+
+    fn node_failed(&self, e: &UpstreamError) {
+        self.metrics.state.lock().up = false;
+        let kind = e.kind().as_str();
+        let mut last = self.last_failure.lock().unwrap_or_else(|e| e.into_inner());
+        if *last != Some(kind) {
+            tracing::warn!(
+                node = self.rpc.upstream().redacted_url(),
+                kind,
+                error = %e,
+                "execution node unreachable or misbehaving; serving last known values as stale"
+            );
+            *last = Some(kind);
+        }
+    }
+
+    fn node_answered(&self) {
+        self.metrics.state.lock().up = true;
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.last_ok_ms.store(ms, Ordering::Relaxed);
+        let mut last = self.last_failure.lock().unwrap_or_else(|e| e.into_inner());
+        if last.take().is_some() {
+            tracing::info!(node = self.rpc.upstream().redacted_url(), "execution node answers again");
+        }
+    }
+
+    /// Handles "method not found": marks it, logs once. Returns the error for the collector.
+    fn check_unsupported(&self, method: &'static str, e: &UpstreamError) {
+        if let UpstreamError::Rpc { code, .. } = e
+            && *code == METHOD_NOT_FOUND
+        {
+            let mut map = self.unsupported.lock().unwrap_or_else(|e| e.into_inner());
+            let first = !map.contains_key(method);
+            map.insert(method, Instant::now() + self.cfg.reprobe_interval);
+            if first {
+                tracing::warn!(
+                    method,
+                    reprobe_in = ?self.cfg.reprobe_interval,
+                    "the node does not support this method; its signal is absent until a re-probe succeeds"
+                );
+            }
+        }
+    }
+
+    fn mark_supported(&self, method: &'static str) {
+        let mut map = self.unsupported.lock().unwrap_or_else(|e| e.into_inner());
+        if map.remove(method).is_some() {
+            tracing::info!(method, "the node now supports this method");
+        }
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &'static str,
+        item: ItemResult,
+    ) -> Result<T, UpstreamError> {
+        match self.rpc.decode::<T>(method, item) {
+            Ok(v) => {
+                self.mark_supported(method);
+                Ok(v)
+            }
+            Err(e) => {
+                self.check_unsupported(method, &e);
+                Err(e)
+            }
+        }
+    }
+
+    async fn handle_head(&self, items: Vec<(Call, ItemResult)>) -> Result<(), String> {
+        for (call, item) in items {
+            let h: Option<Header> = self.decode(call.method, item).map_err(|e| e.to_string())?;
+            let h = h.ok_or("the node returned null for the latest block")?;
+            self.on_head(h, HeadSource::Poll).await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn handle_finality(&self, items: Vec<(Call, ItemResult)>) -> Result<(), String> {
+        let mut values = [None, None];
+        let mut err = None;
+        for (i, (call, item)) in items.into_iter().enumerate() {
+            match self.decode::<Option<Header>>(call.method, item) {
+                Ok(h) => values[i.min(1)] = h.map(|h| h.number()),
+                // Pre-merge and dev chains answer "finalized block not found" as an error: the
+                // value is simply absent, not a failure.
+                Err(UpstreamError::Rpc { code, .. }) if code != METHOD_NOT_FOUND => {}
+                Err(e) => err = Some(e.to_string()),
+            }
+        }
+        if let Some(e) = err {
+            return Err(e);
+        }
+        let mut s = self.metrics.state.lock();
+        s.finalized = values[0];
+        s.safe = values[1];
+        Ok(())
+    }
+
+    fn handle_sync(&self, items: Vec<(Call, ItemResult)>) -> Result<(), String> {
+        for (call, item) in items {
+            match self.decode::<SyncStatus>(call.method, item) {
+                Ok(st) => {
+                    let mut s = self.metrics.state.lock();
+                    match st {
+                        SyncStatus::Synced => {
+                            s.syncing = Some(false);
+                            s.sync_current = s.head_number;
+                            s.sync_highest = s.head_number;
+                        }
+                        SyncStatus::Syncing { current, highest } => {
+                            s.syncing = Some(true);
+                            s.sync_current = Some(current);
+                            s.sync_highest = Some(highest);
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.clear_on_unsupported(&e, |s| {
+                        s.syncing = None;
+                        s.sync_current = None;
+                        s.sync_highest = None;
+                    });
+                    return Err(e.to_string());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn handle_peers(&self, items: Vec<(Call, ItemResult)>) -> Result<(), String> {
+        for (call, item) in items {
+            match self.decode::<Quantity>(call.method, item) {
+                Ok(q) => self.metrics.state.lock().peers = Some(q.0),
+                Err(e) => {
+                    self.clear_on_unsupported(&e, |s| s.peers = None);
+                    return Err(e.to_string());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn handle_txpool(&self, items: Vec<(Call, ItemResult)>) -> Result<(), String> {
+        for (call, item) in items {
+            match self.decode::<TxpoolStatus>(call.method, item) {
+                Ok(t) => {
+                    let mut s = self.metrics.state.lock();
+                    s.txpool_pending = Some(t.pending.0);
+                    s.txpool_queued = Some(t.queued.0);
+                }
+                Err(e) => {
+                    self.clear_on_unsupported(&e, |s| {
+                        s.txpool_pending = None;
+                        s.txpool_queued = None;
+                    });
+                    return Err(e.to_string());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn handle_info(&self, items: Vec<(Call, ItemResult)>) -> Result<(), String> {
+        let mut first_err = None;
+        for (call, item) in items {
+            let r = match call.method {
+                "eth_chainId" => self
+                    .decode::<Quantity>(call.method, item)
+                    .map(|q| self.metrics.state.lock().chain_id = Some(q.0)),
+                "net_version" => self
+                    .decode::<Quantity>(call.method, item)
+                    .map(|q| self.metrics.state.lock().network_id = Some(q.0)),
+                "web3_clientVersion" => self
+                    .decode::<String>(call.method, item)
+                    .map(|v| self.metrics.state.lock().client = Some(ClientVersion::parse(&v))),
+                _ => Ok(()),
+            };
+            if let Err(e) = r {
+                first_err.get_or_insert(format!("{}: {e}", call.method));
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    fn clear_on_unsupported(&self, e: &UpstreamError, clear: impl FnOnce(&mut crate::metrics::NodeState)) {
+        if matches!(e, UpstreamError::Rpc { code, .. } if *code == METHOD_NOT_FOUND) {
+            clear(&mut self.metrics.state.lock());
+        }
+    }
+
+    /// Processes a head from a poll or the subscription: counts new blocks (fetching skipped
+    /// ones), intervals and reorgs, and updates the head gauges.
+    pub async fn on_head(&self, h: Header, source: HeadSource) -> Result<(), UpstreamError> {
+        let mut tracker = self.tracker.lock().await;
+        let adv = tracker
+            .advance(&h, &RpcBlocks(self))
+            .await?;
+        let current = tracker.head().map(|(_, hash)| hash);
+        drop(tracker);
+        if adv.is_new {
+            self.metrics.blocks.inc_by(adv.new_blocks);
+            for i in &adv.intervals {
+                self.metrics.block_interval.observe(*i);
+            }
+            if let Some(d) = adv.reorg_depth {
+                self.metrics.reorgs.inc();
+                self.metrics.reorg_depth.observe(d as f64);
+                tracing::warn!(depth = d, new_head = h.number(), "reorg");
+            }
+            if source == HeadSource::Subscription
+                && let Some(hist) = &self.metrics.arrival_delay
+            {
+                hist.observe((ethwatch_core::unix_now() - h.timestamp() as f64).max(0.0));
+            }
+            let mut s = self.metrics.state.lock();
+            s.head_number = Some(h.number());
+            s.head_timestamp = Some(h.timestamp());
+            s.head_gas_used = Some(h.gas_used.0);
+            s.head_gas_limit = Some(h.gas_limit.0);
+            s.head_base_fee = h.base_fee_per_gas.map(|q| q.0);
+            if h.transactions.is_some() {
+                s.head_transactions = h.transactions;
+            }
+            if s.syncing == Some(false) {
+                s.sync_current = s.head_number;
+                s.sync_highest = s.head_number;
+            }
+        } else if current == Some(h.hash) && h.transactions.is_some() {
+            self.metrics.state.lock().head_transactions = h.transactions;
+        }
+        Ok(())
+    }
+
+}
+
+/// Fetches missed blocks through the poller's client, in one batch.
+struct RpcBlocks<'a>(&'a Poller);
+
+impl BlockSource for RpcBlocks<'_> {
+    async fn blocks(
+        &self,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<Vec<Header>, UpstreamError> {
+        let this = self.0;
+        let calls: Vec<Call> = range
+            .map(|n| Call::new("eth_getBlockByNumber", json!([format!("{n:#x}"), false])))
+            .collect();
+        let items = this.rpc.batch(&calls).await?;
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let h: Option<Header> = this.rpc.decode("eth_getBlockByNumber", item)?;
+            match h {
+                Some(h) => out.push(h),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,163 @@
+//! JSON-RPC over the core's upstream call path, with batches.
+//!
+//! Framing (requests, responses, ids, error objects) uses `alloy-json-rpc`; transport, timeout,
+//! body cap, latency and error counting are the core's [`Upstream`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use alloy_json_rpc::{Id, Request, ResponsePacket, ResponsePayload};
+use ethwatch_core::upstream::{ErrorKind, Upstream, UpstreamError};
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+
+/// JSON-RPC "method not found": the client does not implement the method.
+pub const METHOD_NOT_FOUND: i64 = -32601;
+
+/// One call in a batch.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: &'static str,
+    pub params: serde_json::Value,
+}
+
+impl Call {
+    /// A call with positional parameters.
+    pub fn new(method: &'static str, params: serde_json::Value) -> Self {
+        Call { method, params }
+    }
+}
+
+/// The answer to one call of a batch: its raw result or why it has none.
+pub type ItemResult = Result<Box<RawValue>, UpstreamError>;
+
+/// A JSON-RPC client for one node.
+#[derive(Debug)]
+pub struct RpcClient {
+    upstream: Upstream,
+    next_id: AtomicU64,
+}
+
+impl RpcClient {
+    /// Wraps an upstream endpoint.
+    pub fn new(upstream: Upstream) -> Self {
+        RpcClient {
+            upstream,
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// The endpoint (for the redacted URL and metrics).
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    /// Sends `calls` in one HTTP request (a batch when there is more than one) and returns one
+    /// result per call, in order. `Err` means the whole exchange failed (already counted per
+    /// method). JSON-RPC error objects are counted as `rpc_error` for their method.
+    pub async fn batch(&self, calls: &[Call]) -> Result<Vec<ItemResult>, UpstreamError> {
+        if calls.is_empty() {
+            return Ok(Vec::new());
+        }
+        let first = self.next_id.fetch_add(calls.len() as u64, Ordering::Relaxed);
+        let reqs: Vec<Request<&serde_json::Value>> = calls
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Request::new(c.method, Id::Number(first + i as u64), &c.params))
+            .collect();
+        let body = if reqs.len() == 1 {
+            serde_json::to_vec(&reqs[0])
+        } else {
+            serde_json::to_vec(&reqs)
+        }
+        .map_err(UpstreamError::decode)?;
+        let methods: Vec<&'static str> = calls.iter().map(|c| c.method).collect();
+        let bytes = self.upstream.post_json(&methods, body).await?;
+        let results = match self.split(&bytes, first, calls.len()) {
+            Ok(r) => r,
+            Err(e) => {
+                for m in &methods {
+                    self.upstream.metrics().error(m, e.kind());
+                }
+                return Err(e);
+            }
+        };
+        for (r, m) in results.iter().zip(&methods) {
+            if let Err(e) = r {
+                self.upstream.metrics().error(m, e.kind());
+            }
+        }
+        Ok(results)
+    }
+
+    /// One call, decoded into `T`.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: &'static str,
+        params: serde_json::Value,
+    ) -> Result<T, UpstreamError> {
+        let mut r = self.batch(&[Call::new(method, params)]).await?;
+        let item = r.pop().unwrap_or_else(|| Err(UpstreamError::decode("empty answer")));
+        self.decode(method, item)
+    }
+
+    /// Decodes one item's result, counting a decode failure for `method`.
+    pub fn decode<T: DeserializeOwned>(
+        &self,
+        method: &'static str,
+        item: ItemResult,
+    ) -> Result<T, UpstreamError> {
+        let raw = item?;
+        serde_json::from_str(raw.get()).map_err(|e| {
+            self.upstream.metrics().error(method, ErrorKind::Decode);
+            UpstreamError::decode(format!("{method}: {e}"))
+        })
+    }
+
+    fn split(&self, bytes: &[u8], first: u64, n: usize) -> Result<Vec<ItemResult>, UpstreamError> {
+        let packet: ResponsePacket = serde_json::from_slice(bytes).map_err(|e| {
+            UpstreamError::decode(format!(
+                "not a JSON-RPC response ({e}); body starts {:?}",
+                ethwatch_core::upstream::truncate(&String::from_utf8_lossy(&bytes[..bytes.len().min(80)]), 80)
+            ))
+        })?;
+        let responses = match packet {
+            ResponsePacket::Single(r) => {
+                // A single error object with a null id answers a whole batch the server refused.
+                if n > 1 && matches!(r.id, Id::None) {
+                    if let ResponsePayload::Failure(e) = &r.payload {
+                        let err = UpstreamError::Rpc {
+                            code: e.code,
+                            message: ethwatch_core::upstream::truncate(&e.message, 200),
+                        };
+                        return Ok((0..n).map(|_| Err(err.clone())).collect());
+                    }
+                }
+                vec![r]
+            }
+            ResponsePacket::Batch(v) => v,
+        };
+        let mut by_id: HashMap<u64, ResponsePayload> = HashMap::with_capacity(responses.len());
+        for r in responses {
+            if let Id::Number(id) = r.id {
+                by_id.insert(id, r.payload);
+            } else if n == 1 {
+                // Some servers answer a single call with a null or string id; accept it.
+                by_id.insert(first, r.payload);
+            }
+        }
+        Ok((0..n)
+            .map(|i| match by_id.remove(&(first + i as u64)) {
+                Some(ResponsePayload::Success(raw)) => Ok(raw),
+                Some(ResponsePayload::Failure(e)) => Err(UpstreamError::Rpc {
+                    code: e.code,
+                    message: ethwatch_core::upstream::truncate(&e.message, 200),
+                }),
+                None => Err(UpstreamError::decode(format!(
+                    "no response with id {} in the answer",
+                    first + i as u64
+                ))),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,156 @@
+//! The `newHeads` subscription over a websocket: a head is seen the moment the node has it.
+//!
+//! The task connects, subscribes, and feeds every header to [`Poller::on_head`]. When the
+//! connection drops it reconnects with exponential backoff (1 s to 30 s); polling covers the gap.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use ethwatch_core::metrics::CollectorStatus;
+use ethwatch_core::upstream::{ErrorKind, redact_url};
+use prometheus_client::metrics::gauge::Gauge;
+use serde::Deserialize;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use crate::poller::{HeadSource, Poller};
+use crate::types::Header;
+
+/// The collector name of the subscription on the landing page and in self-metrics.
+pub const COLLECTOR: &str = "subscription";
+
+#[derive(Deserialize)]
+struct Notification {
+    params: Option<NotificationParams>,
+    /// Present on the answer to `eth_subscribe`.
+    #[serde(default)]
+    result: Option<serde_json::Value>,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct NotificationParams {
+    result: Header,
+}
+
+/// Runs the subscription until shutdown.
+pub async fn run(
+    url: Url,
+    poller: Arc<Poller>,
+    status: CollectorStatus,
+    connected: Gauge,
+    max_message_bytes: usize,
+    timeout: Duration,
+    shutdown: CancellationToken,
+) {
+    status.declare(COLLECTOR, true);
+    let shown = redact_url(&url);
+    let mut backoff = Duration::from_secs(1);
+    let mut logged_down = false;
+    loop {
+        let started = Instant::now();
+        let result = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = session(&url, &poller, &status, &connected, max_message_bytes, timeout) => r,
+        };
+        connected.set(0);
+        let (kind, msg) = match result {
+            Ok(()) => (ErrorKind::Connect, "the node closed the subscription".to_string()),
+            Err(e) => e,
+        };
+        poller.metrics().rpc.error("eth_subscribe", kind);
+        status.record(COLLECTOR, started.elapsed(), Err(msg.clone()));
+        if !logged_down {
+            tracing::warn!(url = %shown, kind = kind.as_str(), error = %msg, "newHeads subscription lost; polling covers the gap, reconnecting with backoff");
+            logged_down = true;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            backoff = Duration::from_secs(1);
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+        if logged_down && backoff == Duration::from_secs(30) {
+            tracing::debug!(url = %shown, "still reconnecting the subscription");
+        }
+        let _ = &mut logged_down;
+    }
+}
+
+async fn session(
+    url: &Url,
+    poller: &Poller,
+    status: &CollectorStatus,
+    connected: &Gauge,
+    max_message_bytes: usize,
+    timeout: Duration,
+) -> Result<(), (ErrorKind, String)> {
+    let mut config = WebSocketConfig::default();
+    config.max_message_size = Some(max_message_bytes);
+    config.max_frame_size = Some(max_message_bytes);
+    let connect = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true);
+    let (mut ws, _) = match tokio::time::timeout(timeout, connect).await {
+        Err(_) => return Err((ErrorKind::Timeout, format!("no websocket handshake within {timeout:?}"))),
+        Ok(Err(e)) => return Err((ErrorKind::Connect, e.to_string())),
+        Ok(Ok(x)) => x,
+    };
+    let sub = r#"{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}"#;
+    ws.send(Message::text(sub))
+        .await
+        .map_err(|e| (ErrorKind::Connect, e.to_string()))?;
+    let mut subscribed = false;
+    loop {
+        // Without a header for a long time the node may be stuck or the socket half-dead; the
+        // poll loop covers the head meanwhile, so only a generous idle limit applies here.
+        let msg = match tokio::time::timeout(Duration::from_secs(300), ws.next()).await {
+            Err(_) => return Err((ErrorKind::Timeout, "no message for 300 s".into())),
+            Ok(None) => return Ok(()),
+            Ok(Some(Err(e))) => {
+                let kind = match e {
+                    tokio_tungstenite::tungstenite::Error::Capacity(_) => ErrorKind::TooLarge,
+                    _ => ErrorKind::Connect,
+                };
+                return Err((kind, e.to_string()));
+            }
+            Ok(Some(Ok(m))) => m,
+        };
+        let text = match msg {
+            Message::Text(t) => t,
+            Message::Binary(b) => match String::from_utf8(b.to_vec()) {
+                Ok(s) => s.into(),
+                Err(_) => continue,
+            },
+            Message::Close(_) => return Ok(()),
+            _ => continue,
+        };
+        let start = Instant::now();
+        let n: Notification = match serde_json::from_str(text.as_str()) {
+            Ok(n) => n,
+            Err(e) => {
+                poller.metrics().rpc.error("eth_subscribe", ErrorKind::Decode);
+                tracing::warn!(error = %e, "undecodable newHeads notification skipped");
+                continue;
+            }
+        };
+        if let Some(err) = n.error {
+            return Err((ErrorKind::RpcError, format!("eth_subscribe refused: {}", ethwatch_core::upstream::truncate(&err.to_string(), 200))));
+        }
+        if !subscribed && n.result.is_some() {
+            subscribed = true;
+            connected.set(1);
+            status.record(COLLECTOR, start.elapsed(), Ok(()));
+            tracing::info!("subscribed to newHeads");
+            continue;
+        }
+        if let Some(p) = n.params {
+            let r = poller.on_head(p.result, HeadSource::Subscription).await;
+            status.record(COLLECTOR, start.elapsed(), r.map_err(|e| e.to_string()));
+        }
+    }
+}

@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# Run ethwatch against a local devnet: an anvil execution node plus `ethwatch execution`, and
+# with WITH_CONSENSUS=1 also a Lodestar beacon node plus `ethwatch consensus`. Everything binds
+# 127.0.0.1 on free ports; logs go to a run directory under $CACHE/devnet/. Ctrl-C stops it all.
+#
+# Environment knobs:
+#   BLOCK_TIME=2         anvil block time in seconds
+#   WITH_CONSENSUS=1     also start Lodestar and the consensus exporter
+#   NODES_ONLY=1         start only the nodes (no cargo build, no ethwatch)
+#   ETHWATCH_BIN=path    use this ethwatch binary instead of building one
+#   EL_PORT, EXP_PORT, CL_PORT, CL_P2P_PORT, CL_EXP_PORT   fixed ports instead of free ones
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+CACHE="${ETHWATCH_CACHE:-$HOME/.cache/ethwatch}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
+BLOCK_TIME="${BLOCK_TIME:-2}"
+WITH_CONSENSUS="${WITH_CONSENSUS:-0}"
+NODES_ONLY="${NODES_ONLY:-0}"
+
+log() { echo "devnet: $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# --- tools and binary ------------------------------------------------------------------------
+tools=(anvil)
+[[ "$WITH_CONSENSUS" == 1 ]] && tools+=(lodestar)
+scripts/tools.sh "${tools[@]}" >/dev/null
+# shellcheck source=/dev/null
+source "$CACHE/tools/env.sh"
+
+if [[ "$NODES_ONLY" != 1 && -z "${ETHWATCH_BIN:-}" ]]; then
+  log "building ethwatch (release)"
+  cargo build --release -p ethwatch --locked
+  ETHWATCH_BIN="$CARGO_TARGET_DIR/release/ethwatch"
+fi
+if [[ "$NODES_ONLY" != 1 ]]; then
+  [[ -x "$ETHWATCH_BIN" ]] || die "no ethwatch binary at $ETHWATCH_BIN"
+fi
+
+# --- ports and run directory -----------------------------------------------------------------
+# Ask the kernel for N distinct free loopback ports (all held open at once, so no duplicates).
+free_ports() {
+  python3 - "$1" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+PY
+}
+read -r p1 p2 p3 p4 p5 < <(free_ports 5)
+EL_PORT="${EL_PORT:-$p1}"         # anvil JSON-RPC (HTTP and websocket)
+EXP_PORT="${EXP_PORT:-$p2}"       # ethwatch execution /metrics
+CL_PORT="${CL_PORT:-$p3}"         # Lodestar beacon REST API
+CL_P2P_PORT="${CL_P2P_PORT:-$p4}" # Lodestar libp2p (TCP, loopback only)
+CL_EXP_PORT="${CL_EXP_PORT:-$p5}" # ethwatch consensus /metrics
+
+DEVNET_DIR="$CACHE/devnet"
+mkdir -p "$DEVNET_DIR"
+# Keep the last few runs only (Lodestar's data directory grows with the chain).
+shopt -s nullglob
+old_runs=("$DEVNET_DIR"/run-*)
+shopt -u nullglob
+if ((${#old_runs[@]} > 4)); then
+  rm -rf "${old_runs[@]:0:${#old_runs[@]}-4}"
+fi
+RUN="$DEVNET_DIR/run-$(date +%Y%m%d-%H%M%S)-$$"
+mkdir -p "$RUN"
+ln -sfn "$RUN" "$DEVNET_DIR/latest"
+
+# --- child processes -------------------------------------------------------------------------
+PIDS=()  # every child we started, in start order
+NAMES=() # a name per child, for messages
+
+# start <name> <workdir> <command...>: start a child with its output in $RUN/<name>.log
+start() {
+  local name="$1" dir="$2"
+  shift 2
+  (cd "$dir" && exec "$@") >"$RUN/$name.log" 2>&1 </dev/null &
+  PIDS+=("$!")
+  NAMES+=("$name")
+  log "started $name (pid $!, log $RUN/$name.log)"
+}
+
+alive() { kill -0 "$1" 2>/dev/null; }
+
+# Stop all children: SIGTERM, a second SIGTERM to Lodestar after 1 s (it hangs after "Stopping
+# gracefully" until a second signal), then SIGKILL for anything still running after ~10 s.
+STOPPED=0
+stop_all() {
+  ((STOPPED)) && return 0
+  STOPPED=1
+  ((${#PIDS[@]})) || return 0
+  log "stopping"
+  local pid i j
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for i in {1..40}; do
+    local any=0
+    for pid in "${PIDS[@]}"; do alive "$pid" && any=1; done
+    ((any)) || break
+    # Lodestar's second signal after 1 s, SIGKILL for all after 10 s.
+    if ((i == 4)); then
+      for j in "${!PIDS[@]}"; do
+        if [[ "${NAMES[$j]}" == lodestar ]]; then kill -TERM "${PIDS[$j]}" 2>/dev/null || true; fi
+      done
+    fi
+    if ((i == 40)); then for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done; fi
+    sleep 0.25
+  done
+  wait 2>/dev/null || true
+  log "stopped; logs in $RUN"
+}
+trap stop_all EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Fail with the end of a child's log.
+child_failed() { # <name> <what>
+  log "ERROR: $1 $2; last lines of $RUN/$1.log:"
+  tail -n 20 "$RUN/$1.log" >&2 || true
+  exit 1
+}
+
+# wait_until <name> <pid> <timeout s> <command...>: poll the command until it succeeds.
+wait_until() {
+  local name="$1" pid="$2" timeout="$3"
+  shift 3
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    alive "$pid" || child_failed "$name" "exited during start-up"
+    ((SECONDS < deadline)) || child_failed "$name" "did not answer within ${timeout}s"
+    sleep 0.2
+  done
+}
+
+rpc() { # <url> <method>: one JSON-RPC call with no params
+  curl -sf -m 2 -H 'Content-Type: application/json' \
+    -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"$2\",\"params\":[]}" "$1"
+}
+http_ok() { curl -sf -m 2 -o /dev/null "$1"; }
+
+# --- execution layer -------------------------------------------------------------------------
+EL_URL="http://127.0.0.1:$EL_PORT"
+EL_WS_URL="ws://127.0.0.1:$EL_PORT"
+EXP_URL="http://127.0.0.1:$EXP_PORT/metrics"
+
+start anvil "$RUN" "$ETHWATCH_ANVIL" --host 127.0.0.1 --port "$EL_PORT" \
+  --block-time "$BLOCK_TIME" --prune-history
+wait_until anvil "${PIDS[-1]}" 30 rpc "$EL_URL" eth_blockNumber
+
+if [[ "$NODES_ONLY" != 1 ]]; then
+  start ethwatch-execution "$RUN" "$ETHWATCH_BIN" execution \
+    --rpc-url "$EL_URL" --ws-url "$EL_WS_URL" --web.listen-address "127.0.0.1:$EXP_PORT"
+  wait_until ethwatch-execution "${PIDS[-1]}" 30 http_ok "$EXP_URL"
+fi
+
+# --- consensus layer (only with WITH_CONSENSUS=1) --------------------------------------------
+CL_URL="http://127.0.0.1:$CL_PORT"
+CL_EXP_URL="http://127.0.0.1:$CL_EXP_PORT/metrics"
+
+# A one-node Lodestar dev chain: 8 interop validators in the same process, 2 s slots, minimal
+# preset. It writes genesis.ssz to its working directory, so it runs in a scratch directory.
+# --beaconNodes must name the REST port, or no block is ever produced.
+start_consensus() {
+  local dir="$RUN/lodestar"
+  mkdir -p "$dir"
+  start lodestar "$dir" "$ETHWATCH_LODESTAR" dev \
+    --genesisValidators 8 --startValidators 0..7 --reset \
+    --rest --rest.address 127.0.0.1 --rest.port "$CL_PORT" --rest.namespace '*' \
+    --beaconNodes "$CL_URL" \
+    --listenAddress 127.0.0.1 --port "$CL_P2P_PORT" --discv5 false --mdns false --targetPeers 0 \
+    --params.SECONDS_PER_SLOT 2 --params.ALTAIR_FORK_EPOCH 0 \
+    --dataDir "$dir/data"
+  wait_until lodestar "${PIDS[-1]}" 60 http_ok "$CL_URL/eth/v1/node/version"
+
+  if [[ "$NODES_ONLY" != 1 ]]; then
+    start ethwatch-consensus "$RUN" "$ETHWATCH_BIN" consensus \
+      --beacon-url "$CL_URL" --web.listen-address "127.0.0.1:$CL_EXP_PORT"
+    wait_until ethwatch-consensus "${PIDS[-1]}" 30 http_ok "$CL_EXP_URL"
+  fi
+}
+[[ "$WITH_CONSENSUS" == 1 ]] && start_consensus
+
+# --- report and wait -------------------------------------------------------------------------
+# endpoints.env lets other scripts find this devnet: `source $CACHE/devnet/latest/endpoints.env`.
+{
+  echo "DEVNET_EL_URL=$EL_URL"
+  echo "DEVNET_EL_WS_URL=$EL_WS_URL"
+  [[ "$NODES_ONLY" != 1 ]] && echo "DEVNET_EL_METRICS_URL=$EXP_URL"
+  if [[ "$WITH_CONSENSUS" == 1 ]]; then
+    echo "DEVNET_CL_URL=$CL_URL"
+    [[ "$NODES_ONLY" != 1 ]] && echo "DEVNET_CL_METRICS_URL=$CL_EXP_URL"
+  fi
+  true
+} >"$RUN/endpoints.env"
+
+echo
+echo "devnet is up (logs and endpoints.env in $RUN)"
+echo "  execution node (anvil):  $EL_URL  ($EL_WS_URL)"
+[[ "$NODES_ONLY" != 1 ]] && echo "  execution metrics:       $EXP_URL"
+if [[ "$WITH_CONSENSUS" == 1 ]]; then
+  echo "  beacon node (lodestar):  $CL_URL"
+  [[ "$NODES_ONLY" != 1 ]] && echo "  consensus metrics:       $CL_EXP_URL"
+fi
+echo "Press Ctrl-C to stop."
+
+# Return when any child exits (an error: they should run until stopped) or a signal arrives.
+set +e
+wait -n "${PIDS[@]}"
+set -e
+for i in "${!PIDS[@]}"; do
+  alive "${PIDS[$i]}" || child_failed "${NAMES[$i]}" "exited unexpectedly"
+done
