@@ -5,6 +5,7 @@
 //!   YAML config file merge, and value parsers (durations).
 //! - [`upstream`]: the one path every request to a node goes through: timeout, body cap, error kind,
 //!   latency histogram with exemplars, credential redaction.
+//! - [`exposition`]: reading the text exposition format back (tests, docs generator).
 //! - [`metrics`]: the exporter's own health metrics (`ethwatch_*`) and shared metric helpers.
 //! - [`server`]: the HTTP server (`/metrics`, `/healthz`, `/readyz`, `/`).
 //! - [`schedule`]: running a collector on its own interval under a timeout, recording its status.
@@ -16,6 +17,7 @@
 //! `/metrics` only encodes that state and never calls the node.
 
 pub mod config;
+pub mod exposition;
 pub mod metrics;
 pub mod schedule;
 pub mod server;
