@@ -9,7 +9,12 @@ use clap::{CommandFactory, Parser, Subcommand};
 use ethwatch_core::config::merge_config_file;
 
 #[derive(Debug, Parser)]
-#[command(name = "ethwatch", version, about = "Prometheus exporters for Ethereum nodes", args_override_self = true)]
+#[command(
+    name = "ethwatch",
+    version,
+    about = "Prometheus exporters for Ethereum nodes",
+    args_override_self = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

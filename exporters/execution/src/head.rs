@@ -186,7 +186,8 @@ impl HeadTracker {
                 let mut prev = a;
                 for e in &segment {
                     if e.number > last.number {
-                        out.intervals.push(e.timestamp.saturating_sub(prev.timestamp) as f64);
+                        out.intervals
+                            .push(e.timestamp.saturating_sub(prev.timestamp) as f64);
                         self.push_interval(e.timestamp.saturating_sub(prev.timestamp));
                     }
                     prev = *e;
@@ -199,7 +200,8 @@ impl HeadTracker {
                 out.incomplete = true;
                 for w in segment.windows(2) {
                     if w[1].number > last.number {
-                        out.intervals.push(w[1].timestamp.saturating_sub(w[0].timestamp) as f64);
+                        out.intervals
+                            .push(w[1].timestamp.saturating_sub(w[0].timestamp) as f64);
                         self.push_interval(w[1].timestamp.saturating_sub(w[0].timestamp));
                     }
                 }
@@ -275,8 +277,7 @@ mod tests {
 
     async fn adv(t: &mut HeadTracker, node: &mut Node, n: u64) -> Advance {
         let head = node.canonical[&n].clone();
-        t.advance(&head, &*node).await
-            .expect("advance")
+        t.advance(&head, &*node).await.expect("advance")
     }
 
     #[tokio::test]
@@ -285,7 +286,10 @@ mod tests {
         let mut t = HeadTracker::new(64, 32);
         assert_eq!(adv(&mut t, &mut node, 5).await.new_blocks, 0);
         let a = adv(&mut t, &mut node, 6).await;
-        assert_eq!((a.new_blocks, a.intervals.clone(), a.reorg_depth), (1, vec![2.0], None));
+        assert_eq!(
+            (a.new_blocks, a.intervals.clone(), a.reorg_depth),
+            (1, vec![2.0], None)
+        );
         assert!(node.calls().is_empty());
         // The same head again and an older one are not new.
         assert!(!adv(&mut t, &mut node, 6).await.is_new);

@@ -26,7 +26,6 @@ use ethwatch_core::metrics::{CollectorStatus, register_build_info};
 use ethwatch_core::server::{self, ServerState};
 use ethwatch_core::upstream::{Upstream, UpstreamOptions};
 use ethwatch_core::volume::VolumeMetrics;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -77,11 +76,19 @@ pub struct ExecutionArgs {
     pub expected_block_interval: Option<Duration>,
 
     /// Most blocks fetched to fill a gap or walk back a reorg for one new head.
-    #[arg(long = "max-backfill", env = "ETHWATCH_MAX_BACKFILL", default_value_t = 64)]
+    #[arg(
+        long = "max-backfill",
+        env = "ETHWATCH_MAX_BACKFILL",
+        default_value_t = 64
+    )]
     pub max_backfill: u64,
 
     /// /readyz fails when the node has not answered for this many poll intervals.
-    #[arg(long = "ready-intervals", env = "ETHWATCH_READY_INTERVALS", default_value_t = 3)]
+    #[arg(
+        long = "ready-intervals",
+        env = "ETHWATCH_READY_INTERVALS",
+        default_value_t = 3
+    )]
     pub ready_intervals: u32,
 
     /// Head collector: latest block, block rate, intervals, reorgs.
@@ -113,13 +120,19 @@ impl ExecutionArgs {
             msg,
         };
         if self.poll_interval < Duration::from_millis(100) {
-            return Err(bad("poll-interval", format!("{:?} is below the minimum of 100ms", self.poll_interval)));
+            return Err(bad(
+                "poll-interval",
+                format!("{:?} is below the minimum of 100ms", self.poll_interval),
+            ));
         }
         if self.rpc_timeout.is_zero() {
             return Err(bad("rpc-timeout", "must be more than 0".into()));
         }
         if self.rpc_max_body_bytes < 1024 {
-            return Err(bad("rpc-max-body-bytes", format!("{} is below the minimum of 1024", self.rpc_max_body_bytes)));
+            return Err(bad(
+                "rpc-max-body-bytes",
+                format!("{} is below the minimum of 1024", self.rpc_max_body_bytes),
+            ));
         }
         if self.ready_intervals == 0 {
             return Err(bad("ready-intervals", "must be at least 1".into()));
@@ -151,14 +164,6 @@ pub async fn start(args: ExecutionArgs, shutdown: CancellationToken) -> anyhow::
     let status = CollectorStatus::register(&mut registry);
     let metrics = ExecutionMetrics::register(&mut registry, args.ws_url.is_some());
     let volume = VolumeMetrics::register(&mut registry, args.common.volume_paths.clone());
-    let connected = Gauge::default();
-    if args.ws_url.is_some() {
-        registry.register(
-            "eth_el_subscription_connected",
-            "1 while the newHeads websocket subscription is established",
-            connected.clone(),
-        );
-    }
     let upstream = Upstream::new(
         &args.rpc_url,
         UpstreamOptions {
@@ -201,7 +206,10 @@ pub async fn start(args: ExecutionArgs, shutdown: CancellationToken) -> anyhow::
         let now = (ethwatch_core::unix_now() * 1000.0) as u64;
         let age = now.saturating_sub(last);
         if age > ready_window_ms {
-            Err(format!("the node last answered {:.1} s ago", age as f64 / 1000.0))
+            Err(format!(
+                "the node last answered {:.1} s ago",
+                age as f64 / 1000.0
+            ))
         } else {
             Ok(())
         }
@@ -243,7 +251,6 @@ pub async fn start(args: ExecutionArgs, shutdown: CancellationToken) -> anyhow::
             ws_url,
             poller.clone(),
             status.clone(),
-            connected,
             args.rpc_max_body_bytes,
             args.rpc_timeout,
             shutdown.clone(),

@@ -13,7 +13,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
@@ -82,33 +82,148 @@ impl Collector for StateCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
         let s = self.0.lock().clone();
         let e = &mut enc;
-        gauge(e, "eth_el_up", "1 when the last poll reached the node and it answered", None, Some(i64::from(s.up)))?;
-        gauge(e, "eth_el_head_block_number", "Number of the node's head block", None, s.head_number.map(|v| v as i64))?;
-        gauge(e, "eth_el_head_block_timestamp", "Timestamp of the node's head block", Some(&Unit::Seconds), s.head_timestamp.map(|v| v as i64))?;
+        gauge(
+            e,
+            "eth_el_up",
+            "1 when the last poll reached the node and it answered",
+            None,
+            Some(i64::from(s.up)),
+        )?;
+        gauge(
+            e,
+            "eth_el_head_block_number",
+            "Number of the node's head block",
+            None,
+            s.head_number.map(|v| v as i64),
+        )?;
+        gauge(
+            e,
+            "eth_el_head_block_timestamp",
+            "Timestamp of the node's head block",
+            Some(&Unit::Seconds),
+            s.head_timestamp.map(|v| v as i64),
+        )?;
         let age = s
             .head_timestamp
             .map(|t| (ethwatch_core::unix_now() - t as f64).max(0.0));
-        gauge(e, "eth_el_head_age", "Seconds since the head block's timestamp, computed at scrape time", Some(&Unit::Seconds), age)?;
-        gauge(e, "eth_el_head_gas_used", "Gas used by the head block", None, s.head_gas_used.map(|v| v as i64))?;
-        gauge(e, "eth_el_head_gas_limit", "Gas limit of the head block", None, s.head_gas_limit.map(|v| v as i64))?;
-        gauge(e, "eth_el_head_base_fee_per_gas_wei", "Base fee per gas of the head block, in wei", None, s.head_base_fee.map(|v| v as f64))?;
-        gauge(e, "eth_el_head_transactions", "Transactions in the polled head block", None, s.head_transactions.map(|v| v as i64))?;
-        gauge(e, "eth_el_expected_block_interval", "Expected time between blocks: configured, or the median of recent intervals", Some(&Unit::Seconds), s.expected_interval)?;
-        gauge(e, "eth_el_finalized_block_number", "Number of the finalized block", None, s.finalized.map(|v| v as i64))?;
-        gauge(e, "eth_el_safe_block_number", "Number of the safe block", None, s.safe.map(|v| v as i64))?;
-        gauge(e, "eth_el_syncing", "1 when eth_syncing reports sync progress, 0 when it returns false", None, s.syncing.map(i64::from))?;
-        gauge(e, "eth_el_sync_current_block", "Block the node has synced to (eth_syncing currentBlock; the head when not syncing)", None, s.sync_current.map(|v| v as i64))?;
-        gauge(e, "eth_el_sync_highest_block", "Highest block the node knows of (eth_syncing highestBlock; the head when not syncing)", None, s.sync_highest.map(|v| v as i64))?;
-        gauge(e, "eth_el_peers", "Connected peers (net_peerCount)", None, s.peers.map(|v| v as i64))?;
-        gauge(e, "eth_el_chain_id", "Chain id (eth_chainId)", None, s.chain_id.map(|v| v as i64))?;
-        gauge(e, "eth_el_network_id", "Network id (net_version)", None, s.network_id.map(|v| v as i64))?;
+        gauge(
+            e,
+            "eth_el_head_age",
+            "Seconds since the head block's timestamp, computed at scrape time",
+            Some(&Unit::Seconds),
+            age,
+        )?;
+        gauge(
+            e,
+            "eth_el_head_gas_used",
+            "Gas used by the head block",
+            None,
+            s.head_gas_used.map(|v| v as i64),
+        )?;
+        gauge(
+            e,
+            "eth_el_head_gas_limit",
+            "Gas limit of the head block",
+            None,
+            s.head_gas_limit.map(|v| v as i64),
+        )?;
+        gauge(
+            e,
+            "eth_el_head_base_fee_per_gas_wei",
+            "Base fee per gas of the head block, in wei",
+            None,
+            s.head_base_fee.map(|v| v as f64),
+        )?;
+        gauge(
+            e,
+            "eth_el_head_transactions",
+            "Transactions in the polled head block",
+            None,
+            s.head_transactions.map(|v| v as i64),
+        )?;
+        gauge(
+            e,
+            "eth_el_expected_block_interval",
+            "Expected time between blocks: configured, or the median of recent intervals",
+            Some(&Unit::Seconds),
+            s.expected_interval,
+        )?;
+        gauge(
+            e,
+            "eth_el_finalized_block_number",
+            "Number of the finalized block",
+            None,
+            s.finalized.map(|v| v as i64),
+        )?;
+        gauge(
+            e,
+            "eth_el_safe_block_number",
+            "Number of the safe block",
+            None,
+            s.safe.map(|v| v as i64),
+        )?;
+        gauge(
+            e,
+            "eth_el_syncing",
+            "1 when eth_syncing reports sync progress, 0 when it returns false",
+            None,
+            s.syncing.map(i64::from),
+        )?;
+        gauge(
+            e,
+            "eth_el_sync_current_block",
+            "Block the node has synced to (eth_syncing currentBlock; the head when not syncing)",
+            None,
+            s.sync_current.map(|v| v as i64),
+        )?;
+        gauge(
+            e,
+            "eth_el_sync_highest_block",
+            "Highest block the node knows of (eth_syncing highestBlock; the head when not syncing)",
+            None,
+            s.sync_highest.map(|v| v as i64),
+        )?;
+        gauge(
+            e,
+            "eth_el_peers",
+            "Connected peers (net_peerCount)",
+            None,
+            s.peers.map(|v| v as i64),
+        )?;
+        gauge(
+            e,
+            "eth_el_chain_id",
+            "Chain id (eth_chainId)",
+            None,
+            s.chain_id.map(|v| v as i64),
+        )?;
+        gauge(
+            e,
+            "eth_el_network_id",
+            "Network id (net_version)",
+            None,
+            s.network_id.map(|v| v as i64),
+        )?;
         if let Some(c) = &s.client {
-            let mut m = e.encode_descriptor("eth_el_client_info", "Client name and version from web3_clientVersion", None, MetricType::Gauge)?;
-            let labels = [("client", c.client.as_str()), ("version", c.version.as_str())];
+            let mut m = e.encode_descriptor(
+                "eth_el_client_info",
+                "Client name and version from web3_clientVersion",
+                None,
+                MetricType::Gauge,
+            )?;
+            let labels = [
+                ("client", c.client.as_str()),
+                ("version", c.version.as_str()),
+            ];
             ConstGauge::new(1i64).encode(m.encode_family(&labels)?)?;
         }
         if s.txpool_pending.is_some() || s.txpool_queued.is_some() {
-            let mut m = e.encode_descriptor("eth_el_txpool_transactions", "Transactions in the pool by status (txpool_status)", None, MetricType::Gauge)?;
+            let mut m = e.encode_descriptor(
+                "eth_el_txpool_transactions",
+                "Transactions in the pool by status (txpool_status)",
+                None,
+                MetricType::Gauge,
+            )?;
             for (status, v) in [("pending", s.txpool_pending), ("queued", s.txpool_queued)] {
                 if let Some(v) = v {
                     ConstGauge::new(v as i64).encode(m.encode_family(&[("status", status)])?)?;
@@ -129,6 +244,8 @@ pub struct ExecutionMetrics {
     pub reorg_depth: Histogram,
     /// Registered only when a websocket subscription is configured.
     pub arrival_delay: Option<Histogram>,
+    /// `eth_el_subscription_connected`; registered only with a websocket subscription.
+    pub subscription_connected: Option<Gauge>,
     pub rpc: RequestMetrics,
 }
 
@@ -140,15 +257,42 @@ impl ExecutionMetrics {
         let blocks = Counter::default();
         registry.register("eth_el_blocks", "New head blocks observed, including blocks the poll skipped over; rate() is the block rate", blocks.clone());
         let block_interval = Histogram::new(BLOCK_TIME_BUCKETS.into_iter());
-        registry.register_with_unit("eth_el_block_interval", "Time between consecutive blocks' timestamps", Unit::Seconds, block_interval.clone());
+        registry.register_with_unit(
+            "eth_el_block_interval",
+            "Time between consecutive blocks' timestamps",
+            Unit::Seconds,
+            block_interval.clone(),
+        );
         let reorgs = Counter::default();
-        registry.register("eth_el_reorgs", "Reorgs seen: a new head whose ancestry does not contain the previous head", reorgs.clone());
+        registry.register(
+            "eth_el_reorgs",
+            "Reorgs seen: a new head whose ancestry does not contain the previous head",
+            reorgs.clone(),
+        );
         let reorg_depth = Histogram::new(REORG_DEPTH_BUCKETS.into_iter());
-        registry.register("eth_el_reorg_depth", "Depth of reorgs in blocks (old head minus common ancestor)", reorg_depth.clone());
+        registry.register(
+            "eth_el_reorg_depth",
+            "Depth of reorgs in blocks (old head minus common ancestor)",
+            reorg_depth.clone(),
+        );
         let arrival_delay = with_subscription.then(|| {
             let h = Histogram::new(BLOCK_TIME_BUCKETS.into_iter());
-            registry.register_with_unit("eth_el_block_arrival_delay", "When a newHeads notification arrived, minus the block's timestamp", Unit::Seconds, h.clone());
+            registry.register_with_unit(
+                "eth_el_block_arrival_delay",
+                "When a newHeads notification arrived, minus the block's timestamp",
+                Unit::Seconds,
+                h.clone(),
+            );
             h
+        });
+        let subscription_connected = with_subscription.then(|| {
+            let g = Gauge::default();
+            registry.register(
+                "eth_el_subscription_connected",
+                "1 while the newHeads websocket subscription is established",
+                g.clone(),
+            );
+            g
         });
         let rpc = RequestMetrics::register(
             registry,
@@ -165,7 +309,49 @@ impl ExecutionMetrics {
             reorgs,
             reorg_depth,
             arrival_delay,
+            subscription_connected,
             rpc,
         }
     }
+}
+
+/// A registry with every metric of `ethwatch execution` present (all state filled, one child per
+/// labelled family), for the generated metrics reference. Self-metrics of the core are included.
+pub fn registry_for_docs() -> Registry {
+    let mut registry = Registry::default();
+    ethwatch_core::metrics::register_build_info(&mut registry);
+    let status = ethwatch_core::metrics::CollectorStatus::register(&mut registry);
+    status.record("head", std::time::Duration::ZERO, Ok(()));
+    let volume =
+        ethwatch_core::volume::VolumeMetrics::register(&mut registry, vec![std::env::temp_dir()]);
+    let _ = volume.update();
+    let m = ExecutionMetrics::register(&mut registry, true);
+    m.rpc
+        .observe("eth_getBlockByNumber", std::time::Duration::ZERO, None);
+    m.rpc.error(
+        "eth_getBlockByNumber",
+        ethwatch_core::upstream::ErrorKind::Timeout,
+    );
+    *m.state.lock() = NodeState {
+        up: true,
+        head_number: Some(1),
+        head_timestamp: Some(1),
+        head_gas_used: Some(1),
+        head_gas_limit: Some(1),
+        head_base_fee: Some(1),
+        head_transactions: Some(1),
+        expected_interval: Some(1.0),
+        finalized: Some(1),
+        safe: Some(1),
+        syncing: Some(false),
+        sync_current: Some(1),
+        sync_highest: Some(1),
+        peers: Some(1),
+        chain_id: Some(1),
+        network_id: Some(1),
+        client: Some(ClientVersion::parse("reth/v1.0.0")),
+        txpool_pending: Some(1),
+        txpool_queued: Some(1),
+    };
+    registry
 }

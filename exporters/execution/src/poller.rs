@@ -149,8 +149,14 @@ impl Poller {
             plan.push(("head", Call::new("eth_getBlockByNumber", latest())));
         }
         if self.cfg.enabled.finality {
-            plan.push(("finality", Call::new("eth_getBlockByNumber", json!(["finalized", false]))));
-            plan.push(("finality", Call::new("eth_getBlockByNumber", json!(["safe", false]))));
+            plan.push((
+                "finality",
+                Call::new("eth_getBlockByNumber", json!(["finalized", false])),
+            ));
+            plan.push((
+                "finality",
+                Call::new("eth_getBlockByNumber", json!(["safe", false])),
+            ));
         }
         if self.cfg.enabled.sync && self.supported("eth_syncing", start) {
             plan.push(("sync", Call::new("eth_syncing", json!([]))));
@@ -180,8 +186,11 @@ impl Poller {
         ] {
             if self.cfg.enabled.get(c) && !plan.iter().any(|(pc, _)| *pc == c) {
                 let m = methods[0];
-                self.status
-                    .record(c, Duration::ZERO, Err(format!("{m} is not supported by the node")));
+                self.status.record(
+                    c,
+                    Duration::ZERO,
+                    Err(format!("{m} is not supported by the node")),
+                );
             }
         }
         if plan.is_empty() {
@@ -232,11 +241,11 @@ impl Poller {
             }
             self.status.record(c, start.elapsed(), r);
         }
-        let expected = self
-            .cfg
-            .expected_interval
-            .map(|d| d.as_secs_f64())
-            .or(self.tracker.lock().await.learnt_interval());
+        let expected = self.cfg.expected_interval.map(|d| d.as_secs_f64()).or(self
+            .tracker
+            .lock()
+            .await
+            .learnt_interval());
         self.metrics.state.lock().expected_interval = expected;
     }
 
@@ -264,7 +273,10 @@ impl Poller {
         self.last_ok_ms.store(ms, Ordering::Relaxed);
         let mut last = self.last_failure.lock().unwrap_or_else(|e| e.into_inner());
         if last.take().is_some() {
-            tracing::info!(node = self.rpc.upstream().redacted_url(), "execution node answers again");
+            tracing::info!(
+                node = self.rpc.upstream().redacted_url(),
+                "execution node answers again"
+            );
         }
     }
 
@@ -314,7 +326,9 @@ impl Poller {
         for (call, item) in items {
             let h: Option<Header> = self.decode(call.method, item).map_err(|e| e.to_string())?;
             let h = h.ok_or("the node returned null for the latest block")?;
-            self.on_head(h, HeadSource::Poll).await.map_err(|e| e.to_string())?;
+            self.on_head(h, HeadSource::Poll)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         Ok(())
     }
@@ -426,7 +440,11 @@ impl Poller {
         first_err.map_or(Ok(()), Err)
     }
 
-    fn clear_on_unsupported(&self, e: &UpstreamError, clear: impl FnOnce(&mut crate::metrics::NodeState)) {
+    fn clear_on_unsupported(
+        &self,
+        e: &UpstreamError,
+        clear: impl FnOnce(&mut crate::metrics::NodeState),
+    ) {
         if matches!(e, UpstreamError::Rpc { code, .. } if *code == METHOD_NOT_FOUND) {
             clear(&mut self.metrics.state.lock());
         }
@@ -436,9 +454,7 @@ impl Poller {
     /// ones), intervals and reorgs, and updates the head gauges.
     pub async fn on_head(&self, h: Header, source: HeadSource) -> Result<(), UpstreamError> {
         let mut tracker = self.tracker.lock().await;
-        let adv = tracker
-            .advance(&h, &RpcBlocks(self))
-            .await?;
+        let adv = tracker.advance(&h, &RpcBlocks(self)).await?;
         let current = tracker.head().map(|(_, hash)| hash);
         drop(tracker);
         if adv.is_new {
@@ -474,7 +490,6 @@ impl Poller {
         }
         Ok(())
     }
-
 }
 
 /// Fetches missed blocks through the poller's client, in one batch.

@@ -59,7 +59,9 @@ impl RpcClient {
         if calls.is_empty() {
             return Ok(Vec::new());
         }
-        let first = self.next_id.fetch_add(calls.len() as u64, Ordering::Relaxed);
+        let first = self
+            .next_id
+            .fetch_add(calls.len() as u64, Ordering::Relaxed);
         let reqs: Vec<Request<&serde_json::Value>> = calls
             .iter()
             .enumerate()
@@ -97,7 +99,9 @@ impl RpcClient {
         params: serde_json::Value,
     ) -> Result<T, UpstreamError> {
         let mut r = self.batch(&[Call::new(method, params)]).await?;
-        let item = r.pop().unwrap_or_else(|| Err(UpstreamError::decode("empty answer")));
+        let item = r
+            .pop()
+            .unwrap_or_else(|| Err(UpstreamError::decode("empty answer")));
         self.decode(method, item)
     }
 
@@ -118,7 +122,10 @@ impl RpcClient {
         let packet: ResponsePacket = serde_json::from_slice(bytes).map_err(|e| {
             UpstreamError::decode(format!(
                 "not a JSON-RPC response ({e}); body starts {:?}",
-                ethwatch_core::upstream::truncate(&String::from_utf8_lossy(&bytes[..bytes.len().min(80)]), 80)
+                ethwatch_core::upstream::truncate(
+                    &String::from_utf8_lossy(&bytes[..bytes.len().min(80)]),
+                    80
+                )
             ))
         })?;
         let responses = match packet {

@@ -4,8 +4,8 @@
 //! clients and proxies); numbers beyond `u64` are a decode error, not a wrap-around.
 
 use alloy_primitives::B256;
-use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 
 /// Parses a quantity: `"0x1a"`, `"26"` or `26`.
 pub fn parse_quantity(v: &serde_json::Value) -> Result<u64, String> {

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
 use ethwatch_core::metrics::CollectorStatus;
 use ethwatch_core::upstream::{ErrorKind, redact_url};
+use futures_util::{SinkExt, StreamExt};
 use prometheus_client::metrics::gauge::Gauge;
 use serde::Deserialize;
 use tokio_tungstenite::tungstenite::Message;
@@ -42,14 +42,19 @@ pub async fn run(
     url: Url,
     poller: Arc<Poller>,
     status: CollectorStatus,
-    connected: Gauge,
     max_message_bytes: usize,
     timeout: Duration,
     shutdown: CancellationToken,
 ) {
+    let connected = poller
+        .metrics()
+        .subscription_connected
+        .clone()
+        .unwrap_or_default();
     status.declare(COLLECTOR, true);
     let shown = redact_url(&url);
     let mut backoff = Duration::from_secs(1);
+    // Log a lost subscription once, not at every failed reconnect.
     let mut logged_down = false;
     loop {
         let started = Instant::now();
@@ -57,9 +62,17 @@ pub async fn run(
             _ = shutdown.cancelled() => return,
             r = session(&url, &poller, &status, &connected, max_message_bytes, timeout) => r,
         };
+        let was_connected = connected.get() == 1;
         connected.set(0);
+        if was_connected {
+            logged_down = false;
+            backoff = Duration::from_secs(1);
+        }
         let (kind, msg) = match result {
-            Ok(()) => (ErrorKind::Connect, "the node closed the subscription".to_string()),
+            Ok(()) => (
+                ErrorKind::Connect,
+                "the node closed the subscription".to_string(),
+            ),
             Err(e) => e,
         };
         poller.metrics().rpc.error("eth_subscribe", kind);
@@ -67,19 +80,14 @@ pub async fn run(
         if !logged_down {
             tracing::warn!(url = %shown, kind = kind.as_str(), error = %msg, "newHeads subscription lost; polling covers the gap, reconnecting with backoff");
             logged_down = true;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            backoff = Duration::from_secs(1);
+        } else {
+            tracing::debug!(url = %shown, kind = kind.as_str(), error = %msg, "subscription reconnect failed");
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(Duration::from_secs(30));
-        if logged_down && backoff == Duration::from_secs(30) {
-            tracing::debug!(url = %shown, "still reconnecting the subscription");
-        }
-        let _ = &mut logged_down;
     }
 }
 
@@ -96,7 +104,12 @@ async fn session(
     config.max_frame_size = Some(max_message_bytes);
     let connect = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true);
     let (mut ws, _) = match tokio::time::timeout(timeout, connect).await {
-        Err(_) => return Err((ErrorKind::Timeout, format!("no websocket handshake within {timeout:?}"))),
+        Err(_) => {
+            return Err((
+                ErrorKind::Timeout,
+                format!("no websocket handshake within {timeout:?}"),
+            ));
+        }
         Ok(Err(e)) => return Err((ErrorKind::Connect, e.to_string())),
         Ok(Ok(x)) => x,
     };
@@ -133,13 +146,22 @@ async fn session(
         let n: Notification = match serde_json::from_str(text.as_str()) {
             Ok(n) => n,
             Err(e) => {
-                poller.metrics().rpc.error("eth_subscribe", ErrorKind::Decode);
+                poller
+                    .metrics()
+                    .rpc
+                    .error("eth_subscribe", ErrorKind::Decode);
                 tracing::warn!(error = %e, "undecodable newHeads notification skipped");
                 continue;
             }
         };
         if let Some(err) = n.error {
-            return Err((ErrorKind::RpcError, format!("eth_subscribe refused: {}", ethwatch_core::upstream::truncate(&err.to_string(), 200))));
+            return Err((
+                ErrorKind::RpcError,
+                format!(
+                    "eth_subscribe refused: {}",
+                    ethwatch_core::upstream::truncate(&err.to_string(), 200)
+                ),
+            ));
         }
         if !subscribed && n.result.is_some() {
             subscribed = true;
