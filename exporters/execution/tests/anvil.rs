@@ -1,0 +1,350 @@
+//! Integration tests against a real node: anvil, installed by `scripts/tools.sh` and found through
+//! `ETHWATCH_ANVIL` (set by `scripts/test.sh`). Without it these tests fail, they never skip.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use ethwatch_core::exposition::{self, Sample};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// A running anvil, killed when dropped (also when a test panics).
+struct Anvil {
+    child: Child,
+    port: u16,
+}
+
+impl Anvil {
+    fn start_on(port: u16) -> Anvil {
+        let bin = std::env::var("ETHWATCH_ANVIL").unwrap_or_else(|_| {
+            panic!("ETHWATCH_ANVIL is not set: run the tests with scripts/test.sh, which installs anvil")
+        });
+        let child = Command::new(bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--block-time", "1", "--prune-history", "--silent"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start anvil");
+        let a = Anvil { child, port };
+        a.wait_ready();
+        a
+    }
+
+    fn start() -> Anvil {
+        Anvil::start_on(free_port())
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("anvil did not listen on {} within 20 s", self.port);
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Anvil {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+async fn rpc(url: &str, method: &str, params: Value) -> Value {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let v: Value = reqwest::Client::new()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .expect("rpc send")
+        .json()
+        .await
+        .expect("rpc json");
+    assert!(v.get("error").is_none(), "{method} failed: {v}");
+    v["result"].clone()
+}
+
+fn hex(v: &Value) -> u64 {
+    u64::from_str_radix(v.as_str().expect("hex string").trim_start_matches("0x"), 16).expect("hex")
+}
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    args: ethwatch_execution::ExecutionArgs,
+}
+
+async fn exporter(extra: &[&str]) -> (ethwatch_execution::Running, CancellationToken, String) {
+    let mut argv = vec!["t", "--web.listen-address", "127.0.0.1:0"];
+    argv.extend_from_slice(extra);
+    let cli = Cli::try_parse_from(argv).expect("args");
+    let token = CancellationToken::new();
+    let running = ethwatch_execution::start(cli.args, token.clone())
+        .await
+        .expect("start exporter");
+    let base = format!("http://{}", running.addr);
+    (running, token, base)
+}
+
+async fn scrape(base: &str) -> Vec<Sample> {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("body");
+    exposition::parse(&text)
+}
+
+fn val(s: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    exposition::value(s, name, labels)
+}
+
+/// Polls `cond` on fresh scrapes until it holds or `secs` pass.
+async fn wait_for(
+    base: &str,
+    secs: u64,
+    what: &str,
+    cond: impl Fn(&[Sample]) -> bool,
+) -> Vec<Sample> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let s = scrape(base).await;
+        if cond(&s) {
+            return s;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {secs} s waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn status(base: &str, path: &str) -> u16 {
+    reqwest::get(format!("{base}{path}"))
+        .await
+        .expect("get")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_a_real_node_and_survives_its_death() {
+    let mut anvil = Anvil::start();
+    let url = anvil.url();
+    let ws = url.replace("http://", "ws://");
+    let (running, token, base) = exporter(&[
+        "--rpc-url",
+        &url,
+        "--ws-url",
+        &ws,
+        "--poll-interval",
+        "250ms",
+        "--rpc-timeout",
+        "500ms",
+        "--ready-intervals",
+        "4",
+    ])
+    .await;
+
+    // Head, chain id, client.
+    let s = wait_for(&base, 10, "a head", |s| {
+        val(s, "eth_el_head_block_number", &[]).is_some_and(|v| v >= 2.0)
+    })
+    .await;
+    let node_head = hex(&rpc(&url, "eth_blockNumber", json!([])).await) as f64;
+    let ours = val(&s, "eth_el_head_block_number", &[]).expect("head");
+    assert!(
+        (node_head - ours).abs() <= 1.0,
+        "node {node_head} vs exporter {ours}"
+    );
+    assert_eq!(val(&s, "eth_el_chain_id", &[]), Some(31337.0));
+    assert_eq!(val(&s, "eth_el_network_id", &[]), Some(31337.0));
+    assert_eq!(
+        val(&s, "eth_el_client_info", &[("client", "anvil")]),
+        Some(1.0)
+    );
+    assert_eq!(val(&s, "eth_el_up", &[]), Some(1.0));
+    assert_eq!(val(&s, "eth_el_syncing", &[]), Some(0.0));
+    assert_eq!(status(&base, "/readyz").await, 200);
+    assert_eq!(status(&base, "/healthz").await, 200);
+    assert!(
+        reqwest::get(format!("{base}/"))
+            .await
+            .expect("landing")
+            .text()
+            .await
+            .expect("t")
+            .contains("/metrics")
+    );
+
+    // Block rate: about N blocks in N seconds, intervals of about 1 s.
+    let b0 = val(&s, "eth_el_blocks_total", &[]).expect("blocks");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let s = scrape(&base).await;
+    let grown = val(&s, "eth_el_blocks_total", &[]).expect("blocks") - b0;
+    assert!(
+        (4.0..=6.0).contains(&grown),
+        "{grown} blocks in 5 s at 1 s block time"
+    );
+    let count = val(&s, "eth_el_block_interval_seconds_count", &[]).expect("count");
+    let sum = val(&s, "eth_el_block_interval_seconds_sum", &[]).expect("sum");
+    assert!(
+        count >= 4.0 && (sum / count - 1.0).abs() < 0.25,
+        "mean interval {}",
+        sum / count
+    );
+    assert_eq!(
+        val(&s, "eth_el_expected_block_interval_seconds", &[]),
+        Some(1.0)
+    );
+    assert!(val(&s, "eth_el_block_arrival_delay_seconds_count", &[]).is_some_and(|c| c >= 3.0));
+    assert_eq!(val(&s, "eth_el_subscription_connected", &[]), Some(1.0));
+    assert_eq!(val(&s, "eth_el_reorgs_total", &[]), Some(0.0));
+
+    // Peers: anvil has no net_peerCount. Absent, collector failing, no error storm.
+    assert_eq!(val(&s, "eth_el_peers", &[]), None);
+    assert_eq!(
+        val(&s, "ethwatch_collector_success", &[("collector", "peers")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        val(
+            &s,
+            "eth_el_rpc_errors_total",
+            &[("method", "net_peerCount"), ("kind", "rpc_error")]
+        ),
+        Some(1.0),
+        "net_peerCount must be probed once, not every poll"
+    );
+
+    // A transaction shows in the pending pool until mined.
+    rpc(&url, "evm_setIntervalMining", json!([0])).await;
+    rpc(&url, "evm_setAutomine", json!([false])).await;
+    let accounts = rpc(&url, "eth_accounts", json!([])).await;
+    let from = accounts[0].as_str().expect("account").to_string();
+    let to = accounts[1].as_str().expect("account").to_string();
+    rpc(
+        &url,
+        "eth_sendTransaction",
+        json!([{"from": from, "to": to, "value": "0x1"}]),
+    )
+    .await;
+    wait_for(&base, 5, "one pending transaction", |s| {
+        val(s, "eth_el_txpool_transactions", &[("status", "pending")]) == Some(1.0)
+    })
+    .await;
+
+    // Mining stopped: head age grows.
+    let a1 = val(&scrape(&base).await, "eth_el_head_age_seconds", &[]).expect("age");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let a2 = val(&scrape(&base).await, "eth_el_head_age_seconds", &[]).expect("age");
+    assert!(
+        a2 >= a1 + 1.5,
+        "head age must grow while mining is stopped: {a1} then {a2}"
+    );
+
+    // Mine it: the pool empties and the head block carries it.
+    rpc(&url, "evm_mine", json!([])).await;
+    let s = wait_for(&base, 5, "the transaction mined", |s| {
+        val(s, "eth_el_txpool_transactions", &[("status", "pending")]) == Some(0.0)
+            && val(s, "eth_el_head_transactions", &[]) == Some(1.0)
+    })
+    .await;
+    assert!(val(&s, "eth_el_head_gas_used", &[]).is_some_and(|g| g >= 21000.0));
+    rpc(&url, "evm_setIntervalMining", json!([1])).await;
+    let head_before_kill = wait_for(&base, 5, "mining again", |s| {
+        val(s, "eth_el_head_age_seconds", &[]).is_some_and(|a| a < 2.0)
+    })
+    .await;
+    let head_before_kill = val(&head_before_kill, "eth_el_head_block_number", &[]).expect("head");
+
+    // Kill the node: up 0, connect errors counted, last values served, not ready.
+    anvil.kill();
+    let s = wait_for(&base, 5, "eth_el_up 0", |s| {
+        val(s, "eth_el_up", &[]) == Some(0.0)
+    })
+    .await;
+    assert!(
+        val(
+            &s,
+            "eth_el_rpc_errors_total",
+            &[("method", "eth_getBlockByNumber"), ("kind", "connect")]
+        )
+        .is_some_and(|v| v >= 1.0)
+    );
+    assert!(
+        val(&s, "eth_el_head_block_number", &[]).is_some_and(|v| v >= head_before_kill),
+        "last value kept"
+    );
+    assert_eq!(
+        val(&s, "ethwatch_collector_success", &[("collector", "head")]),
+        Some(0.0)
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while status(&base, "/readyz").await != 503 {
+        assert!(
+            Instant::now() < deadline,
+            "/readyz must turn 503 while the node is down"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Restart on the same port: everything recovers within about one interval.
+    let _anvil2 = Anvil::start_on(anvil.port);
+    let t = Instant::now();
+    let s = wait_for(&base, 5, "recovery", |s| {
+        val(s, "eth_el_up", &[]) == Some(1.0)
+            && val(s, "ethwatch_collector_success", &[("collector", "head")]) == Some(1.0)
+    })
+    .await;
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "recovered after {:?}",
+        t.elapsed()
+    );
+    assert_eq!(val(&s, "eth_el_chain_id", &[]), Some(31337.0));
+    // A fresh chain restarts at a low height: that is a reorg to a shorter chain, or an
+    // unresolvable jump; either way the head follows the new node.
+    wait_for(&base, 5, "head follows the new node", |s| {
+        val(s, "eth_el_head_block_number", &[]).is_some_and(|v| v < head_before_kill)
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while status(&base, "/readyz").await != 200 {
+        assert!(Instant::now() < deadline, "/readyz must return to 200");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_for(&base, 35, "subscription reconnected", |s| {
+        val(s, "eth_el_subscription_connected", &[]) == Some(1.0)
+    })
+    .await;
+
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(5), running.task)
+        .await
+        .expect("drains within 5 s")
+        .expect("task");
+}
