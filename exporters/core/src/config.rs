@@ -13,7 +13,11 @@ use crate::telemetry::LogFormat;
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonArgs {
     /// Address to serve /metrics, /healthz, /readyz and the landing page on.
-    #[arg(long = "web.listen-address", env = "ETHWATCH_WEB_LISTEN_ADDRESS", default_value = "0.0.0.0:9545")]
+    #[arg(
+        long = "web.listen-address",
+        env = "ETHWATCH_WEB_LISTEN_ADDRESS",
+        default_value = "0.0.0.0:9545"
+    )]
     pub listen_address: String,
 
     /// Path under which metrics are served.
@@ -33,7 +37,11 @@ pub struct CommonArgs {
     pub config_file: Option<std::path::PathBuf>,
 
     /// Filesystem paths (the node's data volume) to report usage of with statvfs. Repeatable.
-    #[arg(long = "volume.path", env = "ETHWATCH_VOLUME_PATH", value_delimiter = ',')]
+    #[arg(
+        long = "volume.path",
+        env = "ETHWATCH_VOLUME_PATH",
+        value_delimiter = ','
+    )]
     pub volume_paths: Vec<std::path::PathBuf>,
 
     /// How often to read volume usage.
@@ -192,9 +200,7 @@ pub fn merge_config_file(
         let on_cli = strs
             .iter()
             .any(|a| *a == flag || a.starts_with(&format!("{flag}=")));
-        let env_set = arg
-            .get_env()
-            .is_some_and(|e| std::env::var_os(e).is_some());
+        let env_set = arg.get_env().is_some_and(|e| std::env::var_os(e).is_some());
         if on_cli || env_set {
             continue;
         }
@@ -310,9 +316,18 @@ mod tests {
 
     #[test]
     fn file_values_apply_and_flags_win() {
-        let f = file("rpc-url: http://127.0.0.1:1\npoll-interval: 3s\nflag: true\nweb.listen-address: 127.0.0.1:0\n");
-        let Cli { cmd: Cmd::Run { rpc_url, interval, flag, common } } =
-            parse(&["ethwatch", "run", &f.arg(), "--poll-interval=5s"]).expect("parse");
+        let f = file(
+            "rpc-url: http://127.0.0.1:1\npoll-interval: 3s\nflag: true\nweb.listen-address: 127.0.0.1:0\n",
+        );
+        let Cli {
+            cmd:
+                Cmd::Run {
+                    rpc_url,
+                    interval,
+                    flag,
+                    common,
+                },
+        } = parse(&["ethwatch", "run", &f.arg(), "--poll-interval=5s"]).expect("parse");
         assert_eq!(rpc_url.as_str(), "http://127.0.0.1:1/");
         assert_eq!(interval, Duration::from_secs(5));
         assert!(flag);
@@ -336,8 +351,13 @@ mod tests {
 
     #[test]
     fn bad_telemetry_path_is_rejected() {
-        let err = parse(&["ethwatch", "run", "--rpc-url=http://x", "--web.telemetry-path=metrics"])
-            .expect_err("must fail");
+        let err = parse(&[
+            "ethwatch",
+            "run",
+            "--rpc-url=http://x",
+            "--web.telemetry-path=metrics",
+        ])
+        .expect_err("must fail");
         assert!(err.contains("--web.telemetry-path"), "{err}");
     }
 }

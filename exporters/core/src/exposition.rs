@@ -34,7 +34,11 @@ fn parse_line(line: &str) -> Option<Sample> {
     let (name, rest, labels) = match line.find('{') {
         Some(i) => {
             let end = line[i..].find('}')? + i;
-            (&line[..i], &line[end + 1..], parse_labels(&line[i + 1..end]))
+            (
+                &line[..i],
+                &line[end + 1..],
+                parse_labels(&line[i + 1..end]),
+            )
         }
         None => {
             let sp = line.find(' ')?;
@@ -107,7 +111,10 @@ mod tests {
         let s = parse(text);
         assert_eq!(s.len(), 3);
         assert_eq!(value(&s, "up", &[]), Some(1.0));
-        assert_eq!(value(&s, "req_bucket", &[("method", "a\"b"), ("le", "0.5")]), Some(3.0));
+        assert_eq!(
+            value(&s, "req_bucket", &[("method", "a\"b"), ("le", "0.5")]),
+            Some(3.0)
+        );
         assert_eq!(value(&s, "inf", &[]), Some(f64::INFINITY));
         assert_eq!(value(&s, "missing", &[]), None);
     }

@@ -104,7 +104,9 @@ impl CollectorStatus {
 
     /// The success gauge's value (tests).
     pub fn success(&self, collector: &'static str) -> i64 {
-        self.success.get_or_create(&[("collector", collector)]).get()
+        self.success
+            .get_or_create(&[("collector", collector)])
+            .get()
     }
 }
 

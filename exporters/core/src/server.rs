@@ -107,7 +107,10 @@ fn handle(
     _peer: SocketAddr,
 ) -> Response<Full<Bytes>> {
     let Ok(_permit) = limit.try_acquire() else {
-        return text(StatusCode::SERVICE_UNAVAILABLE, "too many concurrent requests\n");
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many concurrent requests\n",
+        );
     };
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
@@ -120,15 +123,20 @@ fn handle(
             return text(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n");
         }
         let mut res = Response::new(Full::new(Bytes::from(buf)));
-        res.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS_CONTENT_TYPE));
+        res.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(OPENMETRICS_CONTENT_TYPE),
+        );
         return res;
     }
     match path {
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => match (state.readiness)() {
             Ok(()) => text(StatusCode::OK, "ready\n"),
-            Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("not ready: {why}\n")),
+            Err(why) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("not ready: {why}\n"),
+            ),
         },
         "/" => landing(state),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),

@@ -112,7 +112,11 @@ fn latency_histogram() -> HistogramWithExemplars<TraceLabels> {
 #[derive(Clone)]
 pub struct RequestMetrics {
     key: &'static str,
-    duration: Family<TargetLabels, HistogramWithExemplars<TraceLabels>, fn() -> HistogramWithExemplars<TraceLabels>>,
+    duration: Family<
+        TargetLabels,
+        HistogramWithExemplars<TraceLabels>,
+        fn() -> HistogramWithExemplars<TraceLabels>,
+    >,
     errors: Family<ErrorLabels, Counter>,
 }
 
@@ -148,9 +152,11 @@ impl RequestMetrics {
     /// Records one call's latency, with the trace id as an exemplar when known.
     pub fn observe(&self, target: &'static str, elapsed: Duration, trace_id: Option<String>) {
         let exemplar = trace_id.map(|t| vec![("trace_id", t)]);
-        self.duration
-            .get_or_create(&[(self.key, target)])
-            .observe(elapsed.as_secs_f64(), exemplar, None);
+        self.duration.get_or_create(&[(self.key, target)]).observe(
+            elapsed.as_secs_f64(),
+            exemplar,
+            None,
+        );
     }
 
     /// Counts one failed call.
@@ -359,7 +365,12 @@ impl Upstream {
         }
         let start = Instant::now();
         let limit = self.opts.max_body_bytes;
-        let result = match tokio::time::timeout(self.opts.timeout, exchange(req, limit, accept_status)).await {
+        let result = match tokio::time::timeout(
+            self.opts.timeout,
+            exchange(req, limit, accept_status),
+        )
+        .await
+        {
             Ok(r) => r,
             Err(_) => Err(UpstreamError::Timeout(self.opts.timeout)),
         };
@@ -479,7 +490,9 @@ mod tests {
             m,
         )
         .expect("upstream");
-        let j = up.join("/eth/v1/events?topics=head&topics=block").expect("join");
+        let j = up
+            .join("/eth/v1/events?topics=head&topics=block")
+            .expect("join");
         assert_eq!(
             j.as_str(),
             "http://127.0.0.1:1/prefix/eth/v1/events?topics=head&topics=block"

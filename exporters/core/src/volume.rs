@@ -52,7 +52,11 @@ impl VolumeMetrics {
             let label = [("path", p.display().to_string())];
             match rustix::fs::statvfs(p) {
                 Ok(st) => {
-                    let frsize = if st.f_frsize > 0 { st.f_frsize } else { st.f_bsize };
+                    let frsize = if st.f_frsize > 0 {
+                        st.f_frsize
+                    } else {
+                        st.f_bsize
+                    };
                     self.size
                         .get_or_create(&label)
                         .set(st.f_blocks.saturating_mul(frsize));
@@ -78,7 +82,10 @@ mod tests {
         let mut reg = Registry::default();
         let v = VolumeMetrics::register(
             &mut reg,
-            vec![std::env::temp_dir(), PathBuf::from("/no/such/path/ethwatch")],
+            vec![
+                std::env::temp_dir(),
+                PathBuf::from("/no/such/path/ethwatch"),
+            ],
         );
         let err = v.update().expect_err("missing path must fail");
         assert!(err.contains("/no/such/path/ethwatch"), "{err}");
