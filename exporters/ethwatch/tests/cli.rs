@@ -1,0 +1,121 @@
+//! The binary's configuration handling: bad configuration fails at start-up, naming the field.
+
+use std::process::Command;
+
+fn ethwatch(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ethwatch"));
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run ethwatch");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_flags_name_the_field() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["execution", "--rpc-url", "ftp://x"], "--rpc-url"),
+        (&["execution"], "--rpc-url"),
+        (
+            &[
+                "execution",
+                "--rpc-url",
+                "http://x",
+                "--poll-interval",
+                "soon",
+            ],
+            "--poll-interval",
+        ),
+        (
+            &[
+                "execution",
+                "--rpc-url",
+                "http://x",
+                "--poll-interval",
+                "10ms",
+            ],
+            "--poll-interval",
+        ),
+        (
+            &[
+                "execution",
+                "--rpc-url",
+                "http://x",
+                "--collector.txpool=maybe",
+            ],
+            "--collector.txpool",
+        ),
+        (
+            &[
+                "execution",
+                "--rpc-url",
+                "http://x",
+                "--web.listen-address",
+                "nonsense",
+            ],
+            "--web.listen-address",
+        ),
+        (
+            &[
+                "execution",
+                "--rpc-url",
+                "http://x",
+                "--rpc-max-body-bytes",
+                "10",
+            ],
+            "--rpc-max-body-bytes",
+        ),
+    ];
+    for (args, field) in cases {
+        let (code, err) = ethwatch(args, &[]);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(field), "{args:?} must name {field}: {err}");
+    }
+}
+
+#[test]
+fn environment_twins_are_validated_too() {
+    let (code, err) = ethwatch(&["execution"], &[("ETHWATCH_RPC_URL", "not a url")]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--rpc-url"), "{err}");
+}
+
+#[test]
+fn config_file_errors_name_the_field() {
+    let dir = std::env::temp_dir().join(format!("ethwatch-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let unknown = dir.join("unknown.yaml");
+    std::fs::write(&unknown, "rpc-url: http://127.0.0.1:1\nrpc-ulr: x\n").expect("write");
+    let (code, err) = ethwatch(
+        &[
+            "execution",
+            "--config.file",
+            unknown.to_str().expect("utf8"),
+        ],
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown field `rpc-ulr`"), "{err}");
+
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "rpc-url: http://127.0.0.1:1\npoll-interval: sometimes\n",
+    )
+    .expect("write");
+    let (code, err) = ethwatch(
+        &["execution", "--config.file", bad.to_str().expect("utf8")],
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("--poll-interval"), "{err}");
+
+    let (code, err) = ethwatch(&["execution", "--config.file", "/no/such/file.yaml"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/no/such/file.yaml"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
