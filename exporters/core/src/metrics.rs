@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 use std::sync::atomic::AtomicU64;
 
@@ -117,14 +116,15 @@ struct BuildLabels {
     revision: &'static str,
 }
 
-/// Registers `ethwatch_build_info{version,revision}`.
+/// Registers `ethwatch_build_info{version,revision}` (a gauge of 1, as in the Prometheus
+/// convention; the OpenMetrics `info` type is not understood by promtool's linter).
 pub fn register_build_info(registry: &mut Registry) {
-    registry.register(
-        "ethwatch_build",
-        "ethwatch build metadata",
-        Info::new(BuildLabels {
+    let family = Family::<BuildLabels, Gauge>::default();
+    family
+        .get_or_create(&BuildLabels {
             version: crate::VERSION,
             revision: crate::REVISION,
-        }),
-    );
+        })
+        .set(1);
+    registry.register("ethwatch_build_info", "ethwatch build metadata", family);
 }

@@ -25,6 +25,55 @@ use crate::metrics::CollectorStatus;
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// The classic Prometheus text format, for clients that do not ask for OpenMetrics.
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Rewrites OpenMetrics text into the classic Prometheus text format (what `promtool check
+/// metrics`, curl and older scrapers read): counter and info families are named with their
+/// `_total`/`_info` suffix, state sets become gauges, `# UNIT`, `# EOF` and exemplars are dropped.
+pub fn to_prometheus_text(om: &str) -> String {
+    let mut out = String::with_capacity(om.len());
+    // OpenMetrics puts HELP before TYPE; hold it until the TYPE tells the family's suffix.
+    let mut help: Option<(&str, &str)> = None;
+    for line in om.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            flush_help(&mut out, help.take(), "");
+            help = Some(rest.split_once(' ').unwrap_or((rest, "")));
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "unknown"));
+            let (suffix, kind) = match kind {
+                "counter" => ("_total", "counter"),
+                "info" => ("_info", "gauge"),
+                "stateset" | "gaugehistogram" => ("", "gauge"),
+                k @ ("gauge" | "histogram" | "summary") => ("", k),
+                _ => ("", "untyped"),
+            };
+            match help.take() {
+                Some(h) if h.0 == name => flush_help(&mut out, Some(h), suffix),
+                other => flush_help(&mut out, other, ""),
+            }
+            let _ = writeln!(out, "# TYPE {name}{suffix} {kind}");
+            continue;
+        }
+        flush_help(&mut out, help.take(), "");
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        out.push_str(line.split(" # ").next().unwrap_or(line));
+        out.push('\n');
+    }
+    flush_help(&mut out, help, "");
+    out
+}
+
+fn flush_help(out: &mut String, help: Option<(&str, &str)>, suffix: &str) {
+    if let Some((name, text)) = help {
+        let _ = writeln!(out, "# HELP {name}{suffix} {text}");
+    }
+}
+
 /// Decides readiness: `Ok` when ready, `Err(reason)` when not.
 pub type ReadinessCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
@@ -122,11 +171,19 @@ fn handle(
             tracing::error!(error = %e, "encoding metrics failed");
             return text(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n");
         }
-        let mut res = Response::new(Full::new(Bytes::from(buf)));
-        res.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static(OPENMETRICS_CONTENT_TYPE),
-        );
+        let openmetrics = req
+            .headers()
+            .get(hyper::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("application/openmetrics-text"));
+        let (body, ctype) = if openmetrics {
+            (buf, OPENMETRICS_CONTENT_TYPE)
+        } else {
+            (to_prometheus_text(&buf), PROMETHEUS_CONTENT_TYPE)
+        };
+        let mut res = Response::new(Full::new(Bytes::from(body)));
+        res.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
         return res;
     }
     match path {
@@ -207,4 +264,23 @@ fn html_escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openmetrics_to_prometheus_text() {
+        let om = "# HELP a_blocks Blocks.\n# TYPE a_blocks counter\na_blocks_total 3\n\
+# HELP lat Latency.\n# TYPE lat histogram\n# UNIT lat seconds\nlat_bucket{le=\"1.0\"} 1 # {trace_id=\"ab\"} 0.5\n\
+# HELP st Health.\n# TYPE st stateset\nst{st=\"ready\"} 1\n# EOF\n";
+        let p = to_prometheus_text(om);
+        assert_eq!(
+            p,
+            "# HELP a_blocks_total Blocks.\n# TYPE a_blocks_total counter\na_blocks_total 3\n\
+# HELP lat Latency.\n# TYPE lat histogram\nlat_bucket{le=\"1.0\"} 1\n\
+# HELP st Health.\n# TYPE st gauge\nst{st=\"ready\"} 1\n"
+        );
+    }
 }
