@@ -2,7 +2,7 @@
 # Install the external tools that ethwatch's tests and devnet use, idempotently.
 #
 #   scripts/tools.sh                 # everything
-#   scripts/tools.sh anvil lodestar  # only these (anvil lodestar prometheus alertmanager wrk)
+#   scripts/tools.sh anvil lodestar  # only these (anvil lodestar prometheus alertmanager wrk python)
 #
 # Node tools go into ${ETHWATCH_CACHE:-$HOME/.cache/ethwatch}/tools/<name>-<version>/ and are
 # marked done only after the binary has run, so a half install is retried. Debian packages are
@@ -19,7 +19,7 @@ ENV_FILE="$TOOLS/env.sh"
 
 ANVIL_VERSION=1.7.1
 LODESTAR_VERSION=1.5.1
-ALL_TOOLS=(anvil lodestar prometheus alertmanager wrk)
+ALL_TOOLS=(anvil lodestar prometheus alertmanager wrk python)
 
 log() { echo "tools.sh: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -95,6 +95,25 @@ install_lodestar() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Python: a venv with the pinned packages the non-cargo tests and alerts/generate.py use, so they
+# never depend on what happens to be installed system-wide. Keyed by the pins and the interpreter.
+PYTHON_PINS=(pyyaml==6.0.3 pytest==9.0.3)
+python_spec() { printf '%s %s' "$(python3 -c 'import sys; print(sys.version.split()[0])')" "${PYTHON_PINS[*]}"; }
+python_dir() { printf '%s/python-%s' "$TOOLS" "$(python_spec | sha256sum | cut -c1-12)"; }
+install_python() {
+  local dir spec
+  dir="$(python_dir)"
+  spec="$(python_spec)"
+  marker_ok "$dir/.installed" "$spec" && return 0
+  log "creating a Python venv with ${PYTHON_PINS[*]} in $dir"
+  rm -rf "$dir"
+  python3 -m venv "$dir" >&2
+  "$dir/bin/python" -m pip install --quiet --no-input --disable-pip-version-check "${PYTHON_PINS[@]}" >&2
+  "$dir/bin/python" -c 'import yaml, pytest' || die "the venv in $dir cannot import yaml and pytest"
+  printf '%s\n%s\n' "$dir/bin/python" "$spec" >"$dir/.installed"
+}
+
+# ---------------------------------------------------------------------------------------------
 # Debian packages. apt-get update runs only when a plain install fails (stale or empty lists).
 apt_install() { # <package>...
   export DEBIAN_FRONTEND=noninteractive
@@ -127,6 +146,11 @@ env_lines() {
     local bin
     bin="$(marker_bin "$LODESTAR_DIR/.installed")"
     if [[ -x "$bin" ]]; then printf 'export ETHWATCH_LODESTAR=%q\n' "$bin"; fi
+  fi
+  local pydir
+  pydir="$(python_dir)"
+  if marker_ok "$pydir/.installed" "$(python_spec)"; then
+    printf 'export ETHWATCH_PYTHON=%q\n' "$(marker_bin "$pydir/.installed")"
   fi
   local var bin
   for var in PROMTOOL:promtool PROMETHEUS:prometheus ALERTMANAGER:prometheus-alertmanager WRK:wrk; do
