@@ -44,6 +44,10 @@ pub struct CommonArgs {
     )]
     pub volume_paths: Vec<std::path::PathBuf>,
 
+    /// Trace export (OTLP) settings.
+    #[command(flatten)]
+    pub traces: crate::traces::TraceArgs,
+
     /// How often to read volume usage.
     #[arg(long = "volume.interval", env = "ETHWATCH_VOLUME_INTERVAL", default_value = "15s", value_parser = parse_duration)]
     pub volume_interval: Duration,

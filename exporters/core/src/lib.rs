@@ -11,6 +11,7 @@
 //! - [`schedule`]: running a collector on its own interval under a timeout, recording its status.
 //! - [`volume`]: `statvfs` usage of the node's data volumes.
 //! - [`telemetry`]: logging set-up.
+//! - [`traces`]: OTLP traces of the exporter's own work, bounded and counted.
 //! - [`shutdown`]: SIGTERM/SIGINT into a cancellation token.
 //!
 //! Exporters poll their node on their own schedule and keep the last known state in memory;
@@ -23,6 +24,7 @@ pub mod schedule;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
+pub mod traces;
 pub mod upstream;
 pub mod volume;
 

@@ -69,7 +69,8 @@ mod tests {
             )
             .await
         });
-        tokio::time::sleep(Duration::from_millis(5_500)).await;
+        // Runs at 0..=5 s; the runs at 2 s and 5 s hang and time out at 2.5 s and 5.5 s.
+        tokio::time::sleep(Duration::from_millis(5_700)).await;
         token.cancel();
         task.await.expect("task");
         assert_eq!(runs.load(Ordering::SeqCst), 6);

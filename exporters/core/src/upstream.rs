@@ -283,7 +283,9 @@ impl Upstream {
             .post(self.base.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
-        self.send(targets, req).await.map(|(_, b)| b)
+        self.send_accepting(targets, "POST", None, req, &[])
+            .await
+            .map(|(_, b)| b)
     }
 
     /// GETs `path` (with query) relative to the base URL (REST APIs). Any 2xx status is a success
@@ -296,9 +298,33 @@ impl Upstream {
         accept_status: &[u16],
     ) -> Result<(u16, Bytes), UpstreamError> {
         let url = self.join(path)?;
-        let mut req = self.client.get(url);
-        req = req.header(reqwest::header::ACCEPT, "application/json");
-        self.send_accepting(&[target], req, accept_status).await
+        let req = self
+            .client
+            .get(url)
+            .header(reqwest::header::ACCEPT, "application/json");
+        self.send_accepting(&[target], "GET", Some(target), req, accept_status)
+            .await
+    }
+
+    /// POSTs a JSON body to `path` (with query) relative to the base URL (REST APIs whose
+    /// queries take a body, e.g. the Beacon API's rewards endpoints). Statuses are handled as in
+    /// [`Upstream::get`].
+    pub async fn post(
+        &self,
+        target: &'static str,
+        path: &str,
+        body: Vec<u8>,
+        accept_status: &[u16],
+    ) -> Result<(u16, Bytes), UpstreamError> {
+        let url = self.join(path)?;
+        let req = self
+            .client
+            .post(url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        self.send_accepting(&[target], "POST", Some(target), req, accept_status)
+            .await
     }
 
     /// Opens a streaming GET (server-sent events). Only the connection and headers are under the
@@ -346,28 +372,44 @@ impl Upstream {
         Ok(base)
     }
 
-    async fn send(
-        &self,
-        targets: &[&'static str],
-        req: reqwest::RequestBuilder,
-    ) -> Result<(u16, Bytes), UpstreamError> {
-        self.send_accepting(targets, req, &[]).await
+    /// An HTTP client span following the OpenTelemetry semantic conventions.
+    fn http_span(&self, method: &'static str, template: Option<&'static str>) -> tracing::Span {
+        let name = match template {
+            Some(t) => format!("{method} {t}"),
+            None => method.to_string(),
+        };
+        tracing::info_span!(
+            "http_request",
+            otel.name = %name,
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = method,
+            url.template = template,
+            server.address = self.base.host_str().unwrap_or(""),
+            server.port = self.base.port_or_known_default(),
+            http.response.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        )
     }
 
     async fn send_accepting(
         &self,
         targets: &[&'static str],
+        method: &'static str,
+        template: Option<&'static str>,
         mut req: reqwest::RequestBuilder,
         accept_status: &[u16],
     ) -> Result<(u16, Bytes), UpstreamError> {
+        use tracing::Instrument;
         if let Some((u, p)) = &self.user {
             req = req.basic_auth(u, p.as_ref());
         }
+        let span = self.http_span(method, template);
         let start = Instant::now();
         let limit = self.opts.max_body_bytes;
         let result = match tokio::time::timeout(
             self.opts.timeout,
-            exchange(req, limit, accept_status),
+            exchange(req, limit, accept_status).instrument(span.clone()),
         )
         .await
         {
@@ -375,8 +417,22 @@ impl Upstream {
             Err(_) => Err(UpstreamError::Timeout(self.opts.timeout)),
         };
         let elapsed = start.elapsed();
+        match &result {
+            Ok((status, _)) => {
+                span.record("http.response.status_code", status);
+            }
+            Err(e) => {
+                if let UpstreamError::HttpStatus { status, .. } = e {
+                    span.record("http.response.status_code", status);
+                }
+                span.record("error.type", e.kind().as_str());
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        let trace_id = crate::traces::trace_id_of(&span);
+        drop(span);
         for t in targets {
-            self.metrics.observe(t, elapsed, None);
+            self.metrics.observe(t, elapsed, trace_id.clone());
             if let Err(e) = &result {
                 self.metrics.error(t, e.kind());
             }

@@ -57,10 +57,13 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Execution(args) => {
-            ethwatch_core::telemetry::init(args.common.log_format);
+            let traces = ethwatch_core::telemetry::setup(&args.common, "execution")?;
             let shutdown = ethwatch_core::shutdown::on_signal();
             let running = ethwatch_execution::start(args, shutdown).await?;
             running.task.await?;
+            if let Some(t) = traces {
+                t.flush(std::time::Duration::from_secs(2)).await;
+            }
             tracing::info!("stopped");
             Ok(())
         }

@@ -162,6 +162,7 @@ pub async fn start(args: ExecutionArgs, shutdown: CancellationToken) -> anyhow::
     let mut registry = Registry::default();
     register_build_info(&mut registry);
     let status = CollectorStatus::register(&mut registry);
+    ethwatch_core::traces::register_metrics(&mut registry);
     let metrics = ExecutionMetrics::register(&mut registry, args.ws_url.is_some());
     let volume = VolumeMetrics::register(&mut registry, args.common.volume_paths.clone());
     let upstream = Upstream::new(

@@ -322,6 +322,7 @@ pub fn registry_for_docs() -> Registry {
     ethwatch_core::metrics::register_build_info(&mut registry);
     let status = ethwatch_core::metrics::CollectorStatus::register(&mut registry);
     status.record("head", std::time::Duration::ZERO, Ok(()));
+    ethwatch_core::traces::register_metrics(&mut registry);
     let volume =
         ethwatch_core::volume::VolumeMetrics::register(&mut registry, vec![std::env::temp_dir()]);
     let _ = volume.update();

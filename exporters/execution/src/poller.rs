@@ -140,8 +140,15 @@ impl Poller {
         map.get(method).is_none_or(|until| now >= *until)
     }
 
-    /// One poll cycle.
+    /// One poll cycle, traced as a `poll` span with a child span per collector run and, under
+    /// those, a span per node call.
     pub async fn poll_once(&self) {
+        use tracing::Instrument;
+        let span = tracing::info_span!("poll", otel.name = "poll", otel.kind = "internal");
+        self.poll_cycle().instrument(span).await
+    }
+
+    async fn poll_cycle(&self) {
         let start = Instant::now();
         let mut plan: Vec<(&'static str, Call)> = Vec::with_capacity(9);
         let latest = || json!(["latest", false]);
@@ -197,7 +204,29 @@ impl Poller {
             return;
         }
 
-        let calls: Vec<Call> = plan.iter().map(|(_, c)| c.clone()).collect();
+        let mut spans: Vec<(&'static str, tracing::Span)> = Vec::new();
+        for (c, _) in &plan {
+            if !spans.iter().any(|(n, _)| n == c) {
+                let s = tracing::info_span!(
+                    "collect",
+                    otel.name = %format!("collect {c}"),
+                    otel.status_code = tracing::field::Empty,
+                    ethwatch.collector = *c,
+                );
+                spans.push((c, s));
+            }
+        }
+        let span_of = |c: &str| {
+            spans
+                .iter()
+                .find(|(n, _)| *n == c)
+                .map(|(_, s)| s.clone())
+                .unwrap_or_else(tracing::Span::none)
+        };
+        let calls: Vec<Call> = plan
+            .iter()
+            .map(|(c, call)| call.clone().under(&span_of(c)))
+            .collect();
         let results = match self.rpc.batch(&calls).await {
             Ok(r) => r,
             Err(e) => {
@@ -223,20 +252,23 @@ impl Poller {
             }
         }
         for (c, items) in by_collector {
+            use tracing::Instrument;
+            let span = span_of(c);
             let r = match c {
-                "head" => self.handle_head(items).await,
-                "finality" => self.handle_finality(items),
-                "sync" => self.handle_sync(items),
-                "peers" => self.handle_peers(items),
-                "txpool" => self.handle_txpool(items),
+                "head" => self.handle_head(items).instrument(span.clone()).await,
+                "finality" => span.in_scope(|| self.handle_finality(items)),
+                "sync" => span.in_scope(|| self.handle_sync(items)),
+                "peers" => span.in_scope(|| self.handle_peers(items)),
+                "txpool" => span.in_scope(|| self.handle_txpool(items)),
                 "info" => {
                     *self.next_info.lock().unwrap_or_else(|e| e.into_inner()) =
                         Some(start + self.cfg.info_interval);
-                    self.handle_info(items)
+                    span.in_scope(|| self.handle_info(items))
                 }
                 _ => Ok(()),
             };
             if let Err(e) = &r {
+                span.record("otel.status_code", "ERROR");
                 tracing::debug!(collector = c, error = %e, "collector failed");
             }
             self.status.record(c, start.elapsed(), r);

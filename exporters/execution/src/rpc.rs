@@ -19,13 +19,44 @@ pub const METHOD_NOT_FOUND: i64 = -32601;
 pub struct Call {
     pub method: &'static str,
     pub params: serde_json::Value,
+    /// The span the call's span is a child of (the collector that asked); the current span
+    /// when `None`.
+    pub parent: Option<tracing::Span>,
 }
 
 impl Call {
     /// A call with positional parameters.
     pub fn new(method: &'static str, params: serde_json::Value) -> Self {
-        Call { method, params }
+        Call {
+            method,
+            params,
+            parent: None,
+        }
     }
+
+    /// The same call, traced as a child of `parent`.
+    pub fn under(mut self, parent: &tracing::Span) -> Self {
+        self.parent = Some(parent.clone());
+        self
+    }
+}
+
+/// A JSON-RPC client span following the OpenTelemetry semantic conventions.
+fn call_span(c: &Call, id: u64) -> tracing::Span {
+    let parent = c.parent.clone().unwrap_or_else(tracing::Span::current);
+    tracing::info_span!(
+        parent: &parent,
+        "jsonrpc_call",
+        otel.name = c.method,
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        rpc.system = "jsonrpc",
+        rpc.method = c.method,
+        rpc.jsonrpc.version = "2.0",
+        rpc.jsonrpc.request_id = id,
+        rpc.jsonrpc.error_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    )
 }
 
 /// The answer to one call of a batch: its raw result or why it has none.
@@ -74,19 +105,43 @@ impl RpcClient {
         }
         .map_err(UpstreamError::decode)?;
         let methods: Vec<&'static str> = calls.iter().map(|c| c.method).collect();
-        let bytes = self.upstream.post_json(&methods, body).await?;
+        // Every method of the batch is a span of its own (they share the round trip).
+        let spans: Vec<tracing::Span> = calls
+            .iter()
+            .enumerate()
+            .map(|(i, c)| call_span(c, first + i as u64))
+            .collect();
+        let fail_all = |e: &UpstreamError| {
+            for s in &spans {
+                s.record("error.type", e.kind().as_str());
+                s.record("otel.status_code", "ERROR");
+            }
+        };
+        let bytes = match self.upstream.post_json(&methods, body).await {
+            Ok(b) => b,
+            Err(e) => {
+                fail_all(&e);
+                return Err(e);
+            }
+        };
         let results = match self.split(&bytes, first, calls.len()) {
             Ok(r) => r,
             Err(e) => {
+                fail_all(&e);
                 for m in &methods {
                     self.upstream.metrics().error(m, e.kind());
                 }
                 return Err(e);
             }
         };
-        for (r, m) in results.iter().zip(&methods) {
+        for ((r, m), s) in results.iter().zip(&methods).zip(&spans) {
             if let Err(e) = r {
                 self.upstream.metrics().error(m, e.kind());
+                if let UpstreamError::Rpc { code, .. } = e {
+                    s.record("rpc.jsonrpc.error_code", code);
+                }
+                s.record("error.type", e.kind().as_str());
+                s.record("otel.status_code", "ERROR");
             }
         }
         Ok(results)

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use url::Url;
 
 use crate::poller::{HeadSource, Poller};
@@ -102,8 +103,25 @@ async fn session(
     let mut config = WebSocketConfig::default();
     config.max_message_size = Some(max_message_bytes);
     config.max_frame_size = Some(max_message_bytes);
+    // The (re)connection is a span of its own: connect, handshake and the subscribe request.
+    let span = tracing::info_span!(
+        "subscribe",
+        otel.name = "eth_subscribe newHeads",
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        rpc.system = "jsonrpc",
+        rpc.method = "eth_subscribe",
+        server.address = url.host_str().unwrap_or(""),
+        server.port = url.port_or_known_default(),
+        error.type = tracing::field::Empty,
+    );
+    let fail = |kind: ErrorKind, msg: String| {
+        span.record("error.type", kind.as_str());
+        span.record("otel.status_code", "ERROR");
+        (kind, msg)
+    };
     let connect = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true);
-    let (mut ws, _) = match tokio::time::timeout(timeout, connect).await {
+    let (mut ws, _) = match tokio::time::timeout(timeout, connect.instrument(span.clone())).await {
         Err(_) => {
             return Err((
                 ErrorKind::Timeout,
@@ -115,8 +133,10 @@ async fn session(
     };
     let sub = r#"{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}"#;
     ws.send(Message::text(sub))
+        .instrument(span.clone())
         .await
-        .map_err(|e| (ErrorKind::Connect, e.to_string()))?;
+        .map_err(|e| fail(ErrorKind::Connect, e.to_string()))?;
+    let mut span = Some(span);
     let mut subscribed = false;
     loop {
         // Without a header for a long time the node may be stuck or the socket half-dead; the
@@ -155,6 +175,10 @@ async fn session(
             }
         };
         if let Some(err) = n.error {
+            if let Some(s) = span.take() {
+                s.record("error.type", ErrorKind::RpcError.as_str());
+                s.record("otel.status_code", "ERROR");
+            }
             return Err((
                 ErrorKind::RpcError,
                 format!(
@@ -165,13 +189,22 @@ async fn session(
         }
         if !subscribed && n.result.is_some() {
             subscribed = true;
+            drop(span.take());
             connected.set(1);
             status.record(COLLECTOR, start.elapsed(), Ok(()));
             tracing::info!("subscribed to newHeads");
             continue;
         }
         if let Some(p) = n.params {
-            let r = poller.on_head(p.result, HeadSource::Subscription).await;
+            let head_span = tracing::info_span!(
+                "new_head",
+                otel.name = "newHeads notification",
+                block.number = p.result.number(),
+            );
+            let r = poller
+                .on_head(p.result, HeadSource::Subscription)
+                .instrument(head_span)
+                .await;
             status.record(COLLECTOR, start.elapsed(), r.map_err(|e| e.to_string()));
         }
     }
