@@ -333,6 +333,7 @@ pub fn build(
             b.build()
         }
         "http/protobuf" => {
+            crate::upstream::install_crypto();
             let client = reqwest::Client::builder()
                 .timeout(args.export_timeout)
                 .build()

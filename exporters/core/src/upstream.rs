@@ -224,8 +224,9 @@ pub fn redact_url(url: &Url) -> String {
     u.to_string()
 }
 
-/// Installs the TLS crypto provider once (ring); later calls do nothing.
-fn install_crypto() {
+/// Installs the TLS crypto provider (ring) that every HTTP client of the process uses; must run
+/// before the first `reqwest::Client` is built. Later calls do nothing.
+pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 

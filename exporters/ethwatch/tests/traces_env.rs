@@ -1,0 +1,347 @@
+//! The trace pipeline as users configure it: the `ethwatch` binary with the standard
+//! `OTEL_*` variables and the downward-API variables the chart sets, exporting over
+//! OTLP/HTTP (protobuf) to a receiver in the test; and with the receiver down, bounded memory,
+//! counted drops and unaffected metrics.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use prost::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn anvil() -> (Proc, u16) {
+    let bin = std::env::var("ETHWATCH_ANVIL").unwrap_or_else(|_| {
+        panic!("ETHWATCH_ANVIL is not set: run the tests with scripts/test.sh")
+    });
+    let port = free_port();
+    let p = Proc(
+        Command::new(bin)
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--block-time",
+                "1",
+                "--prune-history",
+                "--silent",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("anvil"),
+    );
+    wait_port(port);
+    (p, port)
+}
+
+#[derive(Default, Debug)]
+struct Received {
+    paths: Vec<String>,
+    resource: BTreeMap<String, String>,
+    span_names: Vec<String>,
+}
+
+fn text(v: &Option<opentelemetry_proto::tonic::common::v1::AnyValue>) -> String {
+    match v.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(AnyValue::StringValue(s)) => s.clone(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
+
+/// An OTLP/HTTP receiver: decodes protobuf export requests and answers 200.
+async fn otlp_http_receiver() -> (u16, Arc<Mutex<Received>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let got = Arc::new(Mutex::new(Received::default()));
+    let g = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let g = g.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut chunk = [0u8; 16384];
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                    let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().to_string())
+                        })
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < head_end + len {
+                        let mut chunk = [0u8; 16384];
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let req = ExportTraceServiceRequest::decode(&buf[head_end..head_end + len]);
+                    buf.drain(..head_end + len);
+                    {
+                        let mut r = g.lock().expect("lock");
+                        r.paths.push(path);
+                        if let Ok(req) = req {
+                            for rs in req.resource_spans {
+                                if let Some(res) = rs.resource {
+                                    for kv in res.attributes {
+                                        r.resource.insert(kv.key.clone(), text(&kv.value));
+                                    }
+                                }
+                                for ss in rs.scope_spans {
+                                    for s in ss.spans {
+                                        r.span_names.push(s.name);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    let res = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
+                    if sock.write_all(res.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, got)
+}
+
+async fn scrape(port: u16) -> Vec<ethwatch_core::exposition::Sample> {
+    ethwatch_core::upstream::install_crypto();
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("body");
+    ethwatch_core::exposition::parse(&text)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standard_variables_configure_otlp_http_with_kubernetes_attributes() {
+    let (_anvil, anvil_port) = anvil();
+    let (otlp_port, got) = otlp_http_receiver().await;
+    let port = free_port();
+    let _ew = Proc(
+        Command::new(env!("CARGO_BIN_EXE_ethwatch"))
+            .args([
+                "execution",
+                "--rpc-url",
+                &format!("http://127.0.0.1:{anvil_port}"),
+            ])
+            .args([
+                "--web.listen-address",
+                &format!("127.0.0.1:{port}"),
+                "--poll-interval",
+                "250ms",
+            ])
+            .env(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://127.0.0.1:{otlp_port}"),
+            )
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+            .env("OTEL_TRACES_SAMPLER", "always_on")
+            .env("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=devnet")
+            .env("POD_NAME", "el-1-reth-lighthouse-0")
+            .env("POD_NAMESPACE", "kt-devnet")
+            .env("NODE_NAME", "worker-1")
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ethwatch"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        {
+            let r = got.lock().expect("lock");
+            if r.span_names.iter().any(|n| n == "poll") && !r.resource.is_empty() {
+                assert!(
+                    r.paths.iter().all(|p| p == "/v1/traces"),
+                    "paths {:?}",
+                    r.paths
+                );
+                assert_eq!(
+                    r.resource.get("service.name").map(String::as_str),
+                    Some("ethwatch-execution")
+                );
+                assert_eq!(
+                    r.resource.get("service.version").map(String::as_str),
+                    Some(env!("CARGO_PKG_VERSION"))
+                );
+                assert_eq!(
+                    r.resource.get("k8s.pod.name").map(String::as_str),
+                    Some("el-1-reth-lighthouse-0")
+                );
+                assert_eq!(
+                    r.resource.get("k8s.namespace.name").map(String::as_str),
+                    Some("kt-devnet")
+                );
+                assert_eq!(
+                    r.resource.get("k8s.node.name").map(String::as_str),
+                    Some("worker-1")
+                );
+                assert_eq!(
+                    r.resource.get("deployment.environment").map(String::as_str),
+                    Some("devnet")
+                );
+                assert!(
+                    r.span_names.iter().any(|n| n == "eth_getBlockByNumber"),
+                    "{:?}",
+                    r.span_names
+                );
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no spans over OTLP/HTTP: {:?}",
+            got.lock().expect("lock")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let s = scrape(port).await;
+    assert!(
+        ethwatch_core::exposition::value(&s, "ethwatch_trace_spans_exported_total", &[])
+            .is_some_and(|v| v > 0.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_receiver_costs_counted_drops_not_memory() {
+    let (_anvil, anvil_port) = anvil();
+    // A receiver that accepts connections and never answers.
+    let hole = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let hole_port = hole.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = hole.accept().await {
+            held.push(s);
+        }
+    });
+    let port = free_port();
+    let ew = Proc(
+        Command::new(env!("CARGO_BIN_EXE_ethwatch"))
+            .args([
+                "execution",
+                "--rpc-url",
+                &format!("http://127.0.0.1:{anvil_port}"),
+            ])
+            .args([
+                "--web.listen-address",
+                &format!("127.0.0.1:{port}"),
+                "--poll-interval",
+                "100ms",
+            ])
+            .args(["--otel.queue-size", "64", "--otel.export-timeout", "300ms"])
+            .env(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://127.0.0.1:{hole_port}"),
+            )
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ethwatch"),
+    );
+    wait_port(port);
+    let pid = ew.0.id();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss_early = rss_kib(pid);
+    let s = scrape(port).await;
+    let blocks_early =
+        ethwatch_core::exposition::value(&s, "eth_el_blocks_total", &[]).expect("blocks");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let t = Instant::now();
+    let s = scrape(port).await;
+    let scrape_time = t.elapsed();
+    let rss_late = rss_kib(pid);
+    let dropped = ethwatch_core::exposition::value(
+        &s,
+        "ethwatch_trace_spans_dropped_total",
+        &[("reason", "queue_full")],
+    )
+    .unwrap_or(0.0)
+        + ethwatch_core::exposition::value(
+            &s,
+            "ethwatch_trace_spans_dropped_total",
+            &[("reason", "export_failed")],
+        )
+        .unwrap_or(0.0);
+    assert!(
+        dropped > 100.0,
+        "dropped spans must be counted, got {dropped}"
+    );
+    assert!(
+        rss_late <= rss_early + 4 * 1024,
+        "memory grew from {rss_early} KiB to {rss_late} KiB with the receiver down"
+    );
+    // Metrics are unaffected: the node is up, blocks keep counting, /metrics answers at once.
+    assert_eq!(
+        ethwatch_core::exposition::value(&s, "eth_el_up", &[]),
+        Some(1.0)
+    );
+    let blocks_late =
+        ethwatch_core::exposition::value(&s, "eth_el_blocks_total", &[]).expect("blocks");
+    assert!(
+        blocks_late >= blocks_early + 4.0,
+        "blocks {blocks_early} -> {blocks_late}"
+    );
+    assert!(
+        scrape_time < Duration::from_millis(500),
+        "scrape took {scrape_time:?}"
+    );
+    eprintln!("receiver down: RSS {rss_early} KiB -> {rss_late} KiB, {dropped} spans dropped");
+}
