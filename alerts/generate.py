@@ -70,8 +70,10 @@ def merge(base: dict, over: dict, where: str, path: str = "") -> None:
         if isinstance(base[key], dict):
             merge(base[key], value, where, full + ".")
         elif not same_type(base[key], value):
+            kind = {bool: "true or false", int: "a number", float: "a number", str: "a string"}
             raise ConfigError(
-                f"{where}: '{full}' must be a {type(base[key]).__name__}, not {value!r}"
+                f"{where}: '{full}' must be {kind.get(type(base[key]), type(base[key]).__name__)},"
+                f" not {value!r}"
             )
         else:
             base[key] = value
