@@ -92,10 +92,34 @@ impl UpstreamError {
     }
 }
 
-/// A label set with one label; the key is fixed by the exporter (`method`, `route`).
-pub type TargetLabels = [(&'static str, &'static str); 1];
-/// A label set for error counters: the target and the kind.
-pub type ErrorLabels = [(&'static str, &'static str); 2];
+/// Labels of a request series: constant labels of the endpoint (the network watcher's `layer`
+/// and `node`; none for a sidecar), the target under the exporter's key (`method`, `route`),
+/// and for error counters the kind.
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+pub struct CallLabels {
+    constant: Option<std::sync::Arc<[(&'static str, String)]>>,
+    key: &'static str,
+    target: &'static str,
+    kind: Option<&'static str>,
+}
+
+impl prometheus_client::encoding::EncodeLabelSet for CallLabels {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelSetEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeLabel;
+        for (k, v) in self.constant.iter().flat_map(|c| c.iter()) {
+            (*k, v.as_str()).encode(encoder.encode_label())?;
+        }
+        (self.key, self.target).encode(encoder.encode_label())?;
+        if let Some(kind) = self.kind {
+            ("kind", kind).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
 /// The exemplar label set: the trace id of the call.
 pub type TraceLabels = Vec<(&'static str, String)>;
 
@@ -112,12 +136,13 @@ fn latency_histogram() -> HistogramWithExemplars<TraceLabels> {
 #[derive(Clone)]
 pub struct RequestMetrics {
     key: &'static str,
+    constant: Option<std::sync::Arc<[(&'static str, String)]>>,
     duration: Family<
-        TargetLabels,
+        CallLabels,
         HistogramWithExemplars<TraceLabels>,
         fn() -> HistogramWithExemplars<TraceLabels>,
     >,
-    errors: Family<ErrorLabels, Counter>,
+    errors: Family<CallLabels, Counter>,
 }
 
 impl RequestMetrics {
@@ -134,7 +159,7 @@ impl RequestMetrics {
         let duration = Family::new_with_constructor(
             latency_histogram as fn() -> HistogramWithExemplars<TraceLabels>,
         );
-        let errors = Family::<ErrorLabels, Counter>::default();
+        let errors = Family::<CallLabels, Counter>::default();
         registry.register_with_unit(
             duration_name,
             duration_help,
@@ -144,32 +169,57 @@ impl RequestMetrics {
         registry.register(errors_name, errors_help, errors.clone());
         RequestMetrics {
             key,
+            constant: None,
             duration,
             errors,
+        }
+    }
+
+    /// The same families, recording with constant labels added (one endpoint among many, as in
+    /// the network watcher: `[("layer", "execution"), ("node", "el-1")]`).
+    pub fn with_constant_labels(&self, labels: Vec<(&'static str, String)>) -> Self {
+        RequestMetrics {
+            constant: Some(labels.into()),
+            ..self.clone()
+        }
+    }
+
+    fn labels(&self, target: &'static str, kind: Option<ErrorKind>) -> CallLabels {
+        CallLabels {
+            constant: self.constant.clone(),
+            key: self.key,
+            target,
+            kind: kind.map(ErrorKind::as_str),
+        }
+    }
+
+    /// Removes the series of this endpoint's constant labels (a node that left the network).
+    pub fn remove_target(&self, target: &'static str) {
+        self.duration.remove(&self.labels(target, None));
+        for k in ErrorKind::ALL {
+            self.errors.remove(&self.labels(target, Some(k)));
         }
     }
 
     /// Records one call's latency, with the trace id as an exemplar when known.
     pub fn observe(&self, target: &'static str, elapsed: Duration, trace_id: Option<String>) {
         let exemplar = trace_id.map(|t| vec![("trace_id", t)]);
-        self.duration.get_or_create(&[(self.key, target)]).observe(
-            elapsed.as_secs_f64(),
-            exemplar,
-            None,
-        );
+        self.duration
+            .get_or_create(&self.labels(target, None))
+            .observe(elapsed.as_secs_f64(), exemplar, None);
     }
 
     /// Counts one failed call.
     pub fn error(&self, target: &'static str, kind: ErrorKind) {
         self.errors
-            .get_or_create(&[(self.key, target), ("kind", kind.as_str())])
+            .get_or_create(&self.labels(target, Some(kind)))
             .inc();
     }
 
     /// The error count for a target and kind (for tests and the landing page).
     pub fn error_count(&self, target: &'static str, kind: ErrorKind) -> u64 {
         self.errors
-            .get_or_create(&[(self.key, target), ("kind", kind.as_str())])
+            .get_or_create(&self.labels(target, Some(kind)))
             .get()
     }
 }
