@@ -33,7 +33,7 @@ fn parse_line(line: &str) -> Option<Sample> {
     let line = line.split(" # ").next().unwrap_or(line);
     let (name, rest, labels) = match line.find('{') {
         Some(i) => {
-            let end = line[i..].find('}')? + i;
+            let end = closing_brace(&line[i..])? + i;
             (
                 &line[..i],
                 &line[end + 1..],
@@ -56,6 +56,23 @@ fn parse_line(line: &str) -> Option<Sample> {
         labels,
         value,
     })
+}
+
+/// The index of the `}` closing the label set at the start of `s`, skipping quoted values
+/// (route labels such as `/eth/v1/beacon/headers/{block_id}` contain braces).
+fn closing_brace(s: &str) -> Option<usize> {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '}' if !quoted => return Some(i),
+            _ => {}
+        }
+    }
+    None
 }
 
 fn parse_labels(s: &str) -> Vec<(String, String)> {
@@ -107,9 +124,10 @@ mod tests {
 
     #[test]
     fn parses_lines_labels_and_exemplars() {
-        let text = "# HELP x y\nup 1\nreq_bucket{le=\"0.5\",method=\"a\\\"b\"} 3 # {trace_id=\"abc\"} 0.2 1.0\ninf{le=\"+Inf\"} +Inf\n# EOF\n";
+        let text = "# HELP x y\nup 1\nreq_bucket{le=\"0.5\",method=\"a\\\"b\"} 3 # {trace_id=\"abc\"} 0.2 1.0\ninf{le=\"+Inf\"} +Inf\nr_count{route=\"/h/{id}\"} 2\n# EOF\n";
         let s = parse(text);
-        assert_eq!(s.len(), 3);
+        assert_eq!(s.len(), 4);
+        assert_eq!(value(&s, "r_count", &[("route", "/h/{id}")]), Some(2.0));
         assert_eq!(value(&s, "up", &[]), Some(1.0));
         assert_eq!(
             value(&s, "req_bucket", &[("method", "a\"b"), ("le", "0.5")]),

@@ -281,9 +281,31 @@ pub fn install_crypto() {
 }
 
 impl Upstream {
+    /// The HTTP client an endpoint uses; endpoints may share one (the network watcher does, so
+    /// a thousand nodes do not cost a thousand connection pools).
+    pub fn http_client(opts: &UpstreamOptions) -> anyhow::Result<reqwest::Client> {
+        install_crypto();
+        Ok(reqwest::Client::builder()
+            .connect_timeout(opts.timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(4)
+            .user_agent(concat!("ethwatch/", env!("CARGO_PKG_VERSION")))
+            .build()?)
+    }
+
     /// Creates the endpoint. Fails only when the HTTP client cannot be built.
     pub fn new(url: &Url, opts: UpstreamOptions, metrics: RequestMetrics) -> anyhow::Result<Self> {
-        install_crypto();
+        let client = Self::http_client(&opts)?;
+        Ok(Self::with_client(url, opts, metrics, client))
+    }
+
+    /// Creates the endpoint on an existing HTTP client (see [`Upstream::http_client`]).
+    pub fn with_client(
+        url: &Url,
+        opts: UpstreamOptions,
+        metrics: RequestMetrics,
+        client: reqwest::Client,
+    ) -> Self {
         let mut base = url.clone();
         let user = if base.username().is_empty() {
             None
@@ -296,20 +318,14 @@ impl Upstream {
             let _ = base.set_password(None);
             Some(u)
         };
-        let client = reqwest::Client::builder()
-            .connect_timeout(opts.timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(4)
-            .user_agent(concat!("ethwatch/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Upstream {
+        Upstream {
             client,
             redacted: redact_url(url),
             base,
             user,
             opts,
             metrics,
-        })
+        }
     }
 
     /// The URL for logs and the landing page, credentials redacted.
