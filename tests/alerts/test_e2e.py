@@ -21,7 +21,6 @@ import pathlib
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -79,6 +78,7 @@ def test_alerts_reach_the_webhook_end_to_end(tmp_path):
 
     stack = Stack(tmp_path)
     hook = Webhook()
+    hook_t0 = time.time()
     old_term = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     timings: dict[str, float] = {}
     try:
@@ -88,6 +88,9 @@ def test_alerts_reach_the_webhook_end_to_end(tmp_path):
         hook.close()
         signal.signal(signal.SIGTERM, old_term)
         (tmp_path / "timings.json").write_text(json.dumps(timings, indent=2))
+        with hook.lock:
+            pages = [(round(t - hook_t0, 1), a["status"], a["labels"]["alertname"]) for t, a in hook.alerts]
+        print(f"\nwebhook notifications (s since start, status, alert): {pages}")
         if timings:
             print("\nfault-to-page times (s):")
             for k, v in timings.items():
@@ -123,6 +126,24 @@ def _run(stack, hook, tmp, rules, ethwatch, anvil, lodestar, prometheus, alertma
         stack.start("ethwatch-consensus", [
             str(ethwatch), "consensus", "--beacon-url", beacon_url,
             "--web.listen-address", f"{HOST}:{p['cl_exp']}"], **pre)
+
+    # --- nodes answering -----------------------------------------------------------------------
+    # Prometheus starts only once the nodes answer through their exporters: a node still booting
+    # is really unreachable, and a test with 2 s `for:`s would rightly page for it.
+    def exporter_says(url, name, labels=""):
+        return metric_value(http_get(url).decode(), name, labels)
+
+    wait_until("anvil answering through ethwatch execution",
+               lambda: exporter_says(el_metrics, "eth_el_up") == 1
+               and exporter_says(el_metrics, "eth_el_expected_block_interval_seconds") is not None
+               and exporter_says(el_metrics, "eth_el_subscription_connected") == 1,
+               60, stack)
+    if lodestar:
+        wait_until("Lodestar's first block, seen through ethwatch consensus",
+                   lambda: exporter_says(cl_metrics, "eth_cl_up") == 1
+                   and (exporter_says(cl_metrics, "eth_cl_head_slot") or 0) > 0
+                   and exporter_says(cl_metrics, "eth_cl_events_stream_connected") == 1,
+                   SLOW, stack)
 
     # --- Alertmanager and Prometheus ---------------------------------------------------------
     (tmp / "alertmanager.yml").write_text(f"""\
@@ -170,53 +191,36 @@ scrape_configs:
         f"--web.listen-address={HOST}:{p['prom']}", "--rules.alert.resend-delay=1s"], **pre)
     prom = Prometheus(p["prom"])
 
-    # Children are all spawned (preexec_fn is not thread-safe): now the threads may start.
+    # Children are all spawned (preexec_fn is not thread-safe): now the webhook may serve.
     hook.start()
-    zero_peers_seen: list[float] = []
-    if lodestar:
-        def watch_peers():  # when did the exporter first report 0 connected peers?
-            deadline = time.monotonic() + SLOW
-            while not zero_peers_seen and time.monotonic() < deadline:
-                try:
-                    text = http_get(cl_metrics).decode()
-                    if metric_value(text, "eth_cl_peers", 'state="connected"') == 0:
-                        zero_peers_seen.append(time.time())
-                        return
-                except Exception:
-                    pass
-                time.sleep(0.1)
-        threading.Thread(target=watch_peers, daemon=True).start()
-
-    # --- warm-up -------------------------------------------------------------------------------
     wait_until("Prometheus ready", lambda: http_get(f"{prom.base}/-/ready"), 60, stack)
     wait_until("Alertmanager ready", lambda: http_get(f"http://{HOST}:{p['am']}/-/ready"), 60, stack)
     wait_until("Prometheus to load the rules",
                lambda: len(json.loads(http_get(f"{prom.base}/api/v1/rules"))["data"]["groups"]) == 4,
                30, stack)
-    wait_until("the execution node answering through ethwatch and Prometheus",
-               lambda: prom.value("eth_el_up") == 1
-               and prom.value("eth_el_expected_block_interval_seconds") is not None, 60, stack)
-    if lodestar:
-        wait_until("the beacon node's first block, seen through ethwatch and Prometheus",
-                   lambda: prom.value("eth_cl_up") == 1 and (prom.value("eth_cl_head_slot") or 0) > 0,
-                   SLOW, stack)
+    wait_until("Prometheus scraping the exporters",
+               lambda: prom.value("min(up)") == 1 and prom.value("count(up)") == (2 if lodestar else 1),
+               30, stack)
 
     # --- 1. no peers on the beacon dev node -> low peers pages ----------------------------------
     if lodestar:
         page = wait_until("EthwatchConsensusLowPeers at the webhook",
                           lambda: hook.first("EthwatchConsensusLowPeers", pod="lodestar-0"), 60, stack)
-        assert zero_peers_seen, "the consensus exporter never reported 0 connected peers"
-        timings["consensus low peers (0 peers reported -> page)"] = page[0] - zero_peers_seen[0]
+        # The fault is there from the start: measure from the first sample in which Prometheus
+        # saw 0 connected peers.
+        samples = prom.query('eth_cl_peers{state="connected", pod="lodestar-0"}[5m]')[0]["values"]
+        first_zero = min(float(t) for t, v in samples if float(v) == 0)
+        timings["consensus low peers (first 0-peer sample -> page)"] = page[0] - first_zero
         a = page[1]
         assert a["labels"]["severity"] == "warning" and a["labels"]["state"] == "connected"
         assert "e2e/lodestar-0" in a["annotations"]["description"]
         assert "it has 0." in a["annotations"]["description"]
 
     # --- 2. an idle, healthy devnet: nothing else fires ----------------------------------------
-    # Every `for:` is shortened to at most 5 s, so any rule that is true on a healthy devnet fires
+    # Every `for:` is shortened to at most 10 s, so any rule that is true on a healthy devnet fires
     # within this wait. Pending alerts with long `for:`s are not pages (EthwatchVolumeFillingUp's
     # prediction over a few seconds of a shared disk is noise; its `for: 1h` is what absorbs it).
-    time.sleep(8)
+    time.sleep(12)
     expected_idle = {"EthwatchConsensusLowPeers"} if lodestar else set()
     st = os.statvfs(tmp)  # the volume the execution exporter reports: really that full?
     used = 1 - st.f_bavail / st.f_blocks

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Tests that are not cargo tests; scripts/test.sh runs this after `cargo test`. Today: the alert
+# rules (tests/alerts/): generator drift, promtool check and unit tests, the lint, and the
+# end-to-end test through real nodes, exporters, Prometheus and Alertmanager.
+#
+#   tests/run.sh                     # everything
+#   tests/run.sh -m "not e2e"        # without the end-to-end test (extra args go to pytest)
+#
+# The tools come from scripts/tools.sh (it writes ~/.cache/ethwatch/tools/env.sh); pytest and
+# PyYAML from the venv it names in ETHWATCH_PYTHON.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+fail() { echo "tests/run.sh: FAILED: $*" >&2; exit 1; }
+
+export ETHWATCH_CACHE="${ETHWATCH_CACHE:-$HOME/.cache/ethwatch}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ETHWATCH_CACHE/target}"
+if [[ -z "${ETHWATCH_PYTHON:-}" ]]; then
+  [[ -f "$ETHWATCH_CACHE/tools/env.sh" ]] || fail "no $ETHWATCH_CACHE/tools/env.sh: run scripts/tools.sh first"
+  # shellcheck source=/dev/null
+  source "$ETHWATCH_CACHE/tools/env.sh"
+fi
+for var in ETHWATCH_PYTHON ETHWATCH_PROMTOOL ETHWATCH_PROMETHEUS ETHWATCH_ALERTMANAGER ETHWATCH_ANVIL ETHWATCH_LODESTAR; do
+  [[ -n "${!var:-}" ]] || fail "$var is not set: run scripts/tools.sh (it installs the tools and writes env.sh)"
+done
+
+export PYTHONDONTWRITEBYTECODE=1
+echo "== alert rules: generator, promtool, lint, end to end (tests/alerts)"
+status=0
+"$ETHWATCH_PYTHON" -m pytest tests/alerts -p no:cacheprovider -ra -s "$@" || status=$?
+if ((status != 0)); then
+  fail "pytest tests/alerts exited with $status (see above)"
+fi
+echo "tests/run.sh: all passed"
