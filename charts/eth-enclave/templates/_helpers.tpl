@@ -1,0 +1,359 @@
+{{/*
+Names and labels, in the prometheus-community style.
+*/}}
+{{- define "eth-enclave.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Fully qualified name. Node StatefulSets append "-el-<n>-reth-lighthouse" and the like, and a
+StatefulSet name must stay within 52 characters: "eth-enclave.participants" fails with a clear
+message when it would not.
+*/}}
+{{- define "eth-enclave.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "eth-enclave.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Common labels. Call with the root context.
+*/}}
+{{- define "eth-enclave.labels" -}}
+helm.sh/chart: {{ include "eth-enclave.chart" . }}
+{{ include "eth-enclave.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: {{ include "eth-enclave.name" . }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Selector labels: name and instance only (components add app.kubernetes.io/component).
+*/}}
+{{- define "eth-enclave.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "eth-enclave.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Labels of one participant's component: (dict "root" $ "p" $participant "component" "execution").
+*/}}
+{{- define "eth-enclave.nodeSelectorLabels" -}}
+{{ include "eth-enclave.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .component }}
+eth-enclave/participant: {{ .p.index | quote }}
+{{- end }}
+
+{{- define "eth-enclave.nodeLabels" -}}
+{{ include "eth-enclave.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+eth-enclave/participant: {{ .p.index | quote }}
+eth-enclave/client: {{ index (dict "execution" .p.el_type "beacon" .p.cl_type "validator" .p.vc_type) .component }}
+{{- end }}
+
+{{/*
+An image reference from (dict "repository" "tag" "digest"), tag defaulting to `default`.
+*/}}
+{{- define "eth-enclave.image" -}}
+{{- $img := .image -}}
+{{- if $img.digest -}}
+{{- printf "%s@%s" $img.repository $img.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $img.repository (toString (default .default $img.tag)) -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+An epoch for values.env: 2^64-1 (or anything past 2^63, which YAML hands Helm as a float) is
+"never".
+*/}}
+{{- define "eth-enclave.epoch" -}}
+{{- if ge (float64 .) 9.2e18 -}}
+18446744073709551615
+{{- else -}}
+{{- int64 . -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+The participants, expanded with defaults and the derived numbers every template needs, as JSON:
+  {"items": [{index, count, validator_count, keyStart, nodeOffset, elName, clName, vcName, ...}],
+   "totalKeys": N, "totalNodes": N, "genesisValidators": N}
+index is 1-based as in Kurtosis service names (el-1-reth-lighthouse). The node with global number
+nodeOffset+ordinal holds keys [keyStart + ordinal*validator_count, +validator_count).
+*/}}
+{{- define "eth-enclave.participants" -}}
+{{- $full := include "eth-enclave.fullname" . -}}
+{{- $np := .Values.network_params -}}
+{{- $items := list -}}
+{{- $key := 0 -}}
+{{- $node := 0 -}}
+{{- range $i, $p := .Values.participants -}}
+{{- $n := add1 $i -}}
+{{- $el := default "reth" $p.el_type -}}
+{{- $cl := default "lighthouse" $p.cl_type -}}
+{{- $vct := default "lighthouse" $p.vc_type -}}
+{{- $count := 1 -}}
+{{- if hasKey $p "count" }}{{ if not (kindIs "invalid" $p.count) }}{{ $count = int $p.count }}{{ end }}{{ end -}}
+{{- $vc := int $np.num_validator_keys_per_node -}}
+{{- if hasKey $p "validator_count" }}{{ if not (kindIs "invalid" $p.validator_count) }}{{ $vc = int $p.validator_count }}{{ end }}{{ end -}}
+{{- $clImage := default $.Values.clientImages.lighthouse $p.cl_image -}}
+{{- $item := dict
+    "index" $n
+    "el_type" $el "cl_type" $cl "vc_type" $vct
+    "count" $count
+    "validator_count" $vc
+    "keyStart" $key
+    "nodeOffset" $node
+    "el_image" (default $.Values.clientImages.reth $p.el_image)
+    "cl_image" $clImage
+    "vc_image" (default $clImage $p.vc_image)
+    "el_extra_params" (default list $p.el_extra_params)
+    "cl_extra_params" (default list $p.cl_extra_params)
+    "vc_extra_params" (default list $p.vc_extra_params)
+    "elName" (printf "%s-el-%d-%s-%s" $full $n $el $cl)
+    "clName" (printf "%s-cl-%d-%s-%s" $full $n $cl $el)
+    "vcName" (printf "%s-vc-%d-%s-%s" $full $n $el $cl)
+-}}
+{{- range $k := list "elName" "clName" "vcName" -}}
+{{- if gt (len (index $item $k)) 52 -}}
+{{- fail (printf "participants[%d]: the StatefulSet name %q is %d characters, more than Kubernetes allows (52); set fullnameOverride to a shorter name" $i (index $item $k) (len (index $item $k))) -}}
+{{- end -}}
+{{- end -}}
+{{- $items = append $items $item -}}
+{{- $key = add $key (mul $count $vc) -}}
+{{- $node = add $node $count -}}
+{{- end -}}
+{{- $genesis := $key -}}
+{{- $pre := int (default 0 $np.preregistered_validator_count) -}}
+{{- if gt $pre 0 -}}
+{{- if gt $key $pre -}}
+{{- fail (printf "network_params.preregistered_validator_count is %d but the participants hold %d validator keys (sum of count x validator_count); raise it or give participants fewer keys" $pre $key) -}}
+{{- end -}}
+{{- $genesis = $pre -}}
+{{- end -}}
+{{- if eq $genesis 0 -}}
+{{- fail "the network has no validators: give at least one participant a validator_count above 0 (or set network_params.preregistered_validator_count)" -}}
+{{- end -}}
+{{- dict "items" $items "totalKeys" $key "totalNodes" $node "genesisValidators" $genesis | toJson -}}
+{{- end }}
+
+{{/*
+Name of the (global) node-0 pods, the bootnodes every other node joins through.
+*/}}
+{{- define "eth-enclave.bootnode" -}}
+{{- $ps := include "eth-enclave.participants" . | fromJson -}}
+{{- $p0 := index $ps.items 0 -}}
+{{- $ns := .Release.Namespace -}}
+{{- $d := .Values.clusterDomain -}}
+{{- dict "el" (printf "%s-0.%s.%s.svc.%s" $p0.elName $p0.elName $ns $d) "cl" (printf "%s-0.%s.%s.svc.%s" $p0.clName $p0.clName $ns $d) | toJson -}}
+{{- end }}
+
+{{/*
+Name of the JWT Secret and the key one pair uses: (dict "root" $ "p" $p); the ordinal is only known
+in the pod, so the key is returned with a literal ${ORD} for the container's shell.
+*/}}
+{{- define "eth-enclave.jwtSecretName" -}}
+{{- if .Values.secrets.jwt.existingSecret -}}
+{{- .Values.secrets.jwt.existingSecret -}}
+{{- else -}}
+{{- printf "%s-jwt" (include "eth-enclave.fullname" .) -}}
+{{- end -}}
+{{- end }}
+
+{{- define "eth-enclave.jwtPath" -}}
+{{- if .root.Values.secrets.jwt.existingSecret -}}
+/jwt/{{ .root.Values.secrets.jwt.existingSecretKey }}
+{{- else -}}
+/jwt/jwt-{{ .p.index }}-${ORD}
+{{- end -}}
+{{- end }}
+
+{{/*
+The JWT volume of one participant's pods: only the keys of that participant's pairs.
+*/}}
+{{- define "eth-enclave.jwtVolume" -}}
+- name: jwt
+  secret:
+    secretName: {{ include "eth-enclave.jwtSecretName" .root }}
+    defaultMode: 0440
+    items:
+    {{- if .root.Values.secrets.jwt.existingSecret }}
+      - key: {{ .root.Values.secrets.jwt.existingSecretKey }}
+        path: {{ .root.Values.secrets.jwt.existingSecretKey }}
+    {{- else }}
+    {{- range $ord := until (int .p.count) }}
+      - key: jwt-{{ $.p.index }}-{{ $ord }}
+        path: jwt-{{ $.p.index }}-{{ $ord }}
+    {{- end }}
+    {{- end }}
+{{- end }}
+
+{{- define "eth-enclave.mnemonicSecretName" -}}
+{{- if .Values.secrets.mnemonic.existingSecret -}}
+{{- .Values.secrets.mnemonic.existingSecret -}}
+{{- else -}}
+{{- printf "%s-mnemonic" (include "eth-enclave.fullname" .) -}}
+{{- end -}}
+{{- end }}
+
+{{- define "eth-enclave.genesisConfigMapName" -}}
+{{- printf "%s-genesis" (include "eth-enclave.fullname" .) -}}
+{{- end }}
+
+{{/*
+Pod-level settings every node pod shares: (dict "root" $ "p" $p "component" "execution").
+*/}}
+{{- define "eth-enclave.podCommon" -}}
+{{- $root := .root -}}
+automountServiceAccountToken: false
+enableServiceLinks: false
+securityContext:
+  {{- toYaml $root.Values.podSecurityContext | nindent 2 }}
+{{- with $root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $root.Values.scheduling.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with $root.Values.scheduling.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $root.Values.scheduling.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- $anti := $root.Values.scheduling.podAntiAffinity }}
+{{- if or $root.Values.scheduling.nodeAffinity (ne $anti "none") }}
+affinity:
+  {{- with $root.Values.scheduling.nodeAffinity }}
+  nodeAffinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- if eq $anti "hard" }}
+  podAntiAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      - topologyKey: {{ $root.Values.scheduling.topologyKey }}
+        labelSelector:
+          matchLabels:
+            {{- include "eth-enclave.nodeSelectorLabels" . | nindent 12 }}
+  {{- else if eq $anti "soft" }}
+  podAntiAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        podAffinityTerm:
+          topologyKey: {{ $root.Values.scheduling.topologyKey }}
+          labelSelector:
+            matchLabels:
+              {{- include "eth-enclave.nodeSelectorLabels" . | nindent 14 }}
+  {{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Environment every ethwatch sidecar gets: pod identity from the downward API (resource attributes
+of its traces) and, when tracing is on, the standard OTLP variables.
+*/}}
+{{- define "eth-enclave.sidecarEnv" -}}
+- name: RUST_LOG
+  value: {{ .Values.ethwatch.logLevel | quote }}
+- name: ETHWATCH_LOG_FORMAT
+  value: {{ .Values.ethwatch.logFormat | quote }}
+- name: ETHWATCH_WEB_LISTEN_ADDRESS
+  value: "0.0.0.0:{{ .Values.ethwatch.port }}"
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: NODE_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: spec.nodeName
+{{- if .Values.tracing.enabled }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ .Values.tracing.endpoint | quote }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: {{ .Values.tracing.protocol | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ .Values.tracing.sampler | quote }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ .Values.tracing.samplerArg | quote }}
+{{- end }}
+{{- with .Values.ethwatch.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Plain Prometheus annotations for the sidecar port.
+*/}}
+{{- define "eth-enclave.scrapeAnnotations" -}}
+{{- if .Values.monitoring.podAnnotations }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .Values.ethwatch.port | quote }}
+prometheus.io/path: /metrics
+{{- end }}
+{{- end }}
+
+{{/*
+Shell snippet that waits with exponential backoff (2 s doubling to 30 s): used by init containers.
+*/}}
+{{- define "eth-enclave.backoff" -}}
+backoff() { sleep "$delay"; delay=$((delay * 2)); [ "$delay" -gt 30 ] && delay=30; return 0; }
+delay=2
+{{- end }}
+
+{{/*
+Init container that turns the genesis ConfigMap into a Lighthouse --testnet-dir (genesis.ssz is
+stored gzipped: the uncompressed mainnet-preset state is over the 1 MiB ConfigMap limit).
+*/}}
+{{- define "eth-enclave.testnetDirInit" -}}
+- name: testnet-dir
+  image: {{ include "eth-enclave.image" (dict "image" .Values.toolsImage) }}
+  imagePullPolicy: {{ .Values.toolsImage.pullPolicy }}
+  command: ["/bin/sh", "-ec"]
+  args:
+    - |
+      cd /genesis
+      for f in config.yaml deposit_contract.txt deposit_contract_block.txt deposit_contract_block_hash.txt genesis_validators_root.txt; do
+        if [ -f "$f" ]; then cp "$f" /network-configs/; fi
+      done
+      cp deposit_contract_block.txt /network-configs/deploy_block.txt
+      gunzip -c genesis.ssz.gz > /network-configs/genesis.ssz
+      echo "testnet dir ready: genesis_validators_root $(cat genesis_validators_root.txt 2>/dev/null)"
+  securityContext:
+    {{- toYaml .Values.containerSecurityContext | nindent 4 }}
+  resources:
+    requests:
+      cpu: 10m
+      memory: 16Mi
+    limits:
+      cpu: 200m
+      memory: 64Mi
+  volumeMounts:
+    - name: genesis
+      mountPath: /genesis
+      readOnly: true
+    - name: network-configs
+      mountPath: /network-configs
+{{- end }}
