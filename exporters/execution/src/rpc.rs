@@ -208,6 +208,14 @@ impl RpcClient {
                 by_id.insert(first, r.payload);
             }
         }
+        // An answer that carries none of our ids does not answer this request (a proxy mixing up
+        // connections, a broken server): the whole exchange failed, not each call.
+        if !(0..n).any(|i| by_id.contains_key(&(first + i as u64))) {
+            return Err(UpstreamError::decode(format!(
+                "the answer carries none of the request's ids ({first}..={})",
+                first + n as u64 - 1
+            )));
+        }
         Ok((0..n)
             .map(|i| match by_id.remove(&(first + i as u64)) {
                 Some(ResponsePayload::Success(raw)) => Ok(raw),
