@@ -16,7 +16,7 @@
 //! absent and its collector reports success 0; it is logged once and re-probed every
 //! `--reprobe-interval`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -32,6 +32,16 @@ use crate::types::{ClientVersion, Header, Quantity, SyncStatus, TxpoolStatus};
 
 /// The collectors of the execution exporter, in batch order.
 pub const COLLECTORS: [&str; 6] = ["head", "finality", "sync", "peers", "txpool", "info"];
+
+/// The methods of collectors that can be unsupported by a client (-32601).
+const COLLECTOR_METHODS: [(&str, &str); 6] = [
+    ("sync", "eth_syncing"),
+    ("peers", "net_peerCount"),
+    ("txpool", "txpool_status"),
+    ("info", "eth_chainId"),
+    ("info", "net_version"),
+    ("info", "web3_clientVersion"),
+];
 
 /// Which collectors run.
 #[derive(Debug, Clone, Copy)]
@@ -90,6 +100,8 @@ pub struct Poller {
     last_ok_ms: AtomicU64,
     /// The last transport failure logged, so a down node logs once, not every poll.
     last_failure: Mutex<Option<&'static str>>,
+    /// Collectors whose last run failed, so a failing collector logs once, not every poll.
+    failing: Mutex<HashSet<&'static str>>,
 }
 
 impl Poller {
@@ -117,6 +129,7 @@ impl Poller {
             next_info: Mutex::new(None),
             last_ok_ms: AtomicU64::new(0),
             last_failure: Mutex::new(None),
+            failing: Mutex::default(),
         }
     }
 
@@ -267,10 +280,10 @@ impl Poller {
                 }
                 _ => Ok(()),
             };
-            if let Err(e) = &r {
+            if r.is_err() {
                 span.record("otel.status_code", "ERROR");
-                tracing::debug!(collector = c, error = %e, "collector failed");
             }
+            self.log_collector(c, &r, start);
             self.status.record(c, start.elapsed(), r);
         }
         let expected = self.cfg.expected_interval.map(|d| d.as_secs_f64()).or(self
@@ -279,6 +292,44 @@ impl Poller {
             .await
             .learnt_interval());
         self.metrics.state.lock().expected_interval = expected;
+    }
+
+    /// Logs a collector that starts failing once (a warning naming the cause) and when it works
+    /// again; a method the node lacks is logged by [`Self::check_unsupported`] instead.
+    fn log_collector(&self, c: &'static str, r: &Result<(), String>, cycle_start: Instant) {
+        let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        match r {
+            Err(e) if failing.insert(c) && !self.found_unsupported(c, cycle_start) => {
+                tracing::warn!(
+                    node = self.rpc.upstream().redacted_url(),
+                    collector = c,
+                    error = %e,
+                    "collector failed; its last values are kept and go stale until it succeeds"
+                );
+            }
+            Err(e) => tracing::debug!(collector = c, error = %e, "collector failed"),
+            Ok(()) => {
+                if failing.remove(c) {
+                    tracing::info!(
+                        node = self.rpc.upstream().redacted_url(),
+                        collector = c,
+                        "collector works again"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Whether this cycle found a method of collector `c` unsupported.
+    fn found_unsupported(&self, c: &str, cycle_start: Instant) -> bool {
+        let map = self.unsupported.lock().unwrap_or_else(|e| e.into_inner());
+        COLLECTOR_METHODS
+            .iter()
+            .filter(|(cc, _)| *cc == c)
+            .any(|(_, m)| {
+                map.get(m)
+                    .is_some_and(|until| *until >= cycle_start + self.cfg.reprobe_interval)
+            })
     }
 
     fn node_failed(&self, e: &UpstreamError) {
