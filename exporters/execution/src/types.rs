@@ -25,19 +25,35 @@ pub fn parse_quantity_str(s: &str) -> Result<u64, String> {
         if hex.is_empty() {
             return Err("empty hex quantity \"0x\"".into());
         }
+        digits(hex, 16, s)?;
         u64::from_str_radix(hex, 16).map_err(|e| format!("bad hex quantity {:?}: {e}", short(s)))
     } else {
+        digits(s, 10, s)?;
         s.parse::<u64>()
             .map_err(|e| format!("bad quantity {:?}: {e}", short(s)))
+    }
+}
+
+/// Only digits of the radix: `from_str_radix` and `parse` also accept a leading `+`.
+fn digits(d: &str, radix: u32, whole: &str) -> Result<(), String> {
+    if d.chars().all(|c| c.is_digit(radix)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "bad quantity {:?}: not a base-{radix} number",
+            short(whole)
+        ))
     }
 }
 
 /// Like [`parse_quantity_str`] but for 128-bit values (base fee in wei).
 pub fn parse_quantity_u128(s: &str) -> Result<u128, String> {
     let s = s.trim();
-    if let Some(hex) = s.strip_prefix("0x") {
+    if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        digits(hex, 16, s)?;
         u128::from_str_radix(hex, 16).map_err(|e| format!("bad hex quantity {:?}: {e}", short(s)))
     } else {
+        digits(s, 10, s)?;
         s.parse::<u128>()
             .map_err(|e| format!("bad quantity {:?}: {e}", short(s)))
     }
