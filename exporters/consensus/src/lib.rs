@@ -1,0 +1,414 @@
+//! The consensus-layer exporter: `ethwatch consensus --beacon-url URL`.
+//!
+//! # Layout
+//! - [`types`]: the Beacon API JSON shapes, decoded leniently (numbers as strings, unknown
+//!   fields and forks), and a streaming walk over large arrays.
+//! - [`api`]: typed calls over the core's upstream call path, one templated route each.
+//! - [`sse`]: a bounded parser for the event stream.
+//! - [`events`]: the event stream task (live head, reorgs, finality), with reconnect and backoff.
+//! - [`clock`]: the wall-clock slot from genesis and slot length.
+//! - [`head`]: head accounting: blocks, missed slots (the exact definition is there).
+//! - [`poller`]: the poll cycle and its collectors; the head path shared with the stream.
+//! - [`validators`]: validator counts, balance and epoch participation.
+//! - [`metrics`]: every metric, the state encoded at scrape time, [`metrics::registry_for_docs`].
+//!
+//! Works with any beacon node that speaks the standard Beacon API: Lighthouse, Lodestar, Teku,
+//! Prysm, Nimbus. See `docs/consensus.md`.
+
+pub mod api;
+pub mod clock;
+pub mod events;
+pub mod head;
+pub mod metrics;
+pub mod poller;
+pub mod sse;
+pub mod types;
+pub mod validators;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ethwatch_core::config::{CommonArgs, parse_duration, parse_http_url};
+use ethwatch_core::metrics::{CollectorStatus, register_build_info};
+use ethwatch_core::server::{self, ServerState};
+use ethwatch_core::upstream::{Upstream, UpstreamOptions};
+use ethwatch_core::volume::VolumeMetrics;
+use prometheus_client::registry::Registry;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use crate::api::BeaconApi;
+use crate::events::EventsConfig;
+use crate::metrics::ConsensusMetrics;
+use crate::poller::{Enabled, Poller, PollerConfig, ReadyConfig};
+use crate::validators::ValidatorFilter;
+
+/// Flags of `ethwatch consensus`. Every flag has an `ETHWATCH_*` environment twin.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConsensusArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Beacon API endpoint of the consensus node. Credentials in the URL are sent as basic auth
+    /// and redacted from logs.
+    #[arg(long = "beacon-url", env = "ETHWATCH_BEACON_URL", value_parser = parse_http_url)]
+    pub beacon_url: Url,
+
+    /// How often to poll the node; default half a slot (1 s until the slot length is known).
+    #[arg(long = "poll-interval", env = "ETHWATCH_POLL_INTERVAL", value_parser = parse_duration)]
+    pub poll_interval: Option<Duration>,
+
+    /// Timeout of one request to the node (connect, headers and body).
+    #[arg(long = "beacon-timeout", env = "ETHWATCH_BEACON_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub beacon_timeout: Duration,
+
+    /// Largest response body accepted from the node, in bytes (validator lists and states grow
+    /// with the network).
+    #[arg(long = "beacon-max-body-bytes", env = "ETHWATCH_BEACON_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub beacon_max_body_bytes: usize,
+
+    /// How often to refresh the client version, genesis and chain spec.
+    #[arg(long = "info-interval", env = "ETHWATCH_INFO_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub info_interval: Duration,
+
+    /// How often to read peer counts and the peer list.
+    #[arg(long = "peers-interval", env = "ETHWATCH_PEERS_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    pub peers_interval: Duration,
+
+    /// The peer list (for eth_cl_peers_by_direction) is read only while at most this many peers
+    /// are connected, and only this many entries are counted.
+    #[arg(
+        long = "peers.list-max",
+        env = "ETHWATCH_PEERS_LIST_MAX",
+        default_value_t = 1000
+    )]
+    pub peers_list_max: u64,
+
+    /// How often to probe again an endpoint the node did not offer (attestation rewards).
+    #[arg(long = "reprobe-interval", env = "ETHWATCH_REPROBE_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub reprobe_interval: Duration,
+
+    /// Most headers fetched to walk back over a gap for one new head.
+    #[arg(
+        long = "max-backfill",
+        env = "ETHWATCH_MAX_BACKFILL",
+        default_value_t = 16
+    )]
+    pub max_backfill: u64,
+
+    /// /readyz fails when the node has not answered for this many poll intervals (at least 2 s).
+    #[arg(
+        long = "ready-intervals",
+        env = "ETHWATCH_READY_INTERVALS",
+        default_value_t = 3
+    )]
+    pub ready_intervals: u32,
+
+    /// /readyz fails once the node's sync distance exceeds this many slots.
+    #[arg(
+        long = "ready.max-sync-distance",
+        env = "ETHWATCH_READY_MAX_SYNC_DISTANCE",
+        default_value_t = 8
+    )]
+    pub ready_max_sync_distance: u64,
+
+    /// After failing, /readyz passes again only at this sync distance or less (hysteresis);
+    /// default half of --ready.max-sync-distance.
+    #[arg(
+        long = "ready.resume-sync-distance",
+        env = "ETHWATCH_READY_RESUME_SYNC_DISTANCE"
+    )]
+    pub ready_resume_sync_distance: Option<u64>,
+
+    /// Largest event stream line or event kept, in bytes; a larger one ends the session.
+    #[arg(long = "events.max-event-bytes", env = "ETHWATCH_EVENTS_MAX_EVENT_BYTES", default_value_t = 256 * 1024)]
+    pub events_max_event_bytes: usize,
+
+    /// How long to wait for the event stream to open. Some nodes (Lodestar 1.5) answer only
+    /// with their first event, so keep this above a slot.
+    #[arg(long = "events.open-timeout", env = "ETHWATCH_EVENTS_OPEN_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub events_open_timeout: Duration,
+
+    /// Longest wait between event stream reconnect attempts (backoff doubles from 1 s).
+    #[arg(long = "events.max-backoff", env = "ETHWATCH_EVENTS_MAX_BACKOFF", default_value = "30s", value_parser = parse_duration)]
+    pub events_max_backoff: Duration,
+
+    /// Validators to watch (indices or 0x public keys, comma-separated or repeated); all when
+    /// unset.
+    #[arg(
+        long = "validators.id",
+        env = "ETHWATCH_VALIDATORS_ID",
+        value_delimiter = ','
+    )]
+    pub validators_id: Vec<String>,
+
+    /// Event stream collector: the head the moment the node has it, reorgs, finality.
+    #[arg(long = "collector.events", env = "ETHWATCH_COLLECTOR_EVENTS", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub collector_events: bool,
+    /// Peers collector: peer counts by state and connected peers by direction.
+    #[arg(long = "collector.peers", env = "ETHWATCH_COLLECTOR_PEERS", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub collector_peers: bool,
+    /// Validators collector: counts by status, balance and participation, once per epoch.
+    /// Switch it off (or narrow it with --validators.id) on very large networks.
+    #[arg(long = "collector.validators", env = "ETHWATCH_COLLECTOR_VALIDATORS", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub collector_validators: bool,
+}
+
+impl ConsensusArgs {
+    /// Checks relations between flags; the message names the field.
+    pub fn validate(&self) -> Result<(), ethwatch_core::config::ConfigError> {
+        use ethwatch_core::config::ConfigError::Invalid;
+        let bad = |field: &str, msg: String| Invalid {
+            field: format!("--{field}"),
+            msg,
+        };
+        if let Some(d) = self.poll_interval
+            && d < Duration::from_millis(100)
+        {
+            return Err(bad(
+                "poll-interval",
+                format!("{d:?} is below the minimum of 100ms"),
+            ));
+        }
+        if self.beacon_timeout.is_zero() {
+            return Err(bad("beacon-timeout", "must be more than 0".into()));
+        }
+        if self.beacon_max_body_bytes < 1024 {
+            return Err(bad(
+                "beacon-max-body-bytes",
+                format!(
+                    "{} is below the minimum of 1024",
+                    self.beacon_max_body_bytes
+                ),
+            ));
+        }
+        for (field, d) in [
+            ("info-interval", self.info_interval),
+            ("peers-interval", self.peers_interval),
+            ("reprobe-interval", self.reprobe_interval),
+        ] {
+            if d < Duration::from_secs(1) {
+                return Err(bad(field, format!("{d:?} is below the minimum of 1s")));
+            }
+        }
+        if self.ready_intervals == 0 {
+            return Err(bad("ready-intervals", "must be at least 1".into()));
+        }
+        if let Some(r) = self.ready_resume_sync_distance
+            && r > self.ready_max_sync_distance
+        {
+            return Err(bad(
+                "ready.resume-sync-distance",
+                format!(
+                    "{r} is above --ready.max-sync-distance {}",
+                    self.ready_max_sync_distance
+                ),
+            ));
+        }
+        if self.events_max_event_bytes < 1024 {
+            return Err(bad(
+                "events.max-event-bytes",
+                format!(
+                    "{} is below the minimum of 1024",
+                    self.events_max_event_bytes
+                ),
+            ));
+        }
+        if self.events_max_backoff < Duration::from_secs(1) {
+            return Err(bad(
+                "events.max-backoff",
+                format!("{:?} is below the minimum of 1s", self.events_max_backoff),
+            ));
+        }
+        ValidatorFilter::parse(&self.validators_id).map_err(|e| bad("validators.id", e))?;
+        Ok(())
+    }
+}
+
+/// A started exporter.
+pub struct Running {
+    /// Where the HTTP server listens.
+    pub addr: SocketAddr,
+    /// The poller (tests inspect it).
+    pub poller: Arc<Poller>,
+    /// Ends when every task has drained after shutdown.
+    pub task: JoinHandle<()>,
+}
+
+/// Validates the flags, binds the listener and starts every task.
+pub async fn start(args: ConsensusArgs, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    args.validate()?;
+    let filter = ValidatorFilter::parse(&args.validators_id).map_err(anyhow::Error::msg)?;
+    let mut registry = Registry::default();
+    register_build_info(&mut registry);
+    let status = CollectorStatus::register(&mut registry);
+    let metrics = ConsensusMetrics::register(&mut registry);
+    let volume = VolumeMetrics::register(&mut registry, args.common.volume_paths.clone());
+    let upstream = Upstream::new(
+        &args.beacon_url,
+        UpstreamOptions {
+            timeout: args.beacon_timeout,
+            max_body_bytes: args.beacon_max_body_bytes,
+        },
+        metrics.api.clone(),
+    )?;
+    let upstream_shown = upstream.redacted_url().to_string();
+    let poller = Arc::new(Poller::new(
+        BeaconApi::new(upstream),
+        metrics,
+        status.clone(),
+        PollerConfig {
+            enabled: Enabled {
+                events: args.collector_events,
+                peers: args.collector_peers,
+                validators: args.collector_validators,
+            },
+            poll_interval: args.poll_interval,
+            info_interval: args.info_interval,
+            peers_interval: args.peers_interval,
+            reprobe_interval: args.reprobe_interval,
+            max_backfill: args.max_backfill,
+            peers_list_max: args.peers_list_max,
+            filter,
+            ready: ReadyConfig {
+                max_sync_distance: args.ready_max_sync_distance,
+                resume_sync_distance: args
+                    .ready_resume_sync_distance
+                    .unwrap_or(args.ready_max_sync_distance / 2),
+                answer_intervals: args.ready_intervals,
+            },
+        },
+    ));
+
+    let p = poller.clone();
+    let readiness: server::ReadinessCheck = Arc::new(move || p.readiness());
+    let listener = server::bind(&args.common.listen_address).await?;
+    let addr = listener.local_addr()?;
+    let state = Arc::new(ServerState {
+        registry,
+        telemetry_path: args.common.telemetry_path.clone(),
+        readiness,
+        exporter: "consensus",
+        upstream: upstream_shown.clone(),
+        status: status.clone(),
+    });
+    tracing::info!(%addr, node = %upstream_shown, "consensus exporter listening");
+
+    let tracker = tokio_util::task::TaskTracker::new();
+    // The poll loop: a cycle gets three request timeouts (sync, then the parallel requests, then
+    // a walk back over a gap).
+    tracker.spawn(poll_loop(
+        poller.clone(),
+        args.beacon_timeout * 3,
+        shutdown.clone(),
+    ));
+    if args.collector_validators {
+        tracker.spawn(validators_loop(
+            poller.clone(),
+            args.beacon_timeout,
+            shutdown.clone(),
+        ));
+    }
+    if args.collector_events {
+        // Some nodes (Lodestar 1.5) send the stream's response headers only with the first
+        // event, so opening it gets its own, longer timeout.
+        let stream = Upstream::new(
+            &args.beacon_url,
+            UpstreamOptions {
+                timeout: args.events_open_timeout.max(args.beacon_timeout),
+                max_body_bytes: args.beacon_max_body_bytes,
+            },
+            poller.metrics().api.clone(),
+        )?;
+        tracker.spawn(events::run(
+            poller.clone(),
+            stream,
+            EventsConfig {
+                max_event_bytes: args.events_max_event_bytes,
+                max_backoff: args.events_max_backoff,
+            },
+            shutdown.clone(),
+        ));
+    }
+    if !volume.is_empty() {
+        let s = status.clone();
+        status.declare("volume", true);
+        tracker.spawn(ethwatch_core::schedule::every(
+            args.common.volume_interval,
+            Duration::from_secs(5),
+            shutdown.clone(),
+            move || {
+                let v = volume.clone();
+                let s = s.clone();
+                async move {
+                    let start = Instant::now();
+                    let r = tokio::task::spawn_blocking(move || v.update())
+                        .await
+                        .unwrap_or_else(|e| Err(e.to_string()));
+                    if let Err(e) = &r {
+                        tracing::debug!(error = %e, "volume usage");
+                    }
+                    s.record("volume", start.elapsed(), r);
+                }
+            },
+            || tracing::warn!("reading volume usage timed out"),
+        ));
+    }
+    tracker.spawn(server::serve(
+        listener,
+        state,
+        args.common.max_requests as usize,
+        shutdown.clone(),
+    ));
+    tracker.close();
+    let task = tokio::spawn(async move { tracker.wait().await });
+    Ok(Running { addr, poller, task })
+}
+
+/// Polls every [`Poller::poll_interval`] (which follows the slot length once known).
+async fn poll_loop(poller: Arc<Poller>, cycle_timeout: Duration, shutdown: CancellationToken) {
+    loop {
+        let start = tokio::time::Instant::now();
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = tokio::time::timeout(cycle_timeout, poller.poll_once()) => {
+                if r.is_err() {
+                    tracing::warn!(timeout = ?cycle_timeout, "poll cycle timed out");
+                    poller.status().record("head", cycle_timeout, Err("poll cycle timed out".into()));
+                }
+            }
+        }
+        let next = start + poller.poll_interval();
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep_until(next) => {}
+        }
+    }
+}
+
+/// Checks once per poll interval whether the validators collectors are due (once per epoch).
+async fn validators_loop(
+    poller: Arc<Poller>,
+    request_timeout: Duration,
+    shutdown: CancellationToken,
+) {
+    let filter_requests = poller.config().filter.validator_paths().len() as u32;
+    let timeout = request_timeout * (filter_requests + 3);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = tokio::time::timeout(timeout, poller.poll_validators()) => {
+                if r.is_err() {
+                    tracing::warn!(?timeout, "validators collectors timed out");
+                    poller.status().record("validators", timeout, Err("timed out".into()));
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(poller.poll_interval()) => {}
+        }
+    }
+}

@@ -1,0 +1,652 @@
+//! The consensus exporter's metrics.
+//!
+//! Counters and histograms are registered metrics updated as events happen. Gauges that describe
+//! the node's current state live in [`NodeState`] and are encoded at scrape time by
+//! [`StateCollector`]: a value the exporter never learnt is absent rather than zero, and the
+//! wall-clock values (`eth_cl_clock_slot`, head lag, finality distance) are computed at the
+//! moment of the scrape.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ethwatch_core::metrics::{CollectorStatus, register_build_info};
+use ethwatch_core::upstream::{ErrorKind, RequestMetrics};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::api::{ROUTES, Route};
+use crate::clock::Clock;
+
+/// Buckets for block arrival delays, seconds (2 s devnet slots to 12 s mainnet slots and later).
+const ARRIVAL_BUCKETS: [f64; 14] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 24.0, 60.0,
+];
+const REORG_DEPTH_BUCKETS: [f64; 8] = [1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 16.0, 64.0];
+
+/// The validator statuses of the Beacon API, always exported once the collector ran (0 when no
+/// validator has that status). A status outside this list is counted as `other`.
+pub const VALIDATOR_STATUSES: [&str; 10] = [
+    "pending_initialized",
+    "pending_queued",
+    "active_ongoing",
+    "active_exiting",
+    "active_slashed",
+    "exited_unslashed",
+    "exited_slashed",
+    "withdrawal_possible",
+    "withdrawal_done",
+    "other",
+];
+
+/// The event topics subscribed to; `other` counts events of any other name.
+pub const TOPICS: [&str; 5] = [
+    "head",
+    "block",
+    "chain_reorg",
+    "finalized_checkpoint",
+    "other",
+];
+
+/// `/eth/v1/node/health` as a state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// 200.
+    Ready,
+    /// 206: syncing, or the execution node is optimistic or offline.
+    Syncing,
+    /// 503: not initialised or having issues.
+    NotInitialized,
+}
+
+impl Health {
+    pub const ALL: [Health; 3] = [Health::Ready, Health::Syncing, Health::NotInitialized];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Ready => "ready",
+            Health::Syncing => "syncing",
+            Health::NotInitialized => "not_initialized",
+        }
+    }
+
+    /// From the HTTP status.
+    pub fn from_status(status: u16) -> Option<Health> {
+        match status {
+            200 => Some(Health::Ready),
+            206 => Some(Health::Syncing),
+            503 => Some(Health::NotInitialized),
+            _ => None,
+        }
+    }
+}
+
+/// Participation of one epoch, as ratios in `[0, 1]`; a duty is `None` when it cannot be told
+/// (head votes during an inactivity leak, where rewards carry no signal).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Participation {
+    pub epoch: u64,
+    pub source: Option<f64>,
+    pub target: Option<f64>,
+    pub head: Option<f64>,
+}
+
+/// The node's last known state. `None` means unknown (never learnt or not offered by the node).
+#[derive(Debug, Clone, Default)]
+pub struct NodeState {
+    pub up: bool,
+    pub clock: Option<Clock>,
+    pub head_slot: Option<u64>,
+    pub head_execution_block_number: Option<u64>,
+    pub finalized_epoch: Option<u64>,
+    pub justified_epoch: Option<u64>,
+    pub syncing: Option<bool>,
+    pub sync_distance: Option<u64>,
+    pub optimistic: Option<bool>,
+    pub el_offline: Option<bool>,
+    pub health: Option<Health>,
+    /// `(disconnected, connecting, connected, disconnecting)`.
+    pub peers: Option<[u64; 4]>,
+    /// `(inbound, outbound)` among connected peers.
+    pub peers_by_direction: Option<[u64; 2]>,
+    pub client: Option<(String, String)>,
+    /// Counts by status, in the order of [`VALIDATOR_STATUSES`].
+    pub validators: Option<[u64; VALIDATOR_STATUSES.len()]>,
+    pub validators_balance_gwei: Option<u64>,
+    pub participation: Option<Participation>,
+}
+
+/// Shared handle to the state.
+#[derive(Debug, Clone, Default)]
+pub struct SharedState(Arc<Mutex<NodeState>>);
+
+impl SharedState {
+    /// Locks the state (a poisoned lock is recovered: the state is plain data).
+    pub fn lock(&self) -> MutexGuard<'_, NodeState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Encodes [`NodeState`] at scrape time.
+#[derive(Debug)]
+pub struct StateCollector {
+    state: SharedState,
+    /// Unix time to encode at; `None` is the system clock (tests and docs pin it).
+    now: Option<f64>,
+}
+
+fn gauge<V: prometheus_client::encoding::EncodeGaugeValue + fmt::Debug>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    v: Option<V>,
+) -> fmt::Result {
+    if let Some(v) = v {
+        let m = enc.encode_descriptor(name, help, unit, MetricType::Gauge)?;
+        ConstGauge::new(v).encode(m)?;
+    }
+    Ok(())
+}
+
+fn labelled(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    key: &'static str,
+    values: &[(&str, i64)],
+) -> fmt::Result {
+    if values.is_empty() {
+        return Ok(());
+    }
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (label, v) in values {
+        ConstGauge::new(*v).encode(m.encode_family(&[(key, *label)])?)?;
+    }
+    Ok(())
+}
+
+fn as_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Collector for StateCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let s = self.state.lock().clone();
+        let now = self.now.unwrap_or_else(ethwatch_core::unix_now);
+        let e = &mut enc;
+        let clock_slot = s.clock.and_then(|c| c.slot_at(now));
+        let clock_epoch = s.clock.zip(clock_slot).map(|(c, slot)| c.epoch_of(slot));
+        gauge(
+            e,
+            "eth_cl_up",
+            "1 when the last poll reached the beacon node and it answered /eth/v1/node/syncing",
+            None,
+            Some(i64::from(s.up)),
+        )?;
+        gauge(
+            e,
+            "eth_cl_genesis_time",
+            "Unix time of the chain's genesis (/eth/v1/beacon/genesis)",
+            Some(&Unit::Seconds),
+            s.clock.map(|c| as_i64(c.genesis_time)),
+        )?;
+        gauge(
+            e,
+            "eth_cl_seconds_per_slot",
+            "Slot length in seconds (/eth/v1/config/spec)",
+            None,
+            s.clock.map(|c| c.seconds_per_slot()),
+        )?;
+        gauge(
+            e,
+            "eth_cl_slots_per_epoch",
+            "Slots per epoch (/eth/v1/config/spec)",
+            None,
+            s.clock.map(|c| as_i64(c.slots_per_epoch)),
+        )?;
+        gauge(
+            e,
+            "eth_cl_clock_slot",
+            "The wall-clock slot from genesis time and slot length, computed at scrape time",
+            None,
+            clock_slot.map(as_i64),
+        )?;
+        gauge(
+            e,
+            "eth_cl_clock_epoch",
+            "The wall-clock epoch, computed at scrape time",
+            None,
+            clock_epoch.map(as_i64),
+        )?;
+        gauge(
+            e,
+            "eth_cl_head_slot",
+            "Slot of the node's head block (event stream, else poll)",
+            None,
+            s.head_slot.map(as_i64),
+        )?;
+        let lag = clock_slot
+            .zip(s.head_slot)
+            .map(|(c, h)| as_i64(c.saturating_sub(h)));
+        gauge(
+            e,
+            "eth_cl_head_lag_slots",
+            "Wall-clock slot minus head slot, computed at scrape time",
+            None,
+            lag,
+        )?;
+        gauge(
+            e,
+            "eth_cl_head_execution_block_number",
+            "Execution block number in the head block's payload (absent before the merge)",
+            None,
+            s.head_execution_block_number.map(as_i64),
+        )?;
+        gauge(
+            e,
+            "eth_cl_finalized_epoch",
+            "Epoch of the finalized checkpoint",
+            None,
+            s.finalized_epoch.map(as_i64),
+        )?;
+        gauge(
+            e,
+            "eth_cl_justified_epoch",
+            "Epoch of the current justified checkpoint",
+            None,
+            s.justified_epoch.map(as_i64),
+        )?;
+        let distance = clock_epoch
+            .zip(s.finalized_epoch)
+            .map(|(c, f)| as_i64(c.saturating_sub(f)));
+        gauge(
+            e,
+            "eth_cl_finality_distance_epochs",
+            "Wall-clock epoch minus finalized epoch, computed at scrape time",
+            None,
+            distance,
+        )?;
+        gauge(
+            e,
+            "eth_cl_syncing",
+            "1 when the node reports is_syncing (/eth/v1/node/syncing)",
+            None,
+            s.syncing.map(i64::from),
+        )?;
+        gauge(
+            e,
+            "eth_cl_sync_distance_slots",
+            "Slots the node reports it still has to sync",
+            None,
+            s.sync_distance.map(as_i64),
+        )?;
+        gauge(
+            e,
+            "eth_cl_optimistic",
+            "1 when the node reports its head is optimistic (execution payload not yet verified)",
+            None,
+            s.optimistic.map(i64::from),
+        )?;
+        gauge(
+            e,
+            "eth_cl_el_offline",
+            "1 when the node reports its execution client offline (absent on nodes without the field)",
+            None,
+            s.el_offline.map(i64::from),
+        )?;
+        if let Some(h) = s.health {
+            let values: Vec<(&str, i64)> = Health::ALL
+                .iter()
+                .map(|x| (x.as_str(), i64::from(*x == h)))
+                .collect();
+            labelled(
+                e,
+                "eth_cl_health_status",
+                "Node health from /eth/v1/node/health: 1 for the current status (200 ready, 206 syncing, 503 not_initialized), 0 for the others",
+                "status",
+                &values,
+            )?;
+        }
+        if let Some(p) = s.peers {
+            let values = [
+                ("disconnected", as_i64(p[0])),
+                ("connecting", as_i64(p[1])),
+                ("connected", as_i64(p[2])),
+                ("disconnecting", as_i64(p[3])),
+            ];
+            labelled(
+                e,
+                "eth_cl_peers",
+                "Peers by connection state (/eth/v1/node/peer_count)",
+                "state",
+                &values,
+            )?;
+        }
+        if let Some(d) = s.peers_by_direction {
+            let values = [("inbound", as_i64(d[0])), ("outbound", as_i64(d[1]))];
+            labelled(
+                e,
+                "eth_cl_peers_by_direction",
+                "Connected peers by direction (/eth/v1/node/peers?state=connected)",
+                "direction",
+                &values,
+            )?;
+        }
+        if let Some((client, version)) = &s.client {
+            let mut m = e.encode_descriptor(
+                "eth_cl_client_info",
+                "Client name and version from /eth/v1/node/version",
+                None,
+                MetricType::Gauge,
+            )?;
+            let labels = [("client", client.as_str()), ("version", version.as_str())];
+            ConstGauge::new(1i64).encode(m.encode_family(&labels)?)?;
+        }
+        if let Some(counts) = s.validators {
+            let values: Vec<(&str, i64)> = VALIDATOR_STATUSES
+                .iter()
+                .zip(counts)
+                .map(|(st, n)| (*st, as_i64(n)))
+                .collect();
+            labelled(
+                e,
+                "eth_cl_validators",
+                "Validators by status (all validators, or the ones --validators.id names)",
+                "status",
+                &values,
+            )?;
+        }
+        gauge(
+            e,
+            "eth_cl_validators_balance_gwei",
+            "Total balance of the counted validators, in gwei",
+            None,
+            s.validators_balance_gwei.map(as_i64),
+        )?;
+        if let Some(p) = s.participation {
+            let values: Vec<(&str, f64)> =
+                [("source", p.source), ("target", p.target), ("head", p.head)]
+                    .into_iter()
+                    .filter_map(|(d, v)| v.map(|v| (d, v)))
+                    .collect();
+            if !values.is_empty() {
+                let mut m = e.encode_descriptor("eth_cl_epoch_participation_ratio", "Share of active validators whose timely vote for the duty was correct, for the epoch in eth_cl_epoch_participation_epoch", None, MetricType::Gauge)?;
+                for (duty, v) in values {
+                    ConstGauge::new(v).encode(m.encode_family(&[("duty", duty)])?)?;
+                }
+            }
+            gauge(
+                e,
+                "eth_cl_epoch_participation_epoch",
+                "The epoch eth_cl_epoch_participation_ratio describes (the latest complete one: clock epoch minus 2)",
+                None,
+                Some(as_i64(p.epoch)),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Every metric of the consensus exporter.
+#[derive(Clone)]
+pub struct ConsensusMetrics {
+    pub state: SharedState,
+    pub blocks: Counter,
+    pub missed_slots: Counter,
+    pub arrival_delay: Histogram,
+    pub reorgs: Counter,
+    pub reorg_depth: Histogram,
+    pub events: Family<[(&'static str, &'static str); 1], Counter>,
+    pub stream_connected: Gauge,
+    pub api: RequestMetrics,
+}
+
+impl ConsensusMetrics {
+    /// Registers everything into `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        Self::register_at(registry, None)
+    }
+
+    fn register_at(registry: &mut Registry, now: Option<f64>) -> Self {
+        let state = SharedState::default();
+        registry.register_collector(Box::new(StateCollector {
+            state: state.clone(),
+            now,
+        }));
+        let blocks = Counter::default();
+        registry.register("eth_cl_blocks", "New head blocks observed, including blocks found walking back over a gap; rate() is the block rate", blocks.clone());
+        let missed_slots = Counter::default();
+        registry.register("eth_cl_missed_slots", "Slots that passed with no block on the canonical chain (see docs/consensus.md for the exact definition)", missed_slots.clone());
+        let arrival_delay = Histogram::new(ARRIVAL_BUCKETS);
+        registry.register_with_unit(
+            "eth_cl_block_arrival_delay",
+            "When a new head event arrived, measured from the start of its slot",
+            Unit::Seconds,
+            arrival_delay.clone(),
+        );
+        let reorgs = Counter::default();
+        registry.register(
+            "eth_cl_reorgs",
+            "Reorgs reported by the node's chain_reorg events",
+            reorgs.clone(),
+        );
+        let reorg_depth = Histogram::new(REORG_DEPTH_BUCKETS);
+        registry.register(
+            "eth_cl_reorg_depth",
+            "Depth in slots of the node's chain_reorg events",
+            reorg_depth.clone(),
+        );
+        let events = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        registry.register(
+            "eth_cl_events",
+            "Events received on the node's event stream, by topic",
+            events.clone(),
+        );
+        let stream_connected = Gauge::default();
+        registry.register(
+            "eth_cl_events_stream_connected",
+            "1 while the event stream (/eth/v1/events) is open",
+            stream_connected.clone(),
+        );
+        let api = RequestMetrics::register(
+            registry,
+            "route",
+            "eth_cl_api_request_duration",
+            "Beacon API request latency by templated route (for the event stream: until the stream opened)",
+            "eth_cl_api_errors",
+            "Failed Beacon API requests and stream faults by templated route and kind",
+        );
+        ConsensusMetrics {
+            state,
+            blocks,
+            missed_slots,
+            arrival_delay,
+            reorgs,
+            reorg_depth,
+            events,
+            stream_connected,
+            api,
+        }
+    }
+
+    /// Counts one event of `topic` (an unknown name counts as `other`).
+    pub fn event(&self, topic: &str) {
+        let t = TOPICS
+            .iter()
+            .find(|t| **t == topic)
+            .copied()
+            .unwrap_or("other");
+        self.events.get_or_create(&[("topic", t)]).inc();
+    }
+
+    /// Counts an error for a route.
+    pub fn error(&self, route: Route, kind: ErrorKind) {
+        self.api.error(route.0, kind);
+    }
+}
+
+/// A registry with every metric of this exporter registered and every value filled in, so each
+/// metric appears once when encoded: the docs generator reads names, types and help from it.
+pub fn registry_for_docs() -> Registry {
+    let mut registry = Registry::default();
+    register_build_info(&mut registry);
+    let status = CollectorStatus::register(&mut registry);
+    for c in crate::poller::COLLECTORS {
+        status.record(c, std::time::Duration::from_millis(3), Ok(()));
+    }
+    let volume =
+        ethwatch_core::volume::VolumeMetrics::register(&mut registry, vec![std::env::temp_dir()]);
+    let _ = volume.update();
+    let clock = Clock {
+        genesis_time: 1_606_824_023,
+        slot_ms: 12_000,
+        slots_per_epoch: 32,
+    };
+    let now = clock.slot_start(100_000) + 1.0;
+    let m = ConsensusMetrics::register_at(&mut registry, Some(now));
+    {
+        let mut s = m.state.lock();
+        *s = NodeState {
+            up: true,
+            clock: Some(clock),
+            head_slot: Some(100_000),
+            head_execution_block_number: Some(21_000_000),
+            finalized_epoch: Some(3_123),
+            justified_epoch: Some(3_124),
+            syncing: Some(false),
+            sync_distance: Some(0),
+            optimistic: Some(false),
+            el_offline: Some(false),
+            health: Some(Health::Ready),
+            peers: Some([10, 1, 80, 0]),
+            peers_by_direction: Some([50, 30]),
+            client: Some(("Lighthouse".into(), "v8.0.1".into())),
+            validators: Some([0, 0, 8, 0, 0, 0, 0, 0, 0, 0]),
+            validators_balance_gwei: Some(256_000_000_000),
+            participation: Some(Participation {
+                epoch: 3_123,
+                source: Some(1.0),
+                target: Some(0.99),
+                head: Some(0.98),
+            }),
+        };
+    }
+    m.blocks.inc();
+    m.missed_slots.inc();
+    m.arrival_delay.observe(1.2);
+    m.reorgs.inc();
+    m.reorg_depth.observe(1.0);
+    for t in TOPICS {
+        m.events.get_or_create(&[("topic", t)]).inc();
+    }
+    m.stream_connected.set(1);
+    for r in ROUTES {
+        m.api
+            .observe(r.0, std::time::Duration::from_millis(2), None);
+    }
+    m.api.error(crate::api::SYNCING.0, ErrorKind::Timeout);
+    registry
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ethwatch_core::exposition;
+
+    fn encode(r: &Registry) -> String {
+        let mut s = String::new();
+        prometheus_client::encoding::text::encode(&mut s, r).expect("encode");
+        s
+    }
+
+    #[test]
+    fn unknown_values_are_absent_not_zero() {
+        let mut r = Registry::default();
+        let m = ConsensusMetrics::register(&mut r);
+        let text = encode(&r);
+        let samples = exposition::parse(&text);
+        assert_eq!(exposition::value(&samples, "eth_cl_up", &[]), Some(0.0));
+        for absent in [
+            "eth_cl_head_slot",
+            "eth_cl_clock_slot",
+            "eth_cl_el_offline",
+            "eth_cl_health_status",
+            "eth_cl_validators",
+            "eth_cl_epoch_participation_ratio",
+        ] {
+            assert!(
+                !text.contains(&format!("\n{absent}")),
+                "{absent} must be absent:\n{text}"
+            );
+        }
+        m.state.lock().health = Some(Health::Syncing);
+        let samples = exposition::parse(&encode(&r));
+        assert_eq!(
+            exposition::value(&samples, "eth_cl_health_status", &[("status", "syncing")]),
+            Some(1.0)
+        );
+        assert_eq!(
+            exposition::value(&samples, "eth_cl_health_status", &[("status", "ready")]),
+            Some(0.0)
+        );
+    }
+
+    #[test]
+    fn the_docs_registry_has_every_contract_metric() {
+        let text = encode(&registry_for_docs());
+        let samples = exposition::parse(&text);
+        for name in [
+            "eth_cl_up",
+            "eth_cl_head_slot",
+            "eth_cl_clock_slot",
+            "eth_cl_seconds_per_slot",
+            "eth_cl_slots_per_epoch",
+            "eth_cl_genesis_time_seconds",
+            "eth_cl_blocks_total",
+            "eth_cl_missed_slots_total",
+            "eth_cl_block_arrival_delay_seconds_count",
+            "eth_cl_reorgs_total",
+            "eth_cl_reorg_depth_count",
+            "eth_cl_finalized_epoch",
+            "eth_cl_justified_epoch",
+            "eth_cl_syncing",
+            "eth_cl_sync_distance_slots",
+            "eth_cl_optimistic",
+            "eth_cl_el_offline",
+            "eth_cl_health_status",
+            "eth_cl_peers",
+            "eth_cl_peers_by_direction",
+            "eth_cl_client_info",
+            "eth_cl_head_execution_block_number",
+            "eth_cl_validators",
+            "eth_cl_validators_balance_gwei",
+            "eth_cl_epoch_participation_ratio",
+            "eth_cl_api_request_duration_seconds_count",
+            "eth_cl_api_errors_total",
+            "eth_cl_events_total",
+            "eth_cl_events_stream_connected",
+            "ethwatch_collector_success",
+            "ethwatch_build_info",
+        ] {
+            assert!(
+                samples.iter().any(|s| s.name == name),
+                "{name} missing:\n{text}"
+            );
+        }
+        assert_eq!(
+            exposition::value(&samples, "eth_cl_clock_slot", &[]),
+            Some(100_000.0)
+        );
+        assert_eq!(
+            exposition::value(&samples, "eth_cl_head_lag_slots", &[]),
+            Some(0.0)
+        );
+    }
+}

@@ -1,0 +1,709 @@
+//! The poll cycle and the collectors, and the head path shared with the event stream.
+//!
+//! | collector       | requests                                                          | when                                  |
+//! |-----------------|-------------------------------------------------------------------|---------------------------------------|
+//! | `sync`          | `GET /eth/v1/node/syncing` (first; its answer is `eth_cl_up`)       | every cycle                           |
+//! | `health`        | `GET /eth/v1/node/health` (200, 206 and 503 are answers)          | every cycle                           |
+//! | `head`          | `GET /eth/v1/beacon/headers/head`; for a new head `GET /eth/v2/beacon/blocks/{root}`, and `GET /eth/v1/beacon/headers/{root}` per parent walked over a gap | every cycle, and per head event |
+//! | `finality`      | `GET /eth/v1/beacon/states/head/finality_checkpoints`             | every cycle                           |
+//! | `peers`         | `GET /eth/v1/node/peer_count`, `GET /eth/v1/node/peers?state=connected` | `--peers-interval`              |
+//! | `clock`         | `GET /eth/v1/beacon/genesis`, `GET /eth/v1/config/spec`           | start, `--info-interval`, node back   |
+//! | `info`          | `GET /eth/v1/node/version`                                        | `--info-interval`                     |
+//! | `validators`    | `GET /eth/v1/beacon/states/head/validators` (64 ids per request with `--validators.id`) | once per epoch |
+//! | `participation` | `POST /eth/v1/beacon/rewards/attestations/{epoch}`, else `GET /eth/v2/debug/beacon/states/{slot}` | once per epoch |
+//!
+//! A cycle runs every `--poll-interval` (default: half a slot). When `/eth/v1/node/syncing`
+//! fails, the rest of the cycle is skipped (a down node would otherwise cost one timeout per
+//! request), `eth_cl_up` drops to 0 and the last values stay, marked stale by
+//! `ethwatch_collector_success` 0 and an old `ethwatch_collector_last_success_timestamp_seconds`.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ethwatch_core::metrics::CollectorStatus;
+use ethwatch_core::upstream::{ErrorKind, UpstreamError};
+
+use crate::api::{self, BeaconApi};
+use crate::clock::Clock;
+use crate::head::{HeadTracker, Seen};
+use crate::metrics::{ConsensusMetrics, Health};
+use crate::types::{
+    FinalityCheckpoints, Genesis, NodeVersion, PeerCount, PeerEntry, SpecTiming, Syncing,
+    for_each_at, parse_client_version,
+};
+use crate::validators::{self, ValidatorFilter};
+
+/// Every collector, as named in self-metrics and on the landing page.
+pub const COLLECTORS: [&str; 10] = [
+    "sync",
+    "health",
+    "head",
+    "finality",
+    "peers",
+    "clock",
+    "info",
+    "validators",
+    "participation",
+    "events",
+];
+
+/// Collectors that run every cycle after `sync`; they fail with it when the node is down.
+const EVERY_CYCLE: [&str; 4] = ["sync", "health", "head", "finality"];
+
+/// Which optional collectors run.
+#[derive(Debug, Clone, Copy)]
+pub struct Enabled {
+    pub events: bool,
+    pub peers: bool,
+    pub validators: bool,
+}
+
+/// `/readyz` thresholds.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadyConfig {
+    /// Not ready once the node's sync distance exceeds this.
+    pub max_sync_distance: u64,
+    /// Ready again once it is back at or below this (hysteresis).
+    pub resume_sync_distance: u64,
+    /// Not ready when the node has not answered for this many poll intervals (at least 2 s).
+    pub answer_intervals: u32,
+}
+
+/// Settings of the poller.
+#[derive(Debug, Clone)]
+pub struct PollerConfig {
+    pub enabled: Enabled,
+    /// `None`: half a slot once the slot length is known (1 s before).
+    pub poll_interval: Option<Duration>,
+    pub info_interval: Duration,
+    pub peers_interval: Duration,
+    pub reprobe_interval: Duration,
+    pub max_backfill: u64,
+    /// The peer list is fetched only while at most this many peers are connected.
+    pub peers_list_max: u64,
+    pub filter: ValidatorFilter,
+    pub ready: ReadyConfig,
+}
+
+/// Where a head came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadSource {
+    Poll,
+    Stream,
+}
+
+#[derive(Debug, Default)]
+struct Schedule {
+    next_info: Option<Instant>,
+    next_peers: Option<Instant>,
+    /// The clock must be (re)read: unknown, or the node just came back.
+    clock_stale: bool,
+    validators_epoch: Option<u64>,
+    participation_epoch: Option<u64>,
+    /// After a failure, the validators collector waits until then.
+    validators_retry_at: Option<Instant>,
+    participation_retry_at: Option<Instant>,
+    rewards_unsupported_until: Option<Instant>,
+    peers_list_too_long_logged: bool,
+}
+
+/// Polls one beacon node and keeps its state. Shared by the poll loop, the validators loop and
+/// the event stream.
+pub struct Poller {
+    api: BeaconApi,
+    metrics: ConsensusMetrics,
+    status: CollectorStatus,
+    cfg: PollerConfig,
+    tracker: tokio::sync::Mutex<HeadTracker>,
+    sched: Mutex<Schedule>,
+    /// Unix milliseconds of the last answered `/eth/v1/node/syncing` (readiness).
+    last_ok_ms: AtomicU64,
+    /// The last transport failure logged, so a down node logs once, not every poll.
+    last_failure: Mutex<Option<&'static str>>,
+    /// The sync-distance half of readiness, with hysteresis.
+    ready: AtomicBool,
+    /// The stream is opening or open: heads the poll finds first count against it.
+    stream_active: AtomicBool,
+    /// New heads the poll found before the stream delivered them, since the stream's last head.
+    stream_missed_heads: AtomicU32,
+}
+
+fn unix_ms() -> u64 {
+    (ethwatch_core::unix_now() * 1000.0) as u64
+}
+
+impl Poller {
+    /// A poller for `api`.
+    pub fn new(
+        api: BeaconApi,
+        metrics: ConsensusMetrics,
+        status: CollectorStatus,
+        cfg: PollerConfig,
+    ) -> Self {
+        for c in COLLECTORS {
+            let on = match c {
+                "events" => cfg.enabled.events,
+                "peers" => cfg.enabled.peers,
+                "validators" | "participation" => cfg.enabled.validators,
+                _ => true,
+            };
+            status.declare(c, on);
+        }
+        Poller {
+            api,
+            metrics,
+            status,
+            tracker: tokio::sync::Mutex::new(HeadTracker::new(256, cfg.max_backfill)),
+            cfg,
+            sched: Mutex::new(Schedule {
+                clock_stale: true,
+                ..Schedule::default()
+            }),
+            last_ok_ms: AtomicU64::new(0),
+            last_failure: Mutex::new(None),
+            ready: AtomicBool::new(true),
+            stream_active: AtomicBool::new(false),
+            stream_missed_heads: AtomicU32::new(0),
+        }
+    }
+
+    /// The metrics this poller updates.
+    pub fn metrics(&self) -> &ConsensusMetrics {
+        &self.metrics
+    }
+
+    /// The API client.
+    pub fn api(&self) -> &BeaconApi {
+        &self.api
+    }
+
+    /// The collector status.
+    pub fn status(&self) -> &CollectorStatus {
+        &self.status
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &PollerConfig {
+        &self.cfg
+    }
+
+    fn sched(&self) -> std::sync::MutexGuard<'_, Schedule> {
+        self.sched.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The chain's clock, once known.
+    pub fn clock(&self) -> Option<Clock> {
+        self.metrics.state.lock().clock
+    }
+
+    /// Unix milliseconds of the last time the node answered (0 if never).
+    pub fn last_ok_ms(&self) -> u64 {
+        self.last_ok_ms.load(Ordering::Relaxed)
+    }
+
+    /// The time between cycles: the flag, or half a slot (at least 250 ms), or 1 s while the
+    /// slot length is unknown.
+    pub fn poll_interval(&self) -> Duration {
+        self.cfg
+            .poll_interval
+            .unwrap_or_else(|| match self.clock() {
+                Some(c) => Duration::from_millis((c.slot_ms / 2).max(250)),
+                None => Duration::from_secs(1),
+            })
+    }
+
+    /// `/readyz`: `Ok` while the node answers and is not syncing far behind.
+    pub fn readiness(&self) -> Result<(), String> {
+        let last = self.last_ok_ms();
+        if last == 0 {
+            return Err("the beacon node has not answered yet".into());
+        }
+        let age = unix_ms().saturating_sub(last);
+        let window = (self.poll_interval() * self.cfg.ready.answer_intervals)
+            .max(Duration::from_secs(2))
+            .as_millis() as u64;
+        if age > window {
+            return Err(format!(
+                "the beacon node last answered {:.1} s ago",
+                age as f64 / 1000.0
+            ));
+        }
+        if !self.ready.load(Ordering::Relaxed) {
+            let d = self.metrics.state.lock().sync_distance;
+            return Err(format!(
+                "the beacon node is {} slots behind (ready again at {} or less)",
+                d.map_or("unknown".to_string(), |d| d.to_string()),
+                self.cfg.ready.resume_sync_distance
+            ));
+        }
+        Ok(())
+    }
+
+    fn update_ready(&self, sync_distance: u64) {
+        let was = self.ready.load(Ordering::Relaxed);
+        let now = if was {
+            sync_distance <= self.cfg.ready.max_sync_distance
+        } else {
+            sync_distance <= self.cfg.ready.resume_sync_distance
+        };
+        if now != was {
+            self.ready.store(now, Ordering::Relaxed);
+            if now {
+                tracing::info!(sync_distance, "beacon node caught up; ready");
+            } else {
+                tracing::warn!(
+                    sync_distance,
+                    max = self.cfg.ready.max_sync_distance,
+                    "beacon node is behind; not ready"
+                );
+            }
+        }
+    }
+
+    /// The event stream is being opened (`active`), is open (`open`), or neither.
+    pub fn set_stream_state(&self, active: bool, open: bool) {
+        self.stream_active.store(active || open, Ordering::Relaxed);
+        self.stream_missed_heads.store(0, Ordering::Relaxed);
+        self.metrics.stream_connected.set(i64::from(open));
+    }
+
+    /// New heads the poll saw first since the stream's last head.
+    pub fn stream_missed_heads(&self) -> u32 {
+        self.stream_missed_heads.load(Ordering::Relaxed)
+    }
+
+    /// One poll cycle.
+    pub async fn poll_once(&self) {
+        let start = Instant::now();
+        let syncing = self
+            .api
+            .get_data::<Syncing>(api::SYNCING, "/eth/v1/node/syncing")
+            .await;
+        let s = match syncing {
+            Ok(s) => s,
+            Err(e) => {
+                self.node_failed(&e);
+                let msg = e.to_string();
+                for c in EVERY_CYCLE {
+                    self.status.record(c, start.elapsed(), Err(msg.clone()));
+                }
+                return;
+            }
+        };
+        self.node_answered();
+        {
+            let mut st = self.metrics.state.lock();
+            st.syncing = Some(s.is_syncing);
+            st.sync_distance = Some(s.sync_distance.0);
+            st.optimistic = s.is_optimistic;
+            st.el_offline = s.el_offline;
+        }
+        self.update_ready(s.sync_distance.0);
+        self.status.record("sync", start.elapsed(), Ok(()));
+
+        let (clock_due, info_due, peers_due) = {
+            let now = Instant::now();
+            let sc = self.sched();
+            let due = |t: Option<Instant>| t.is_none_or(|t| now >= t);
+            (
+                sc.clock_stale || due(sc.next_info),
+                due(sc.next_info),
+                self.cfg.enabled.peers && due(sc.next_peers),
+            )
+        };
+        if clock_due {
+            let t = Instant::now();
+            let r = self.refresh_clock().await;
+            if r.is_ok() {
+                self.sched().clock_stale = false;
+            }
+            self.record("clock", t, r);
+        }
+        let info = async {
+            if info_due {
+                let t = Instant::now();
+                let r = self.poll_version().await;
+                self.sched().next_info = Some(start + self.cfg.info_interval);
+                self.record("info", t, r);
+            }
+        };
+        let health = async {
+            let t = Instant::now();
+            let r = self.poll_health().await;
+            self.record("health", t, r);
+        };
+        let head = async {
+            let t = Instant::now();
+            let r = self.poll_head(s.is_syncing).await;
+            self.record("head", t, r);
+        };
+        let finality = async {
+            let t = Instant::now();
+            let r = self.poll_finality().await;
+            self.record("finality", t, r);
+        };
+        let peers = async {
+            if peers_due {
+                let t = Instant::now();
+                let r = self.poll_peers().await;
+                self.sched().next_peers = Some(start + self.cfg.peers_interval);
+                self.record("peers", t, r);
+            }
+        };
+        tokio::join!(info, health, head, finality, peers);
+
+        if let Some(slot) = self.clock().and_then(|c| c.now_slot()) {
+            let missed = self.tracker.lock().await.on_clock(slot);
+            self.metrics.missed_slots.inc_by(missed);
+        }
+    }
+
+    fn record(&self, collector: &'static str, started: Instant, r: Result<(), UpstreamError>) {
+        if let Err(e) = &r {
+            tracing::debug!(collector, error = %e, "collector failed");
+        }
+        self.status
+            .record(collector, started.elapsed(), r.map_err(|e| e.to_string()));
+    }
+
+    fn node_failed(&self, e: &UpstreamError) {
+        self.metrics.state.lock().up = false;
+        let kind = e.kind().as_str();
+        let mut last = self.last_failure.lock().unwrap_or_else(|e| e.into_inner());
+        if *last != Some(kind) {
+            tracing::warn!(
+                node = self.api.upstream().redacted_url(),
+                kind,
+                error = %e,
+                "beacon node unreachable or misbehaving; serving last known values as stale"
+            );
+            *last = Some(kind);
+        }
+    }
+
+    /// Marks the node up; after a failure, the clock is read again (a restarted dev node may
+    /// have a new genesis).
+    fn node_answered(&self) {
+        self.metrics.state.lock().up = true;
+        self.last_ok_ms.store(unix_ms(), Ordering::Relaxed);
+        let mut last = self.last_failure.lock().unwrap_or_else(|e| e.into_inner());
+        if last.take().is_some() {
+            tracing::info!(
+                node = self.api.upstream().redacted_url(),
+                "beacon node answers again"
+            );
+            self.sched().clock_stale = true;
+        }
+    }
+
+    async fn refresh_clock(&self) -> Result<(), UpstreamError> {
+        let (g, s) = tokio::join!(
+            self.api
+                .get_data::<Genesis>(api::GENESIS, "/eth/v1/beacon/genesis"),
+            self.api
+                .get_data::<SpecTiming>(api::SPEC, "/eth/v1/config/spec"),
+        );
+        let (g, s) = (g?, s?);
+        let (slot_ms, slots_per_epoch) = s
+            .timing()
+            .map_err(|e| self.api.decode_error(api::SPEC, e))?;
+        let clock = Clock {
+            genesis_time: g.genesis_time.0,
+            slot_ms,
+            slots_per_epoch,
+        };
+        let old = self.metrics.state.lock().clock;
+        if old == Some(clock) {
+            return Ok(());
+        }
+        if let Some(old) = old {
+            tracing::warn!(
+                old_genesis = old.genesis_time,
+                new_genesis = clock.genesis_time,
+                "the beacon node is on a different chain now (genesis or slot timing changed); following it from scratch"
+            );
+            self.tracker.lock().await.reset();
+            let mut st = self.metrics.state.lock();
+            st.head_slot = None;
+            st.head_execution_block_number = None;
+            st.finalized_epoch = None;
+            st.justified_epoch = None;
+            st.participation = None;
+            drop(st);
+            let mut sc = self.sched();
+            sc.validators_epoch = None;
+            sc.participation_epoch = None;
+        } else {
+            tracing::info!(
+                genesis_time = clock.genesis_time,
+                seconds_per_slot = clock.seconds_per_slot(),
+                slots_per_epoch,
+                "chain clock known"
+            );
+        }
+        self.metrics.state.lock().clock = Some(clock);
+        Ok(())
+    }
+
+    async fn poll_version(&self) -> Result<(), UpstreamError> {
+        let v: NodeVersion = self
+            .api
+            .get_data(api::VERSION, "/eth/v1/node/version")
+            .await?;
+        self.metrics.state.lock().client = Some(parse_client_version(&v.version));
+        Ok(())
+    }
+
+    async fn poll_health(&self) -> Result<(), UpstreamError> {
+        let (status, _) = self
+            .api
+            .get_raw(api::HEALTH, "/eth/v1/node/health", &[206, 503])
+            .await?;
+        let h = Health::from_status(status).ok_or_else(|| {
+            self.api
+                .decode_error(api::HEALTH, format!("unexpected health status {status}"))
+        })?;
+        self.metrics.state.lock().health = Some(h);
+        Ok(())
+    }
+
+    async fn poll_finality(&self) -> Result<(), UpstreamError> {
+        let f: FinalityCheckpoints = self
+            .api
+            .get_data(
+                api::FINALITY,
+                "/eth/v1/beacon/states/head/finality_checkpoints",
+            )
+            .await?;
+        let mut st = self.metrics.state.lock();
+        st.finalized_epoch = Some(f.finalized.epoch.0);
+        st.justified_epoch = Some(f.current_justified.epoch.0);
+        Ok(())
+    }
+
+    async fn poll_peers(&self) -> Result<(), UpstreamError> {
+        let pc: PeerCount = self
+            .api
+            .get_data(api::PEER_COUNT, "/eth/v1/node/peer_count")
+            .await?;
+        self.metrics.state.lock().peers = Some([
+            pc.disconnected.0,
+            pc.connecting.0,
+            pc.connected.0,
+            pc.disconnecting.0,
+        ]);
+        let max = self.cfg.peers_list_max;
+        if pc.connected.0 > max {
+            self.peers_list_too_long(pc.connected.0);
+            return Ok(());
+        }
+        let (_, body) = self
+            .api
+            .get_raw(api::PEERS, "/eth/v1/node/peers?state=connected", &[])
+            .await?;
+        let (mut inbound, mut outbound, mut listed) = (0u64, 0u64, 0u64);
+        let found = for_each_at(&body, &["data"], |p: PeerEntry| {
+            listed += 1;
+            if listed > max || p.state.as_deref().is_some_and(|s| s != "connected") {
+                return;
+            }
+            match p.direction.as_deref() {
+                Some("inbound") => inbound += 1,
+                Some("outbound") => outbound += 1,
+                _ => {}
+            }
+        })
+        .map_err(|e| {
+            self.api
+                .decode_error(api::PEERS, format!("{}: {e}", api::PEERS.0))
+        })?;
+        if !found {
+            return Err(self
+                .api
+                .decode_error(api::PEERS, "no data array in the peer list"));
+        }
+        if listed > max {
+            self.metrics.error(api::PEERS, ErrorKind::TooLarge);
+            self.peers_list_too_long(listed);
+            return Ok(());
+        }
+        self.metrics.state.lock().peers_by_direction = Some([inbound, outbound]);
+        Ok(())
+    }
+
+    fn peers_list_too_long(&self, n: u64) {
+        self.metrics.state.lock().peers_by_direction = None;
+        let mut sc = self.sched();
+        if !sc.peers_list_too_long_logged {
+            sc.peers_list_too_long_logged = true;
+            tracing::warn!(
+                peers = n,
+                max = self.cfg.peers_list_max,
+                "more connected peers than --peers.list-max; eth_cl_peers_by_direction is left out"
+            );
+        }
+    }
+
+    async fn poll_head(&self, syncing: bool) -> Result<(), UpstreamError> {
+        let h = self.api.header("head").await?;
+        let seen = Seen {
+            slot: h.slot,
+            root: h.root,
+            parent_root: Some(h.parent_root),
+        };
+        self.on_head(seen, HeadSource::Poll, !syncing).await
+    }
+
+    /// Processes a head from a poll or the event stream: the head slot and the arrival delay at
+    /// once, then the block (execution block number, parent) and the block/missed-slot
+    /// accounting. `may_walk` is false while the node syncs (no walking back over its backlog).
+    pub async fn on_head(
+        &self,
+        seen: Seen,
+        source: HeadSource,
+        may_walk: bool,
+    ) -> Result<(), UpstreamError> {
+        let now = ethwatch_core::unix_now();
+        let clock = self.clock();
+        let clock_slot = clock.and_then(|c| c.slot_at(now));
+        let mut tracker = self.tracker.lock().await;
+        if source == HeadSource::Stream {
+            self.stream_missed_heads.store(0, Ordering::Relaxed);
+        }
+        if !tracker.is_new(&seen.root) {
+            return Ok(());
+        }
+        if source == HeadSource::Poll && self.stream_active.load(Ordering::Relaxed) {
+            self.stream_missed_heads.fetch_add(1, Ordering::Relaxed);
+        }
+        self.metrics.state.lock().head_slot = Some(seen.slot);
+        if source == HeadSource::Stream
+            && let Some(c) = clock
+        {
+            let delay = now - c.slot_start(seen.slot);
+            let epoch_secs = c.seconds_per_slot() * c.slots_per_epoch as f64;
+            if (0.0..epoch_secs).contains(&delay) {
+                self.metrics.arrival_delay.observe(delay);
+            }
+        }
+
+        let mut seen = seen;
+        let mut block_err = None;
+        match self.api.block(seen.root).await {
+            Ok(b) if b.message.slot.0 == seen.slot => {
+                self.metrics.state.lock().head_execution_block_number = b.execution_block_number();
+                seen.parent_root.get_or_insert(b.message.parent_root);
+            }
+            Ok(b) => {
+                block_err = Some(self.api.decode_error(
+                    api::BLOCK,
+                    format!(
+                        "block {} is at slot {}, the head said {}",
+                        seen.root, b.message.slot.0, seen.slot
+                    ),
+                ));
+            }
+            Err(e) => block_err = Some(e),
+        }
+        let outcome = tracker
+            .advance(seen, clock_slot, &self.api, may_walk)
+            .await?;
+        drop(tracker);
+        self.metrics.blocks.inc_by(outcome.new_blocks);
+        self.metrics.missed_slots.inc_by(outcome.missed);
+        if outcome.unresolved > 0 {
+            tracing::debug!(
+                slots = outcome.unresolved,
+                head = seen.slot,
+                "slots left unclassified (gap beyond --max-backfill or node syncing)"
+            );
+        }
+        match block_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// A `chain_reorg` event.
+    pub fn on_reorg(&self, slot: u64, depth: u64) {
+        self.metrics.reorgs.inc();
+        self.metrics.reorg_depth.observe(depth as f64);
+        tracing::info!(slot, depth, "chain reorg reported by the node");
+    }
+
+    /// A `finalized_checkpoint` event: finality moves at once, the poll confirms it.
+    pub fn on_finalized(&self, epoch: u64) {
+        let mut st = self.metrics.state.lock();
+        if st.finalized_epoch.is_none_or(|e| epoch > e) {
+            st.finalized_epoch = Some(epoch);
+        }
+    }
+
+    /// The validators and participation collectors, when their epoch is due.
+    pub async fn poll_validators(&self) {
+        if !self.cfg.enabled.validators || self.last_ok_ms() == 0 {
+            return;
+        }
+        let Some(clock) = self.clock() else { return };
+        let Some(slot) = clock.now_slot() else { return };
+        let epoch = clock.epoch_of(slot);
+        let retry_after = Duration::from_millis(clock.slot_ms.max(1000));
+        let now = Instant::now();
+        let (counts_due, part_due, try_rewards) = {
+            let sc = self.sched();
+            let ready = |t: Option<Instant>| t.is_none_or(|t| now >= t);
+            (
+                sc.validators_epoch != Some(epoch) && ready(sc.validators_retry_at),
+                epoch >= 2
+                    && sc.participation_epoch != Some(epoch - 2)
+                    && ready(sc.participation_retry_at),
+                ready(sc.rewards_unsupported_until),
+            )
+        };
+        if counts_due {
+            let t = Instant::now();
+            let r = validators::fetch_counts(&self.api, &self.cfg.filter).await;
+            match &r {
+                Ok(c) => {
+                    let mut st = self.metrics.state.lock();
+                    st.validators = Some(c.by_status);
+                    st.validators_balance_gwei = Some(c.balance_gwei);
+                    drop(st);
+                    self.sched().validators_epoch = Some(epoch);
+                }
+                Err(_) => self.sched().validators_retry_at = Some(now + retry_after),
+            }
+            self.record("validators", t, r.map(|_| ()));
+        }
+        if part_due {
+            let t = Instant::now();
+            let target = epoch - 2;
+            let r = validators::fetch_participation(
+                &self.api,
+                &self.cfg.filter,
+                target,
+                clock.slots_per_epoch,
+                try_rewards,
+            )
+            .await;
+            match &r {
+                Ok((p, source)) => {
+                    self.metrics.state.lock().participation = *p;
+                    let mut sc = self.sched();
+                    sc.participation_epoch = Some(target);
+                    if try_rewards && *source == validators::Source::State {
+                        sc.rewards_unsupported_until = Some(now + self.cfg.reprobe_interval);
+                        drop(sc);
+                        tracing::info!(
+                            reprobe_in = ?self.cfg.reprobe_interval,
+                            "the node has no attestation rewards endpoint; participation comes from the beacon state's participation flags"
+                        );
+                    }
+                }
+                Err(_) => self.sched().participation_retry_at = Some(now + retry_after),
+            }
+            self.record("participation", t, r.map(|_| ()));
+        }
+    }
+}
