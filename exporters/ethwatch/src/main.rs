@@ -24,6 +24,9 @@ struct Cli {
 enum Command {
     /// Export an execution node's head, block rate, sync, peers, txpool and RPC latency.
     Execution(ethwatch_execution::ExecutionArgs),
+    /// Export a beacon node's head (live from its event stream), missed slots, finality, sync,
+    /// peers and validators.
+    Consensus(ethwatch_consensus::ConsensusArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +63,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let traces = ethwatch_core::telemetry::setup(&args.common, "execution")?;
             let shutdown = ethwatch_core::shutdown::on_signal();
             let running = ethwatch_execution::start(args, shutdown).await?;
+            running.task.await?;
+            if let Some(t) = traces {
+                t.flush(std::time::Duration::from_secs(2)).await;
+            }
+            tracing::info!("stopped");
+            Ok(())
+        }
+        Command::Consensus(args) => {
+            let traces = ethwatch_core::telemetry::setup(&args.common, "consensus")?;
+            let shutdown = ethwatch_core::shutdown::on_signal();
+            let running = ethwatch_consensus::start(args, shutdown).await?;
             running.task.await?;
             if let Some(t) = traces {
                 t.flush(std::time::Duration::from_secs(2)).await;
