@@ -1,0 +1,445 @@
+//! A misbehaving beacon node: garbage JSON, 500/503, hangs, an event stream that sends half an
+//! event and stalls, an endless line, a stream that closes every second, a huge peer list.
+//! Every fault is counted by route and kind, nothing panics, memory stays bounded, the last
+//! values are kept and marked stale, and the logs say it once.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::fake::{FakeBeacon, Reply, Stream, head_event, healthy};
+use support::{Exporter, logs, must, val};
+
+fn now() -> f64 {
+    ethwatch_core::unix_now()
+}
+
+/// A fake chain whose clock is real: genesis 100 s ago, 2 s slots; returns (genesis, head slot).
+fn chain() -> (u64, u64) {
+    let genesis = now() as u64 - 100;
+    let slot = (now() as u64 - genesis) / 2;
+    (genesis, slot)
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+const FAST: [&str; 8] = [
+    "--poll-interval",
+    "200ms",
+    "--info-interval",
+    "1s",
+    "--peers-interval",
+    "1s",
+    "--beacon-timeout",
+    "500ms",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_answers_are_counted_and_last_values_kept_as_stale() {
+    logs::capture();
+    let fake = FakeBeacon::start().await;
+    let (genesis, slot) = chain();
+    fake.set_all(healthy(genesis, slot));
+    fake.stream(Stream::Send(head_event(slot).into_bytes()));
+    let mut args = FAST.to_vec();
+    args.extend(["--collector.validators=false"]);
+    let exp = Exporter::start(&fake.url, &args).await;
+
+    let s = exp
+        .wait_for(10, "a healthy fake node seen", |s| {
+            val(s, "eth_cl_head_execution_block_number", &[]) == Some(1000.0 + slot as f64)
+                && val(s, "eth_cl_peers_by_direction", &[("direction", "outbound")]) == Some(2.0)
+                && val(
+                    s,
+                    "eth_cl_client_info",
+                    &[("client", "Fakehouse"), ("version", "v9.9.9")],
+                )
+                .is_some()
+        })
+        .await;
+    assert_eq!(must(&s, "eth_cl_up", &[]), 1.0);
+    assert_eq!(must(&s, "eth_cl_head_slot", &[]), slot as f64);
+    assert_eq!(
+        must(&s, "eth_cl_peers_by_direction", &[("direction", "inbound")]),
+        1.0
+    );
+    assert_eq!(must(&s, "eth_cl_peers", &[("state", "connected")]), 3.0);
+    assert_eq!(must(&s, "eth_cl_finalized_epoch", &[]), 1.0);
+    assert_eq!(must(&s, "eth_cl_justified_epoch", &[]), 2.0);
+    assert_eq!(must(&s, "eth_cl_el_offline", &[]), 0.0);
+    assert_eq!(must(&s, "eth_cl_genesis_time_seconds", &[]), genesis as f64);
+
+    // Garbage JSON from everything but /eth/v1/node/syncing (which keeps the node "up").
+    fake.break_all(Reply::Body(200, r#"{"data": [garbage"#.into()));
+    fake.set_all(
+        healthy(genesis, slot)
+            .into_iter()
+            .filter(|(p, _)| p == "/eth/v1/node/syncing")
+            .collect(),
+    );
+    let s = exp
+        .wait_for(10, "decode errors on every polled route", |s| {
+            [
+                "/eth/v1/beacon/headers/{block_id}",
+                "/eth/v1/beacon/states/{state_id}/finality_checkpoints",
+                "/eth/v1/node/peer_count",
+                "/eth/v1/node/version",
+                "/eth/v1/beacon/genesis",
+            ]
+            .iter()
+            .all(|r| {
+                val(
+                    s,
+                    "eth_cl_api_errors_total",
+                    &[("route", r), ("kind", "decode")],
+                )
+                .is_some_and(|n| n >= 1.0)
+            })
+        })
+        .await;
+    assert_eq!(must(&s, "eth_cl_up", &[]), 1.0);
+    for c in ["head", "finality", "peers", "info", "clock"] {
+        assert_eq!(
+            must(&s, "ethwatch_collector_success", &[("collector", c)]),
+            0.0,
+            "{c}"
+        );
+    }
+    // The last known values stay, and their age shows they are stale.
+    assert_eq!(must(&s, "eth_cl_head_slot", &[]), slot as f64);
+    assert_eq!(must(&s, "eth_cl_finalized_epoch", &[]), 1.0);
+    assert_eq!(
+        must(
+            &s,
+            "eth_cl_peers_by_direction",
+            &[("direction", "outbound")]
+        ),
+        2.0
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let s = exp.scrape().await;
+    let head_ok = must(
+        &s,
+        "ethwatch_collector_last_success_timestamp_seconds",
+        &[("collector", "head")],
+    );
+    let sync_ok = must(
+        &s,
+        "ethwatch_collector_last_success_timestamp_seconds",
+        &[("collector", "sync")],
+    );
+    assert!(
+        sync_ok - head_ok >= 1.0,
+        "head is stale ({head_ok}) while sync is fresh ({sync_ok})"
+    );
+
+    // Garbage from /eth/v1/node/syncing too: the node counts as down.
+    fake.set(
+        "/eth/v1/node/syncing",
+        Reply::Body(200, "<html>oops</html>".into()),
+    );
+    let s = exp
+        .wait_for(5, "eth_cl_up 0 on garbage", |s| {
+            val(s, "eth_cl_up", &[]) == Some(0.0)
+        })
+        .await;
+    assert!(
+        must(
+            &s,
+            "eth_cl_api_errors_total",
+            &[("route", "/eth/v1/node/syncing"), ("kind", "decode")]
+        ) >= 1.0
+    );
+    assert_eq!(must(&s, "eth_cl_head_slot", &[]), slot as f64, "kept");
+
+    // 500 and 503: counted as http_status.
+    fake.break_all(Reply::Body(500, "internal error".into()));
+    fake.set(
+        "/eth/v1/node/syncing",
+        Reply::Body(503, r#"{"code":503,"message":"not ready"}"#.into()),
+    );
+    exp.wait_for(5, "http_status errors", |s| {
+        val(
+            s,
+            "eth_cl_api_errors_total",
+            &[("route", "/eth/v1/node/syncing"), ("kind", "http_status")],
+        )
+        .is_some_and(|n| n >= 2.0)
+    })
+    .await;
+
+    // A node that answers syncing again but says 503 on health: an answer, not an error.
+    fake.set_all(healthy(genesis, slot));
+    fake.set("/eth/v1/node/health", Reply::Body(503, String::new()));
+    let s = exp
+        .wait_for(5, "health not_initialized", |s| {
+            val(s, "eth_cl_health_status", &[("status", "not_initialized")]) == Some(1.0)
+        })
+        .await;
+    assert_eq!(
+        must(&s, "eth_cl_health_status", &[("status", "ready")]),
+        0.0
+    );
+    assert_eq!(must(&s, "eth_cl_up", &[]), 1.0);
+    assert_eq!(
+        val(
+            &s,
+            "eth_cl_api_errors_total",
+            &[("route", "/eth/v1/node/health"), ("kind", "http_status")]
+        ),
+        None
+    );
+    fake.set("/eth/v1/node/health", Reply::Body(206, String::new()));
+    exp.wait_for(5, "health syncing", |s| {
+        val(s, "eth_cl_health_status", &[("status", "syncing")]) == Some(1.0)
+    })
+    .await;
+
+    // A node that hangs: timeouts.
+    fake.set("/eth/v1/node/syncing", Reply::Hang);
+    let s = exp
+        .wait_for(10, "timeouts", |s| {
+            val(
+                s,
+                "eth_cl_api_errors_total",
+                &[("route", "/eth/v1/node/syncing"), ("kind", "timeout")],
+            )
+            .is_some_and(|n| n >= 1.0)
+                && val(s, "eth_cl_up", &[]) == Some(0.0)
+        })
+        .await;
+    assert_eq!(must(&s, "eth_cl_head_slot", &[]), slot as f64);
+    assert_eq!(
+        exp.status("/metrics").await,
+        200,
+        "scrapes never wait for the node"
+    );
+
+    // One log line per change of failure kind, not one per poll.
+    let port = format!(":{}", fake.port);
+    let lines = logs::matching(&["beacon node unreachable or misbehaving", &port]);
+    eprintln!("{} failure log lines:\n{}", lines.len(), lines.join("\n"));
+    assert!(
+        (2..=4).contains(&lines.len()),
+        "{} lines:\n{}",
+        lines.len(),
+        lines.join("\n")
+    );
+    exp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_event_then_silence_is_a_timeout_and_the_stream_reconnects() {
+    let fake = FakeBeacon::start().await;
+    let (genesis, slot) = chain();
+    fake.set_all(healthy(genesis, slot));
+    fake.stream(Stream::HalfThenStall);
+    let exp = Exporter::start(
+        &fake.url,
+        &["--collector.validators=false", "--events.max-backoff", "1s"],
+    )
+    .await;
+    let s = exp
+        .wait_for(15, "a timeout on the stalled stream", |s| {
+            val(
+                s,
+                "eth_cl_api_errors_total",
+                &[("route", "/eth/v1/events"), ("kind", "timeout")],
+            )
+            .is_some_and(|n| n >= 2.0)
+        })
+        .await;
+    assert!(
+        fake.stream_opens.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "reconnected"
+    );
+    assert_eq!(must(&s, "eth_cl_up", &[]), 1.0, "polling carries on");
+    assert_eq!(must(&s, "eth_cl_head_slot", &[]), slot as f64);
+    assert_eq!(
+        val(&s, "eth_cl_events_total", &[("topic", "head")]),
+        None,
+        "half an event is no event"
+    );
+    exp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_line_is_too_large_with_bounded_memory() {
+    let fake = FakeBeacon::start().await;
+    let (genesis, slot) = chain();
+    fake.set_all(healthy(genesis, slot));
+    fake.stream(Stream::EndlessLine);
+    let before = rss_kib();
+    let exp = Exporter::start(
+        &fake.url,
+        &[
+            "--collector.validators=false",
+            "--events.max-backoff",
+            "1s",
+            "--events.max-event-bytes",
+            "65536",
+        ],
+    )
+    .await;
+    let s = exp
+        .wait_for(15, "too_large on the endless line, twice", |s| {
+            val(
+                s,
+                "eth_cl_api_errors_total",
+                &[("route", "/eth/v1/events"), ("kind", "too_large")],
+            )
+            .is_some_and(|n| n >= 2.0)
+        })
+        .await;
+    let sent = fake.stream_bytes.load(std::sync::atomic::Ordering::SeqCst);
+    let grown_mib = rss_kib().saturating_sub(before) as f64 / 1024.0;
+    eprintln!("endless line: the server sent {sent} bytes; RSS grew by {grown_mib:.1} MiB");
+    assert!(sent > 2 * 65536, "the server sent {sent} bytes");
+    assert!(grown_mib < 64.0, "memory grew by {grown_mib:.1} MiB");
+    assert_eq!(must(&s, "eth_cl_up", &[]), 1.0);
+    exp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_closing_every_second_backs_off_and_logs_once() {
+    logs::capture();
+    let fake = FakeBeacon::start().await;
+    let (genesis, slot) = chain();
+    fake.set_all(healthy(genesis, slot));
+    fake.stream(Stream::CloseAfter(
+        head_event(slot).into_bytes(),
+        Duration::from_secs(1),
+    ));
+    let exp = Exporter::start(&fake.url, &["--collector.validators=false"]).await;
+    let t = Instant::now();
+    tokio::time::sleep(Duration::from_secs(14)).await;
+    let s = exp.scrape().await;
+    let opens = fake.stream_opens.load(std::sync::atomic::Ordering::SeqCst);
+    eprintln!("closing stream: {opens} opens in {:?}", t.elapsed());
+    // Sessions of 1 s with backoff 1, 2, 4, 8 s: about 4 opens in 14 s, never one per second.
+    assert!(
+        (3..=6).contains(&opens),
+        "{opens} stream opens in {:?}",
+        t.elapsed()
+    );
+    assert!(
+        must(
+            &s,
+            "eth_cl_api_errors_total",
+            &[("route", "/eth/v1/events"), ("kind", "connect")]
+        ) >= 2.0
+    );
+    assert!(must(&s, "eth_cl_events_total", &[("topic", "head")]) >= 2.0);
+    let port = format!(":{}", fake.port);
+    let lost = logs::matching(&["event stream lost", &port]);
+    assert_eq!(
+        lost.len(),
+        1,
+        "logged on the transition only:\n{}",
+        lost.join("\n")
+    );
+    exp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_peer_lists_are_bounded() {
+    let fake = FakeBeacon::start().await;
+    let (genesis, slot) = chain();
+    fake.set_all(healthy(genesis, slot));
+    fake.stream(Stream::Send(Vec::new()));
+    let peer = |dir: &str| {
+        format!(
+            r#"{{"peer_id":"16Uiu2HAmQbfsHYsJaxKRjFE3CVBqb5pWLQKEbKfRUPZZAXgjzjGQ","enr":"enr:-IS4QHCYrYZbAKWCBRlAy5zzaDZXJBGkcnh4MHcBFZntXNFrdvJjX04jRzjzCBOonrkTfj499SZuOh8R33Ls8RRcy5wBgmlkgnY0gmlwhH8AAAGJc2VjcDI1NmsxoQPKY0yuDUmstAHYpMa2_oxVtw0RW_QAdpzBQA8yWM0xOIN1ZHCCdl8","last_seen_p2p_address":"/ip4/7.7.7.7/tcp/4242/p2p/QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N","state":"connected","direction":"{dir}"}}"#
+        )
+    };
+    let list = |dir: &str, count: usize| Reply::Repeat {
+        prefix: r#"{"data":["#.into(),
+        item: peer(dir),
+        count,
+        suffix: r#"],"meta":{"count":0}}"#.into(),
+    };
+    let count = |n: u64| {
+        Reply::Body(
+            200,
+            format!(
+                r#"{{"data":{{"disconnected":"0","connecting":"0","connected":"{n}","disconnecting":"0"}}}}"#
+            ),
+        )
+    };
+    // Hundreds of peers: counted with a streaming walk.
+    fake.set("/eth/v1/node/peer_count", count(800));
+    fake.set("/eth/v1/node/peers", list("inbound", 800));
+    let before = rss_kib();
+    let exp = Exporter::start(
+        &fake.url,
+        &[
+            "--collector.validators=false",
+            "--peers-interval",
+            "1s",
+            "--beacon-max-body-bytes",
+            "4194304",
+        ],
+    )
+    .await;
+    exp.wait_for(10, "800 inbound peers", |s| {
+        val(s, "eth_cl_peers_by_direction", &[("direction", "inbound")]) == Some(800.0)
+    })
+    .await;
+    // A list longer than --peers.list-max (1000): not counted, flagged as too large.
+    fake.set("/eth/v1/node/peers", list("outbound", 5000));
+    let s = exp
+        .wait_for(10, "a list over the limit", |s| {
+            val(
+                s,
+                "eth_cl_api_errors_total",
+                &[("route", "/eth/v1/node/peers"), ("kind", "too_large")],
+            )
+            .is_some()
+        })
+        .await;
+    assert_eq!(
+        val(
+            &s,
+            "eth_cl_peers_by_direction",
+            &[("direction", "outbound")]
+        ),
+        None
+    );
+    // More connected peers than the limit: the list is not even fetched.
+    let fetched = fake.requests("/eth/v1/node/peers");
+    fake.set("/eth/v1/node/peer_count", count(50_000));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(fake.requests("/eth/v1/node/peers") <= fetched + 1);
+    // A 100 MB body is cut at --beacon-max-body-bytes.
+    fake.set("/eth/v1/node/peer_count", count(10));
+    fake.set("/eth/v1/node/peers", list("inbound", 200_000));
+    let errors_before = val(
+        &exp.scrape().await,
+        "eth_cl_api_errors_total",
+        &[("route", "/eth/v1/node/peers"), ("kind", "too_large")],
+    )
+    .unwrap_or(0.0);
+    let s = exp
+        .wait_for(15, "the body cap", |s| {
+            val(
+                s,
+                "eth_cl_api_errors_total",
+                &[("route", "/eth/v1/node/peers"), ("kind", "too_large")],
+            )
+            .is_some_and(|n| n > errors_before)
+        })
+        .await;
+    assert_eq!(must(&s, "eth_cl_up", &[]), 1.0);
+    let grown_mib = rss_kib().saturating_sub(before) as f64 / 1024.0;
+    eprintln!("peer lists: RSS grew by {grown_mib:.1} MiB");
+    assert!(grown_mib < 64.0, "memory grew by {grown_mib:.1} MiB");
+    exp.stop().await;
+}
