@@ -128,11 +128,11 @@ impl HeadTracker {
             let Some(parent_no) = cursor.number.checked_sub(1) else {
                 break;
             };
-            if let Some(e) = self.known(parent_no) {
-                if e.hash == parent_hash {
-                    ancestor = Some(*e);
-                    break;
-                }
+            if let Some(e) = self.known(parent_no)
+                && e.hash == parent_hash
+            {
+                ancestor = Some(*e);
+                break;
             }
             if parent_no < oldest || fetched >= self.max_backfill {
                 break;
@@ -163,11 +163,11 @@ impl HeadTracker {
                     timestamp: b.timestamp(),
                 });
                 parent_hash = b.parent_hash;
-                if let Some(e) = b.number().checked_sub(1).and_then(|n| self.known(n)) {
-                    if e.hash == parent_hash {
-                        ancestor = Some(*e);
-                        break 'walk;
-                    }
+                if let Some(e) = b.number().checked_sub(1).and_then(|n| self.known(n))
+                    && e.hash == parent_hash
+                {
+                    ancestor = Some(*e);
+                    break 'walk;
                 }
             }
         }

@@ -60,6 +60,12 @@ impl SharedState {
     }
 }
 
+/// A gauge value from a `u64`; values beyond `i64` (no real node sends them) saturate instead
+/// of wrapping to negative numbers.
+fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
 /// Encodes [`NodeState`] at scrape time.
 #[derive(Debug)]
 pub struct StateCollector(pub SharedState);
@@ -94,14 +100,14 @@ impl Collector for StateCollector {
             "eth_el_head_block_number",
             "Number of the node's head block",
             None,
-            s.head_number.map(|v| v as i64),
+            s.head_number.map(int),
         )?;
         gauge(
             e,
             "eth_el_head_block_timestamp",
             "Timestamp of the node's head block",
             Some(&Unit::Seconds),
-            s.head_timestamp.map(|v| v as i64),
+            s.head_timestamp.map(int),
         )?;
         let age = s
             .head_timestamp
@@ -118,14 +124,14 @@ impl Collector for StateCollector {
             "eth_el_head_gas_used",
             "Gas used by the head block",
             None,
-            s.head_gas_used.map(|v| v as i64),
+            s.head_gas_used.map(int),
         )?;
         gauge(
             e,
             "eth_el_head_gas_limit",
             "Gas limit of the head block",
             None,
-            s.head_gas_limit.map(|v| v as i64),
+            s.head_gas_limit.map(int),
         )?;
         gauge(
             e,
@@ -139,7 +145,7 @@ impl Collector for StateCollector {
             "eth_el_head_transactions",
             "Transactions in the polled head block",
             None,
-            s.head_transactions.map(|v| v as i64),
+            s.head_transactions.map(int),
         )?;
         gauge(
             e,
@@ -153,14 +159,14 @@ impl Collector for StateCollector {
             "eth_el_finalized_block_number",
             "Number of the finalized block",
             None,
-            s.finalized.map(|v| v as i64),
+            s.finalized.map(int),
         )?;
         gauge(
             e,
             "eth_el_safe_block_number",
             "Number of the safe block",
             None,
-            s.safe.map(|v| v as i64),
+            s.safe.map(int),
         )?;
         gauge(
             e,
@@ -174,35 +180,35 @@ impl Collector for StateCollector {
             "eth_el_sync_current_block",
             "Block the node has synced to (eth_syncing currentBlock; the head when not syncing)",
             None,
-            s.sync_current.map(|v| v as i64),
+            s.sync_current.map(int),
         )?;
         gauge(
             e,
             "eth_el_sync_highest_block",
             "Highest block the node knows of (eth_syncing highestBlock; the head when not syncing)",
             None,
-            s.sync_highest.map(|v| v as i64),
+            s.sync_highest.map(int),
         )?;
         gauge(
             e,
             "eth_el_peers",
             "Connected peers (net_peerCount)",
             None,
-            s.peers.map(|v| v as i64),
+            s.peers.map(int),
         )?;
         gauge(
             e,
             "eth_el_chain_id",
             "Chain id (eth_chainId)",
             None,
-            s.chain_id.map(|v| v as i64),
+            s.chain_id.map(int),
         )?;
         gauge(
             e,
             "eth_el_network_id",
             "Network id (net_version)",
             None,
-            s.network_id.map(|v| v as i64),
+            s.network_id.map(int),
         )?;
         if let Some(c) = &s.client {
             let mut m = e.encode_descriptor(
@@ -226,7 +232,7 @@ impl Collector for StateCollector {
             )?;
             for (status, v) in [("pending", s.txpool_pending), ("queued", s.txpool_queued)] {
                 if let Some(v) = v {
-                    ConstGauge::new(v as i64).encode(m.encode_family(&[("status", status)])?)?;
+                    ConstGauge::new(int(v)).encode(m.encode_family(&[("status", status)])?)?;
                 }
             }
         }
@@ -256,7 +262,7 @@ impl ExecutionMetrics {
         registry.register_collector(Box::new(StateCollector(state.clone())));
         let blocks = Counter::default();
         registry.register("eth_el_blocks", "New head blocks observed, including blocks the poll skipped over; rate() is the block rate", blocks.clone());
-        let block_interval = Histogram::new(BLOCK_TIME_BUCKETS.into_iter());
+        let block_interval = Histogram::new(BLOCK_TIME_BUCKETS);
         registry.register_with_unit(
             "eth_el_block_interval",
             "Time between consecutive blocks' timestamps",
@@ -269,14 +275,14 @@ impl ExecutionMetrics {
             "Reorgs seen: a new head whose ancestry does not contain the previous head",
             reorgs.clone(),
         );
-        let reorg_depth = Histogram::new(REORG_DEPTH_BUCKETS.into_iter());
+        let reorg_depth = Histogram::new(REORG_DEPTH_BUCKETS);
         registry.register(
             "eth_el_reorg_depth",
             "Depth of reorgs in blocks (old head minus common ancestor)",
             reorg_depth.clone(),
         );
         let arrival_delay = with_subscription.then(|| {
-            let h = Histogram::new(BLOCK_TIME_BUCKETS.into_iter());
+            let h = Histogram::new(BLOCK_TIME_BUCKETS);
             registry.register_with_unit(
                 "eth_el_block_arrival_delay",
                 "When a newHeads notification arrived, minus the block's timestamp",

@@ -186,14 +186,15 @@ impl RpcClient {
         let responses = match packet {
             ResponsePacket::Single(r) => {
                 // A single error object with a null id answers a whole batch the server refused.
-                if n > 1 && matches!(r.id, Id::None) {
-                    if let ResponsePayload::Failure(e) = &r.payload {
-                        let err = UpstreamError::Rpc {
-                            code: e.code,
-                            message: ethwatch_core::upstream::truncate(&e.message, 200),
-                        };
-                        return Ok((0..n).map(|_| Err(err.clone())).collect());
-                    }
+                if n > 1
+                    && matches!(r.id, Id::None)
+                    && let ResponsePayload::Failure(e) = &r.payload
+                {
+                    let err = UpstreamError::Rpc {
+                        code: e.code,
+                        message: ethwatch_core::upstream::truncate(&e.message, 200),
+                    };
+                    return Ok((0..n).map(|_| Err(err.clone())).collect());
                 }
                 vec![r]
             }
