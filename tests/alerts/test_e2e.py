@@ -7,7 +7,8 @@ it shortens the `for:`s). Then, measuring from the fault to the webhook:
 2. an idle, healthy devnet otherwise   -> nothing else fires or is pending;
 3. anvil's mining stopped              -> EthwatchExecutionBlockProductionStopped pages;
 4. mining resumed                      -> it resolves;
-5. anvil and Lodestar killed           -> EthwatchExecutionNodeDown and EthwatchConsensusNodeDown page.
+5. anvil and Lodestar killed           -> EthwatchExecutionNodeDown and EthwatchConsensusNodeDown page;
+6. the execution exporter killed       -> EthwatchExporterDown pages.
 
 Timings go to stdout and to <tmp>/timings.json; docs/alerts.md records a run of them.
 """
@@ -270,8 +271,20 @@ scrape_configs:
         assert page[1]["labels"]["severity"] == "critical"
         assert f"e2e/{pod}" in page[1]["annotations"]["description"]
 
+    # --- 6. kill an exporter -> Prometheus's `up` pages ------------------------------------------
+    exporter = next(c for c in stack.children if c.name == "ethwatch-execution")
+    exporter.expected_exit = True
+    t4 = time.time()
+    exporter.kill()
+    page = wait_until("EthwatchExporterDown at the webhook",
+                      lambda: hook.first("EthwatchExporterDown", after=t4, job="ethwatch-execution"),
+                      60, stack)
+    timings["EthwatchExporterDown (ethwatch execution killed -> page)"] = page[0] - t4
+    assert page[1]["labels"]["severity"] == "warning"
+
     # Nothing but the faults we caused paged, before or after (a dead node pages once: its
     # stale head, stream and errors are suppressed while it is down).
-    allowed = expected_idle | {"EthwatchExecutionBlockProductionStopped"} | {n[1] for n in nodes}
+    allowed = (expected_idle | {"EthwatchExecutionBlockProductionStopped", "EthwatchExporterDown"}
+               | {n[1] for n in nodes})
     time.sleep(4)
     assert hook.names() <= allowed, f"unexpected pages: {hook.names() - allowed}"
