@@ -95,6 +95,8 @@ fn table(out: &mut String, fams: &BTreeMap<String, Family>, prefix: &str) {
 /// The whole `docs/metrics.md`.
 pub fn metrics_markdown() -> String {
     let exec = families(&ethwatch_execution::metrics::registry_for_docs());
+    let cons = families(&ethwatch_consensus::metrics::registry_for_docs());
+    let net = families(&ethwatch_network::metrics::registry_for_docs());
     let mut out = String::new();
     out.push_str(
         "# Metrics reference\n\n\
@@ -120,5 +122,18 @@ on anvil or `txpool_status` on Hardhat) are absent rather than 0. \
 `eth_el_block_arrival_delay_seconds` and `eth_el_subscription_connected` exist only with `--ws-url`.\n\n",
     );
     table(&mut out, &exec, "eth_el_");
+    out.push_str("\n## Consensus layer (`ethwatch consensus`)\n\n");
+    out.push_str(
+        "Values the node does not provide (for example `el_offline` on older beacon nodes, or the \
+execution block number before the merge) are absent rather than 0. See \
+[consensus.md](consensus.md) for the endpoints behind each metric.\n\n",
+    );
+    table(&mut out, &cons, "eth_cl_");
+    out.push_str("\n## Network (`ethwatch network`)\n\n");
+    out.push_str(
+        "One watcher per enclave compares every node; `node` is the pod or target name, bounded by \
+the enclave's size. See [network.md](network.md).\n\n",
+    );
+    table(&mut out, &net, "eth_network_");
     out
 }

@@ -27,6 +27,9 @@ enum Command {
     /// Export a beacon node's head (live from its event stream), missed slots, finality, sync,
     /// peers and validators.
     Consensus(ethwatch_consensus::ConsensusArgs),
+    /// Watch every node of an enclave (Kubernetes pods or a static list) and tell whether they
+    /// agree on the chain.
+    Network(ethwatch_network::NetworkArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,26 +63,46 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Execution(args) => {
-            let traces = ethwatch_core::telemetry::setup(&args.common, "execution")?;
-            let shutdown = ethwatch_core::shutdown::on_signal();
-            let running = ethwatch_execution::start(args, shutdown).await?;
-            running.task.await?;
-            if let Some(t) = traces {
-                t.flush(std::time::Duration::from_secs(2)).await;
-            }
-            tracing::info!("stopped");
-            Ok(())
+            let common = args.common.clone();
+            serve(&common, "execution", |shutdown| async move {
+                Ok(ethwatch_execution::start(args, shutdown).await?.task)
+            })
+            .await
         }
         Command::Consensus(args) => {
-            let traces = ethwatch_core::telemetry::setup(&args.common, "consensus")?;
-            let shutdown = ethwatch_core::shutdown::on_signal();
-            let running = ethwatch_consensus::start(args, shutdown).await?;
-            running.task.await?;
-            if let Some(t) = traces {
-                t.flush(std::time::Duration::from_secs(2)).await;
-            }
-            tracing::info!("stopped");
-            Ok(())
+            let common = args.common.clone();
+            serve(&common, "consensus", |shutdown| async move {
+                Ok(ethwatch_consensus::start(args, shutdown).await?.task)
+            })
+            .await
+        }
+        Command::Network(args) => {
+            let common = args.common.clone();
+            serve(&common, "network", |shutdown| async move {
+                Ok(ethwatch_network::start(args, shutdown).await?.task)
+            })
+            .await
         }
     }
+}
+
+/// Sets up logging and traces for `exporter`, starts it, and waits until a signal has drained
+/// every task; then flushes the traces still queued.
+async fn serve<F, Fut>(
+    common: &ethwatch_core::config::CommonArgs,
+    exporter: &str,
+    start: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(tokio_util::sync::CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<tokio::task::JoinHandle<()>>>,
+{
+    let traces = ethwatch_core::telemetry::setup(common, exporter)?;
+    let shutdown = ethwatch_core::shutdown::on_signal();
+    start(shutdown).await?.await?;
+    if let Some(t) = traces {
+        t.flush(std::time::Duration::from_secs(2)).await;
+    }
+    tracing::info!("stopped");
+    Ok(())
 }

@@ -1,0 +1,568 @@
+//! Which nodes make up the enclave: a static list, or pods found by watching the Kubernetes API.
+//!
+//! Discovery keeps a map of node name to [`Target`] in a `watch` channel; the poller reads the
+//! latest map at every cycle. Kubernetes discovery *watches* pods (list once, then a watch
+//! stream) in one namespace by label selector; only pods that are Ready and have an IP count,
+//! and the port comes from a named container port. It needs only namespace-scoped, read-only
+//! RBAC: `get`, `list`, `watch` on `pods`.
+
+use std::collections::BTreeMap;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::watcher;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+/// Which API a node speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Layer {
+    /// Execution JSON-RPC.
+    Execution,
+    /// Beacon API.
+    Consensus,
+}
+
+impl Layer {
+    /// The `layer` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layer::Execution => "execution",
+            Layer::Consensus => "consensus",
+        }
+    }
+}
+
+/// One node to watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The pod or target name; the `node` label.
+    pub name: String,
+    pub layer: Layer,
+    pub url: Url,
+    /// Nodes with the same pair key are an execution node and its beacon node.
+    pub pair: Option<String>,
+}
+
+/// The current set of targets by name.
+pub type Targets = BTreeMap<String, Target>;
+
+/// Label conventions of the deployments the watcher understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preset {
+    /// This project's chart (`charts/eth-enclave`): pods labelled
+    /// `app.kubernetes.io/name=eth-enclave` with `app.kubernetes.io/component` `execution` or
+    /// `beacon`, paired by `ethwatch.io/participant` and the StatefulSet pod index.
+    Ethwatch,
+    /// Enclaves Kurtosis created: pods labelled `kurtosistech.com/resource-type=user-service`,
+    /// services named `el-<i>-<el>-<cl>` and `cl-<i>-<cl>-<el>` in `kurtosistech.com/id`,
+    /// paired by `<i>`.
+    Kurtosis,
+}
+
+impl Preset {
+    /// The label selector of the pods to watch.
+    pub fn selector(self) -> &'static str {
+        match self {
+            Preset::Ethwatch => "app.kubernetes.io/name=eth-enclave",
+            Preset::Kurtosis => "kurtosistech.com/resource-type=user-service",
+        }
+    }
+}
+
+/// How pods become targets.
+#[derive(Debug, Clone)]
+pub struct PodRules {
+    pub preset: Preset,
+    /// Overrides the preset's selector.
+    pub selector: Option<String>,
+    /// Named container port of execution nodes' JSON-RPC.
+    pub execution_port: String,
+    /// Named container port of beacon nodes' API.
+    pub beacon_port: String,
+}
+
+impl PodRules {
+    /// The selector in use.
+    pub fn selector(&self) -> &str {
+        self.selector.as_deref().unwrap_or(self.preset.selector())
+    }
+
+    /// The target a pod stands for, if it is a ready execution or beacon node with an IP and
+    /// the named port.
+    pub fn target(&self, pod: &Pod) -> Option<Target> {
+        let meta = &pod.metadata;
+        let labels = meta.labels.as_ref()?;
+        let pod_name = meta.name.clone()?;
+        let (layer, name, pair) = match self.preset {
+            Preset::Ethwatch => {
+                let layer = match labels.get("app.kubernetes.io/component")?.as_str() {
+                    "execution" => Layer::Execution,
+                    "beacon" => Layer::Consensus,
+                    _ => return None,
+                };
+                let pair = labels.get("ethwatch.io/participant").map(|p| {
+                    let index = labels
+                        .get("apps.kubernetes.io/pod-index")
+                        .cloned()
+                        .or_else(|| pod_name.rsplit('-').next().map(str::to_string))
+                        .unwrap_or_default();
+                    format!("{p}/{index}")
+                });
+                (layer, pod_name, pair)
+            }
+            Preset::Kurtosis => {
+                let id = labels.get("kurtosistech.com/id")?;
+                let mut parts = id.splitn(3, '-');
+                let layer = match parts.next()? {
+                    "el" => Layer::Execution,
+                    "cl" => Layer::Consensus,
+                    _ => return None,
+                };
+                let index = parts.next().filter(|i| i.parse::<u32>().is_ok());
+                (layer, id.clone(), index.map(str::to_string))
+            }
+        };
+        let status = pod.status.as_ref()?;
+        let ready = status
+            .conditions
+            .as_ref()?
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        if !ready || meta.deletion_timestamp.is_some() {
+            return None;
+        }
+        let ip = status.pod_ip.as_ref().filter(|ip| !ip.is_empty())?;
+        let port_name = match layer {
+            Layer::Execution => &self.execution_port,
+            Layer::Consensus => &self.beacon_port,
+        };
+        let port = pod
+            .spec
+            .as_ref()?
+            .containers
+            .iter()
+            .flat_map(|c| c.ports.iter().flatten())
+            .find(|p| p.name.as_deref() == Some(port_name.as_str()))?
+            .container_port;
+        let host = if ip.contains(':') {
+            format!("[{ip}]")
+        } else {
+            ip.clone()
+        };
+        let url = Url::parse(&format!("http://{host}:{port}")).ok()?;
+        Some(Target {
+            name,
+            layer,
+            url,
+            pair,
+        })
+    }
+}
+
+/// Applies one watcher event to the target map. `pending` holds the snapshot being listed
+/// between `Init` and `InitDone`.
+pub fn apply(
+    rules: &PodRules,
+    targets: &mut Targets,
+    pending: &mut Option<Targets>,
+    event: watcher::Event<Pod>,
+) {
+    let upsert = |map: &mut Targets, pod: &Pod| {
+        let key = pod.metadata.name.clone().unwrap_or_default();
+        match rules.target(pod) {
+            Some(t) => {
+                // Keyed by pod name; the node label may differ (Kurtosis service id).
+                map.retain(|k, _| k != &key);
+                map.insert(key, t);
+            }
+            None => {
+                map.remove(&key);
+            }
+        }
+    };
+    match event {
+        watcher::Event::Init => *pending = Some(Targets::new()),
+        watcher::Event::InitApply(pod) => {
+            if let Some(p) = pending.as_mut() {
+                upsert(p, &pod);
+            }
+        }
+        watcher::Event::InitDone => {
+            if let Some(p) = pending.take() {
+                *targets = p;
+            }
+        }
+        watcher::Event::Apply(pod) => upsert(targets, &pod),
+        watcher::Event::Delete(pod) => {
+            if let Some(name) = &pod.metadata.name {
+                targets.remove(name);
+            }
+        }
+    }
+}
+
+/// Watches pods and publishes the targets until shutdown. Errors of the watch (API server
+/// unreachable, RBAC) are logged once per kind and retried with backoff by the watcher.
+pub async fn watch_pods(
+    client: kube::Client,
+    namespace: String,
+    rules: PodRules,
+    tx: watch::Sender<Targets>,
+    shutdown: CancellationToken,
+) {
+    use kube::runtime::WatchStreamExt;
+    let api: kube::Api<Pod> = kube::Api::namespaced(client, &namespace);
+    let cfg = watcher::Config::default().labels(rules.selector());
+    let mut stream = watcher(api, cfg).default_backoff().boxed();
+    let mut targets = Targets::new();
+    let mut pending = None;
+    let mut last_error: Option<String> = None;
+    loop {
+        let ev = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            ev = stream.next() => ev,
+        };
+        match ev {
+            None => return,
+            Some(Ok(event)) => {
+                if last_error.take().is_some() {
+                    tracing::info!(namespace, "pod watch works again");
+                }
+                let init = matches!(event, watcher::Event::Init | watcher::Event::InitApply(_));
+                apply(&rules, &mut targets, &mut pending, event);
+                if !init {
+                    tx.send_if_modified(|cur| {
+                        if *cur != targets {
+                            *cur = targets.clone();
+                            true
+                        } else {
+                            false
+                        }
+                    });
+                }
+            }
+            Some(Err(e)) => {
+                let msg = e.to_string();
+                if last_error.as_deref() != Some(msg.as_str()) {
+                    tracing::warn!(namespace, selector = rules.selector(), error = %msg, "pod watch failed; retrying with backoff");
+                    last_error = Some(msg);
+                }
+            }
+        }
+    }
+}
+
+/// Parses `NAME=URL`.
+pub fn parse_static(s: &str) -> Result<(String, Url), String> {
+    let (name, url) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not NAME=URL"))?;
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(format!("'{s}' has an empty name"));
+    }
+    let url = ethwatch_core::config::parse_http_url(url.trim())?;
+    Ok((name.to_string(), url))
+}
+
+/// Parses `EXECUTION_NAME=BEACON_NAME`.
+pub fn parse_pair(s: &str) -> Result<(String, String), String> {
+    let (el, cl) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not EXECUTION_NAME=BEACON_NAME"))?;
+    Ok((el.trim().to_string(), cl.trim().to_string()))
+}
+
+/// Builds the static target map; pairs refer to names in the lists.
+pub fn static_targets(
+    execution: &[(String, Url)],
+    beacon: &[(String, Url)],
+    pairs: &[(String, String)],
+) -> Result<Targets, String> {
+    let mut out = Targets::new();
+    for (layer, list) in [(Layer::Execution, execution), (Layer::Consensus, beacon)] {
+        for (name, url) in list {
+            if out.contains_key(name) {
+                return Err(format!("target name '{name}' is used twice"));
+            }
+            out.insert(
+                name.clone(),
+                Target {
+                    name: name.clone(),
+                    layer,
+                    url: url.clone(),
+                    pair: None,
+                },
+            );
+        }
+    }
+    for (el, cl) in pairs {
+        let key = format!("{el}/{cl}");
+        for (n, want) in [(el, Layer::Execution), (cl, Layer::Consensus)] {
+            match out.get_mut(n) {
+                Some(t) if t.layer == want => t.pair = Some(key.clone()),
+                _ => {
+                    return Err(format!(
+                        "--pair {el}={cl}: '{n}' is not a --{}-target",
+                        if want == Layer::Execution {
+                            "execution"
+                        } else {
+                            "beacon"
+                        }
+                    ));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{Container, ContainerPort, PodCondition, PodSpec, PodStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    pub(crate) fn pod(
+        name: &str,
+        labels: &[(&str, &str)],
+        ready: bool,
+        ip: Option<&str>,
+        port: (&str, i32),
+    ) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                containers: vec![Container {
+                    name: "node".into(),
+                    ports: Some(vec![ContainerPort {
+                        name: Some(port.0.into()),
+                        container_port: port.1,
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            status: Some(PodStatus {
+                pod_ip: ip.map(str::to_string),
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: if ready { "True" } else { "False" }.into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn rules(preset: Preset) -> PodRules {
+        PodRules {
+            preset,
+            selector: None,
+            execution_port: "rpc".into(),
+            beacon_port: "http".into(),
+        }
+    }
+
+    #[test]
+    fn kurtosis_pods() {
+        let r = rules(Preset::Kurtosis);
+        let el = pod(
+            "el-1-reth-lighthouse-abc",
+            &[("kurtosistech.com/id", "el-1-reth-lighthouse")],
+            true,
+            Some("10.0.0.5"),
+            ("rpc", 8545),
+        );
+        let t = r.target(&el).expect("target");
+        assert_eq!(
+            (t.name.as_str(), t.layer, t.url.as_str(), t.pair.as_deref()),
+            (
+                "el-1-reth-lighthouse",
+                Layer::Execution,
+                "http://10.0.0.5:8545/",
+                Some("1")
+            )
+        );
+        let cl = pod(
+            "cl-1-lighthouse-reth-x",
+            &[("kurtosistech.com/id", "cl-1-lighthouse-reth")],
+            true,
+            Some("10.0.0.6"),
+            ("http", 4000),
+        );
+        let t = r.target(&cl).expect("target");
+        assert_eq!((t.layer, t.pair.as_deref()), (Layer::Consensus, Some("1")));
+        // Validators, unready pods, pods without IP or without the named port do not count.
+        assert!(
+            r.target(&pod(
+                "vc-1",
+                &[("kurtosistech.com/id", "vc-1-lighthouse-reth")],
+                true,
+                Some("10.0.0.7"),
+                ("http", 5056)
+            ))
+            .is_none()
+        );
+        assert!(
+            r.target(&pod(
+                "el-2",
+                &[("kurtosistech.com/id", "el-2-geth-teku")],
+                false,
+                Some("10.0.0.8"),
+                ("rpc", 8545)
+            ))
+            .is_none()
+        );
+        assert!(
+            r.target(&pod(
+                "el-2",
+                &[("kurtosistech.com/id", "el-2-geth-teku")],
+                true,
+                None,
+                ("rpc", 8545)
+            ))
+            .is_none()
+        );
+        assert!(
+            r.target(&pod(
+                "el-2",
+                &[("kurtosistech.com/id", "el-2-geth-teku")],
+                true,
+                Some("10.0.0.8"),
+                ("metrics", 9001)
+            ))
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn chart_pods_pair_by_participant_and_index() {
+        let r = rules(Preset::Ethwatch);
+        let el = pod(
+            "t-reth-0-1",
+            &[
+                ("app.kubernetes.io/component", "execution"),
+                ("ethwatch.io/participant", "0"),
+                ("apps.kubernetes.io/pod-index", "1"),
+            ],
+            true,
+            Some("fd00::5"),
+            ("rpc", 8545),
+        );
+        let t = r.target(&el).expect("target");
+        assert_eq!(
+            (t.url.as_str(), t.pair.as_deref()),
+            ("http://[fd00::5]:8545/", Some("0/1"))
+        );
+        let cl = pod(
+            "t-lighthouse-0-1",
+            &[
+                ("app.kubernetes.io/component", "beacon"),
+                ("ethwatch.io/participant", "0"),
+            ],
+            true,
+            Some("10.1.0.9"),
+            ("http", 5052),
+        );
+        assert_eq!(r.target(&cl).expect("target").pair.as_deref(), Some("0/1"));
+        let vc = pod(
+            "t-vc-0-1",
+            &[("app.kubernetes.io/component", "validator")],
+            true,
+            Some("10.1.0.10"),
+            ("http", 5062),
+        );
+        assert!(r.target(&vc).is_none());
+    }
+
+    #[test]
+    fn watcher_events_maintain_the_map() {
+        let r = rules(Preset::Kurtosis);
+        let el = |ready: bool, ip: &str| {
+            pod(
+                "el-1-pod",
+                &[("kurtosistech.com/id", "el-1-reth-lighthouse")],
+                ready,
+                Some(ip),
+                ("rpc", 8545),
+            )
+        };
+        let mut targets = Targets::new();
+        let mut pending = None;
+        apply(&r, &mut targets, &mut pending, watcher::Event::Init);
+        apply(
+            &r,
+            &mut targets,
+            &mut pending,
+            watcher::Event::InitApply(el(true, "10.0.0.1")),
+        );
+        assert!(targets.is_empty(), "not published before InitDone");
+        apply(&r, &mut targets, &mut pending, watcher::Event::InitDone);
+        assert_eq!(targets["el-1-pod"].url.as_str(), "http://10.0.0.1:8545/");
+        // IP change.
+        apply(
+            &r,
+            &mut targets,
+            &mut pending,
+            watcher::Event::Apply(el(true, "10.0.0.2")),
+        );
+        assert_eq!(targets["el-1-pod"].url.as_str(), "http://10.0.0.2:8545/");
+        // Becomes unready, ready again, deleted.
+        apply(
+            &r,
+            &mut targets,
+            &mut pending,
+            watcher::Event::Apply(el(false, "10.0.0.2")),
+        );
+        assert!(targets.is_empty());
+        apply(
+            &r,
+            &mut targets,
+            &mut pending,
+            watcher::Event::Apply(el(true, "10.0.0.2")),
+        );
+        assert_eq!(targets.len(), 1);
+        apply(
+            &r,
+            &mut targets,
+            &mut pending,
+            watcher::Event::Delete(el(true, "10.0.0.2")),
+        );
+        assert!(targets.is_empty());
+    }
+
+    #[test]
+    fn static_lists_and_pairs() {
+        let u = |s: &str| Url::parse(s).expect("url");
+        let t = static_targets(
+            &[("el-1".into(), u("http://127.0.0.1:1"))],
+            &[("cl-1".into(), u("http://127.0.0.1:2"))],
+            &[("el-1".into(), "cl-1".into())],
+        )
+        .expect("targets");
+        assert_eq!(t["el-1"].pair, t["cl-1"].pair);
+        assert!(t["el-1"].pair.is_some());
+        let err = static_targets(
+            &[("el-1".into(), u("http://127.0.0.1:1"))],
+            &[],
+            &[("el-1".into(), "cl-9".into())],
+        )
+        .expect_err("bad pair");
+        assert!(err.contains("cl-9"), "{err}");
+        assert!(parse_static("el-1").is_err());
+        assert!(parse_static("el-1=ftp://x").is_err());
+    }
+}

@@ -1,0 +1,288 @@
+//! The network watcher: `ethwatch network` sees every node of an enclave and says whether they
+//! agree on the chain.
+//!
+//! # Layout
+//! - [`discovery`]: the nodes, from a static list or by watching pods through the Kubernetes API
+//!   (presets for this project's chart and for Kurtosis enclaves).
+//! - [`poll`]: one cycle over every node (bounded concurrency), in two phases per layer.
+//! - [`compare`]: the pure comparison: common height, spread, distinct heads, majority.
+//! - [`metrics`]: `eth_network_*`, encoded from the last cycle's result at scrape time.
+
+pub mod compare;
+pub mod discovery;
+pub mod metrics;
+pub mod poll;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ethwatch_core::config::{CommonArgs, parse_duration};
+use ethwatch_core::metrics::{CollectorStatus, register_build_info};
+use ethwatch_core::server::{self, ServerState};
+use ethwatch_core::upstream::UpstreamOptions;
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use crate::discovery::{PodRules, Preset, Targets};
+use crate::metrics::NetworkMetrics;
+use crate::poll::{CycleConfig, Watcher};
+
+/// Flags of `ethwatch network`. Every flag has an `ETHWATCH_*` environment twin.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NetworkArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// An execution node to watch, `NAME=URL`. Repeatable; for use outside Kubernetes.
+    #[arg(long = "execution-target", env = "ETHWATCH_EXECUTION_TARGETS", value_delimiter = ',', value_parser = discovery::parse_static)]
+    pub execution_targets: Vec<(String, Url)>,
+
+    /// A beacon node to watch, `NAME=URL`. Repeatable.
+    #[arg(long = "beacon-target", env = "ETHWATCH_BEACON_TARGETS", value_delimiter = ',', value_parser = discovery::parse_static)]
+    pub beacon_targets: Vec<(String, Url)>,
+
+    /// An execution node and its beacon node, `EXECUTION_NAME=BEACON_NAME` (static targets).
+    #[arg(long = "pair", env = "ETHWATCH_PAIRS", value_delimiter = ',', value_parser = discovery::parse_pair)]
+    pub pairs: Vec<(String, String)>,
+
+    /// Find the nodes by watching pods through the Kubernetes API (in-cluster or kubeconfig).
+    #[arg(long = "kubernetes.discovery", env = "ETHWATCH_KUBERNETES_DISCOVERY")]
+    pub kubernetes: bool,
+
+    /// Namespace to watch (default: the pod's own namespace, or the kubeconfig's).
+    #[arg(long = "kubernetes.namespace", env = "ETHWATCH_KUBERNETES_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Label conventions: `ethwatch` (this project's chart) or `kurtosis`.
+    #[arg(long = "kubernetes.preset", env = "ETHWATCH_KUBERNETES_PRESET", value_enum, default_value_t = Preset::Ethwatch)]
+    pub preset: Preset,
+
+    /// Label selector overriding the preset's.
+    #[arg(long = "kubernetes.selector", env = "ETHWATCH_KUBERNETES_SELECTOR")]
+    pub selector: Option<String>,
+
+    /// Name of the execution nodes' JSON-RPC container port.
+    #[arg(
+        long = "kubernetes.execution-port",
+        env = "ETHWATCH_KUBERNETES_EXECUTION_PORT",
+        default_value = "rpc"
+    )]
+    pub execution_port: String,
+
+    /// Name of the beacon nodes' API container port.
+    #[arg(
+        long = "kubernetes.beacon-port",
+        env = "ETHWATCH_KUBERNETES_BEACON_PORT",
+        default_value = "http"
+    )]
+    pub beacon_port: String,
+
+    /// How often to compare the nodes.
+    #[arg(long = "poll-interval", env = "ETHWATCH_POLL_INTERVAL", default_value = "4s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+
+    /// Timeout of one request to a node.
+    #[arg(long = "request-timeout", env = "ETHWATCH_REQUEST_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// A whole cycle over every node is cut after this.
+    #[arg(long = "cycle-timeout", env = "ETHWATCH_CYCLE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub cycle_timeout: Duration,
+
+    /// Nodes polled at once.
+    #[arg(long = "concurrency", env = "ETHWATCH_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub concurrency: u32,
+
+    /// Largest response body accepted from a node, in bytes.
+    #[arg(long = "max-body-bytes", env = "ETHWATCH_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Blocks a beacon node's head execution block may be away from its execution node's head
+    /// before eth_network_pair_mismatch says 1.
+    #[arg(
+        long = "pair-tolerance",
+        env = "ETHWATCH_PAIR_TOLERANCE",
+        default_value_t = 2
+    )]
+    pub pair_tolerance: u64,
+}
+
+impl NetworkArgs {
+    /// Checks relations between flags; the message names the field.
+    pub fn validate(&self) -> Result<(), ethwatch_core::config::ConfigError> {
+        use ethwatch_core::config::ConfigError::Invalid;
+        let bad = |field: &str, msg: &str| Invalid {
+            field: format!("--{field}"),
+            msg: msg.to_string(),
+        };
+        if !self.kubernetes && self.execution_targets.is_empty() && self.beacon_targets.is_empty() {
+            return Err(bad(
+                "execution-target",
+                "no nodes to watch: give --execution-target/--beacon-target or --kubernetes.discovery",
+            ));
+        }
+        if self.kubernetes && !(self.execution_targets.is_empty() && self.beacon_targets.is_empty())
+        {
+            return Err(bad(
+                "kubernetes.discovery",
+                "cannot be combined with static --execution-target/--beacon-target",
+            ));
+        }
+        if self.poll_interval < Duration::from_millis(200) {
+            return Err(bad("poll-interval", "must be at least 200ms"));
+        }
+        if self.request_timeout.is_zero() || self.request_timeout > self.cycle_timeout {
+            return Err(bad(
+                "request-timeout",
+                "must be more than 0 and at most --cycle-timeout",
+            ));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(bad("max-body-bytes", "must be at least 1024"));
+        }
+        discovery::static_targets(&self.execution_targets, &self.beacon_targets, &self.pairs)
+            .map_err(|e| bad("pair", &e))?;
+        Ok(())
+    }
+}
+
+/// A started watcher.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub watcher: Arc<Watcher>,
+    pub task: JoinHandle<()>,
+}
+
+/// Validates flags, connects discovery, binds the listener and starts every task.
+pub async fn start(args: NetworkArgs, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    args.validate()?;
+    let mut registry = Registry::default();
+    register_build_info(&mut registry);
+    let status = CollectorStatus::register(&mut registry);
+    ethwatch_core::traces::register_metrics(&mut registry);
+    let metrics = NetworkMetrics::register(&mut registry);
+
+    let tracker = tokio_util::task::TaskTracker::new();
+    let (upstream_shown, rx) = if args.kubernetes {
+        let client = kube::Client::try_default().await.map_err(|e| {
+            anyhow::anyhow!("--kubernetes.discovery: no Kubernetes API access: {e}")
+        })?;
+        let ns = args
+            .namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_string());
+        let rules = PodRules {
+            preset: args.preset,
+            selector: args.selector.clone(),
+            execution_port: args.execution_port.clone(),
+            beacon_port: args.beacon_port.clone(),
+        };
+        let shown = format!("pods in namespace {ns} matching {}", rules.selector());
+        let (tx, rx) = watch::channel(Targets::new());
+        tracker.spawn(discovery::watch_pods(
+            client,
+            ns,
+            rules,
+            tx,
+            shutdown.clone(),
+        ));
+        (shown, rx)
+    } else {
+        let t =
+            discovery::static_targets(&args.execution_targets, &args.beacon_targets, &args.pairs)
+                .map_err(anyhow::Error::msg)?;
+        let shown = format!("{} static targets", t.len());
+        let (_tx, rx) = watch::channel(t);
+        (shown, rx)
+    };
+    let watcher = Arc::new(Watcher::new(
+        rx,
+        metrics,
+        CycleConfig {
+            request: UpstreamOptions {
+                timeout: args.request_timeout,
+                max_body_bytes: args.max_body_bytes,
+            },
+            concurrency: args.concurrency as usize,
+            pair_tolerance: args.pair_tolerance,
+        },
+    )?);
+    status.declare("network", true);
+    let listener = server::bind(&args.common.listen_address).await?;
+    let addr = listener.local_addr()?;
+    let w = watcher.clone();
+    let ready_window = (args.poll_interval * 3).max(args.cycle_timeout);
+    let last_cycle = Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
+    let lc = last_cycle.clone();
+    let readiness: server::ReadinessCheck =
+        Arc::new(
+            move || match *lc.lock().unwrap_or_else(|e| e.into_inner()) {
+                Some(t) if t.elapsed() <= ready_window => Ok(()),
+                Some(t) => Err(format!(
+                    "the last cycle finished {:.1} s ago",
+                    t.elapsed().as_secs_f64()
+                )),
+                None => Err("no cycle has finished yet".into()),
+            },
+        );
+    let _ = w;
+    let state = Arc::new(ServerState {
+        registry,
+        telemetry_path: args.common.telemetry_path.clone(),
+        readiness,
+        exporter: "network",
+        upstream: upstream_shown.clone(),
+        status: status.clone(),
+    });
+    tracing::info!(%addr, nodes = %upstream_shown, "network watcher listening");
+    {
+        let w = watcher.clone();
+        let s = status.clone();
+        let timeout = args.cycle_timeout;
+        tracker.spawn(ethwatch_core::schedule::every(
+            args.poll_interval,
+            timeout,
+            shutdown.clone(),
+            move || {
+                let w = w.clone();
+                let s = s.clone();
+                let lc = last_cycle.clone();
+                async move {
+                    use tracing::Instrument;
+                    let start = std::time::Instant::now();
+                    w.cycle()
+                        .instrument(tracing::info_span!(
+                            "network_cycle",
+                            otel.name = "network cycle"
+                        ))
+                        .await;
+                    *lc.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
+                    s.record("network", start.elapsed(), Ok(()));
+                }
+            },
+            move || {
+                tracing::warn!(
+                    ?timeout,
+                    "network cycle timed out; raise --cycle-timeout or --concurrency"
+                )
+            },
+        ));
+    }
+    tracker.spawn(server::serve(
+        listener,
+        state,
+        args.common.max_requests as usize,
+        shutdown.clone(),
+    ));
+    tracker.close();
+    let task = tokio::spawn(async move { tracker.wait().await });
+    Ok(Running {
+        addr,
+        watcher,
+        task,
+    })
+}

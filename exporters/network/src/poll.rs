@@ -1,0 +1,317 @@
+//! One cycle over every node, in two phases per layer:
+//!
+//! 1. every node at once (bounded concurrency): its head, whether it syncs, and for beacon nodes
+//!    the finality checkpoints and, for paired ones, the execution block in the head block;
+//! 2. the common height is the lowest head among the nodes that answered; every node whose head
+//!    is above it is asked for its block (root) at that height, so all are compared at one height.
+//!
+//! Execution nodes cost one JSON-RPC batch in phase 1 and at most one call in phase 2. Clients
+//! and parsers are the sidecars' own (`ethwatch-execution`, `ethwatch-consensus`).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use alloy_primitives::B256;
+use ethwatch_consensus::api::{self, BeaconApi};
+use ethwatch_consensus::types::{FinalityCheckpoints, Syncing};
+use ethwatch_core::upstream::{Upstream, UpstreamError, UpstreamOptions};
+use ethwatch_execution::rpc::{Call, RpcClient};
+use ethwatch_execution::types::{Header, SyncStatus};
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::compare::{self, Head, NodeStatus};
+use crate::discovery::{Layer, Target, Targets};
+use crate::metrics::{LayerReport, NetworkMetrics, NetworkState, NodeReport};
+
+/// Settings of the cycle.
+#[derive(Debug, Clone)]
+pub struct CycleConfig {
+    pub request: UpstreamOptions,
+    pub concurrency: usize,
+    pub pair_tolerance: u64,
+}
+
+enum Client {
+    Execution(RpcClient),
+    Consensus(BeaconApi),
+}
+
+struct Node {
+    target: Target,
+    client: Client,
+}
+
+/// Phase-1 observation of one node.
+#[derive(Debug, Clone)]
+struct Seen {
+    name: String,
+    layer: Layer,
+    status: NodeStatus,
+    head: Option<Head>,
+    finalized: Option<u64>,
+    exec_block: Option<u64>,
+    pair: Option<String>,
+}
+
+/// Polls every discovered node and publishes the comparison.
+pub struct Watcher {
+    targets: watch::Receiver<Targets>,
+    /// One HTTP client (one connection pool) for every node.
+    http: reqwest::Client,
+    nodes: Mutex<HashMap<String, std::sync::Arc<Node>>>,
+    metrics: NetworkMetrics,
+    cfg: CycleConfig,
+}
+
+impl Watcher {
+    /// A watcher over the targets `targets` publishes.
+    pub fn new(
+        targets: watch::Receiver<Targets>,
+        metrics: NetworkMetrics,
+        cfg: CycleConfig,
+    ) -> anyhow::Result<Self> {
+        Ok(Watcher {
+            http: Upstream::http_client(&cfg.request)?,
+            targets,
+            nodes: Mutex::new(HashMap::new()),
+            metrics,
+            cfg,
+        })
+    }
+
+    /// The metrics this watcher updates.
+    pub fn metrics(&self) -> &NetworkMetrics {
+        &self.metrics
+    }
+
+    /// Brings the client map in line with the current targets; series of removed nodes go.
+    fn sync_nodes(&self) -> Vec<std::sync::Arc<Node>> {
+        let targets = self.targets.borrow().clone();
+        let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        nodes.retain(|name, n| {
+            let keep = targets.get(name).is_some_and(|t| *t == n.target);
+            if !keep {
+                let m = self.per_node(&n.target);
+                for call in calls_of(n.target.layer) {
+                    m.remove_target(call);
+                }
+            }
+            keep
+        });
+        for (name, t) in &targets {
+            if nodes.contains_key(name) {
+                continue;
+            }
+            let up = Upstream::with_client(
+                &t.url,
+                self.cfg.request.clone(),
+                self.per_node(t),
+                self.http.clone(),
+            );
+            let client = match t.layer {
+                Layer::Execution => Client::Execution(RpcClient::new(up)),
+                Layer::Consensus => Client::Consensus(BeaconApi::new(up)),
+            };
+            nodes.insert(
+                name.clone(),
+                std::sync::Arc::new(Node {
+                    target: t.clone(),
+                    client,
+                }),
+            );
+        }
+        for layer in [Layer::Execution, Layer::Consensus] {
+            let n = targets.values().filter(|t| t.layer == layer).count();
+            self.metrics
+                .targets
+                .get_or_create(&[("layer", layer.as_str())])
+                .set(n as i64);
+        }
+        nodes.values().cloned().collect()
+    }
+
+    fn per_node(&self, t: &Target) -> ethwatch_core::upstream::RequestMetrics {
+        self.metrics.requests.with_constant_labels(vec![
+            ("layer", t.layer.as_str().to_string()),
+            ("node", t.name.clone()),
+        ])
+    }
+
+    /// One cycle over every node.
+    pub async fn cycle(&self) {
+        let start = Instant::now();
+        let nodes = self.sync_nodes();
+        let seen: Vec<(std::sync::Arc<Node>, Seen)> = futures_util::stream::iter(nodes)
+            .map(|n| async move {
+                let s = phase1(&n).await;
+                (n, s)
+            })
+            .buffer_unordered(self.cfg.concurrency.max(1))
+            .collect()
+            .await;
+
+        let mut state = NetworkState {
+            pair_tolerance: self.cfg.pair_tolerance,
+            ..NetworkState::default()
+        };
+        for layer in [Layer::Execution, Layer::Consensus] {
+            let of_layer: Vec<(std::sync::Arc<Node>, String, Option<Head>)> = seen
+                .iter()
+                .filter(|(n, _)| n.target.layer == layer)
+                .map(|(n, s)| (n.clone(), s.name.clone(), s.head))
+                .collect();
+            let common = compare::common_height(of_layer.iter().map(|(_, _, h)| h));
+            let at_common: Vec<(String, Option<Head>, Option<B256>)> =
+                futures_util::stream::iter(of_layer)
+                    .map(|(n, name, head)| async move {
+                        let at = match (common, head) {
+                            (Some(c), Some((h, hash))) if h == c => Some(hash),
+                            (Some(c), Some(_)) => phase2(&n, c).await,
+                            _ => None,
+                        };
+                        (name, head, at)
+                    })
+                    .buffer_unordered(self.cfg.concurrency.max(1))
+                    .collect()
+                    .await;
+            let mut at_common = at_common;
+            at_common.sort_by(|a, b| a.0.cmp(&b.0));
+            let report = LayerReport {
+                agreement: compare::agree(&at_common),
+            };
+            match layer {
+                Layer::Execution => state.execution = report,
+                Layer::Consensus => state.consensus = report,
+            }
+        }
+        let finalized: Vec<u64> = seen.iter().filter_map(|(_, s)| s.finalized).collect();
+        state.finalized = finalized
+            .iter()
+            .min()
+            .zip(finalized.iter().max())
+            .map(|(a, b)| (*a, *b));
+        for (_, cl) in seen.iter().filter(|(_, s)| s.layer == Layer::Consensus) {
+            let Some(pair) = &cl.pair else { continue };
+            let el = seen
+                .iter()
+                .find(|(_, s)| s.layer == Layer::Execution && s.pair.as_ref() == Some(pair));
+            if let (Some((_, el)), Some(exec)) = (el, cl.exec_block)
+                && let Some((el_head, _)) = el.head
+            {
+                state
+                    .pairs
+                    .push((cl.name.clone(), el_head as i64 - exec as i64));
+            }
+        }
+        state.pairs.sort();
+        let mut reports: Vec<NodeReport> = seen
+            .into_iter()
+            .map(|(_, s)| NodeReport {
+                name: s.name,
+                layer: s.layer,
+                status: s.status,
+                head: s.head.map(|(n, _)| n),
+            })
+            .collect();
+        reports.sort_by(|a, b| (a.layer, &a.name).cmp(&(b.layer, &b.name)));
+        state.nodes = reports;
+        self.metrics.state.set(state);
+        self.metrics
+            .cycle_duration
+            .set(start.elapsed().as_secs_f64());
+    }
+}
+
+fn calls_of(layer: Layer) -> &'static [&'static str] {
+    match layer {
+        Layer::Execution => &["eth_getBlockByNumber", "eth_syncing"],
+        Layer::Consensus => &[api::HEADER.0, api::SYNCING.0, api::FINALITY.0, api::BLOCK.0],
+    }
+}
+
+fn down(n: &Node) -> Seen {
+    Seen {
+        name: n.target.name.clone(),
+        layer: n.target.layer,
+        status: NodeStatus::Down,
+        head: None,
+        finalized: None,
+        exec_block: None,
+        pair: n.target.pair.clone(),
+    }
+}
+
+async fn phase1(n: &Node) -> Seen {
+    let mut s = down(n);
+    match &n.client {
+        Client::Execution(rpc) => {
+            let calls = [
+                Call::new("eth_getBlockByNumber", json!(["latest", false])),
+                Call::new("eth_syncing", json!([])),
+            ];
+            let Ok(mut items) = rpc.batch(&calls).await else {
+                return s;
+            };
+            let sync = items
+                .pop()
+                .map(|i| rpc.decode::<SyncStatus>("eth_syncing", i));
+            let head = items
+                .pop()
+                .map(|i| rpc.decode::<Option<Header>>("eth_getBlockByNumber", i));
+            if let Some(Ok(Some(h))) = head {
+                s.head = Some((h.number(), h.hash));
+                s.status = match sync {
+                    Some(Ok(SyncStatus::Syncing { .. })) => NodeStatus::Syncing,
+                    _ => NodeStatus::Up,
+                };
+            }
+        }
+        Client::Consensus(api) => {
+            let (head, sync, fin) = tokio::join!(
+                api.header("head"),
+                api.get_data::<Syncing>(api::SYNCING, "/eth/v1/node/syncing"),
+                api.get_data::<FinalityCheckpoints>(
+                    api::FINALITY,
+                    "/eth/v1/beacon/states/head/finality_checkpoints"
+                ),
+            );
+            let Ok(head) = head else { return s };
+            s.head = Some((head.slot, B256::from(head.root.0)));
+            s.status = match sync {
+                Ok(sy) if sy.is_syncing => NodeStatus::Syncing,
+                _ => NodeStatus::Up,
+            };
+            s.finalized = fin.ok().map(|f| f.finalized.epoch.0);
+            if n.target.pair.is_some()
+                && let Ok(b) = api.block(head.root).await
+            {
+                s.exec_block = b.message.body.execution_payload.map(|p| p.block_number.0);
+            }
+        }
+    }
+    s
+}
+
+/// The hash (root) a node has at `height`; `None` when it cannot say. A slot without a block
+/// is compared as the zero root, so nodes that agree the slot is empty agree.
+async fn phase2(n: &Node, height: u64) -> Option<B256> {
+    match &n.client {
+        Client::Execution(rpc) => rpc
+            .call::<Option<Header>>(
+                "eth_getBlockByNumber",
+                json!([format!("{height:#x}"), false]),
+            )
+            .await
+            .ok()
+            .flatten()
+            .map(|h| h.hash),
+        Client::Consensus(api) => match api.header(&height.to_string()).await {
+            Ok(h) => Some(B256::from(h.root.0)),
+            Err(UpstreamError::HttpStatus { status: 404, .. }) => Some(B256::ZERO),
+            Err(_) => None,
+        },
+    }
+}

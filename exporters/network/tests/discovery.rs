@@ -1,0 +1,161 @@
+//! Kubernetes discovery against `tower_test` mocks of the API server: list, then a watch stream
+//! in which a pod becomes ready, another changes IP, one is added and deleted.
+
+use std::time::{Duration, Instant};
+
+use ethwatch_network::discovery::{Layer, PodRules, Preset, Targets, watch_pods};
+use http::{Request, Response};
+use kube::client::Body;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+fn pod(id: &str, ready: bool, ip: &str, rv: &str) -> Value {
+    let port = if id.starts_with("el-") {
+        json!({"name": "rpc", "containerPort": 8545})
+    } else {
+        json!({"name": "http", "containerPort": 4000})
+    };
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": format!("{id}-pod"),
+            "namespace": "kt-devnet",
+            "resourceVersion": rv,
+            "labels": {"kurtosistech.com/resource-type": "user-service", "kurtosistech.com/id": id}
+        },
+        "spec": {"containers": [{"name": "node", "image": "x", "ports": [port]}]},
+        "status": {
+            "podIP": ip,
+            "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]
+        }
+    })
+}
+
+async fn body_bytes(b: Body) -> Vec<u8> {
+    use http_body_util::BodyExt;
+    b.collect()
+        .await
+        .map(|c| c.to_bytes().to_vec())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn list_then_watch_events_update_the_targets() {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "kt-devnet");
+    let rules = PodRules {
+        preset: Preset::Kurtosis,
+        selector: None,
+        execution_port: "rpc".into(),
+        beacon_port: "http".into(),
+    };
+    let (tx, mut rx) = watch::channel(Targets::new());
+    let token = CancellationToken::new();
+    let task = tokio::spawn(watch_pods(
+        client,
+        "kt-devnet".into(),
+        rules,
+        tx,
+        token.clone(),
+    ));
+
+    // 1. The initial list: namespace-scoped, with the preset's selector.
+    let (req, send) = handle.next_request().await.expect("list request");
+    let uri = req.uri().to_string();
+    assert_eq!(req.method(), "GET");
+    assert!(
+        uri.starts_with("/api/v1/namespaces/kt-devnet/pods?"),
+        "{uri}"
+    );
+    assert!(
+        uri.contains("labelSelector=kurtosistech.com%2Fresource-type%3Duser-service"),
+        "{uri}"
+    );
+    assert!(!uri.contains("watch=true"), "{uri}");
+    let _ = body_bytes(req.into_body()).await;
+    let list = json!({
+        "apiVersion": "v1", "kind": "PodList",
+        "metadata": {"resourceVersion": "10"},
+        "items": [pod("el-1-reth-lighthouse", true, "10.0.0.1", "5"), pod("cl-1-lighthouse-reth", false, "10.0.0.2", "6")]
+    });
+    send.send_response(
+        Response::builder()
+            .status(200)
+            .body(Body::from(serde_json::to_vec(&list).expect("json")))
+            .expect("response"),
+    );
+
+    wait(&mut rx, |t| {
+        t.len() == 1
+            && t.get("el-1-reth-lighthouse-pod")
+                .is_some_and(|t| t.url.as_str() == "http://10.0.0.1:8545/")
+    })
+    .await;
+
+    // 2. The watch: continues from the list's resource version.
+    let (req, send) = handle.next_request().await.expect("watch request");
+    let uri = req.uri().to_string();
+    assert!(uri.contains("watch=true"), "{uri}");
+    assert!(uri.contains("resourceVersion=10"), "{uri}");
+    let events = [
+        json!({"type": "MODIFIED", "object": pod("cl-1-lighthouse-reth", true, "10.0.0.2", "11")}),
+        json!({"type": "MODIFIED", "object": pod("el-1-reth-lighthouse", true, "10.0.0.3", "12")}),
+        json!({"type": "ADDED", "object": pod("el-2-geth-teku", true, "10.0.0.4", "13")}),
+        json!({"type": "DELETED", "object": pod("el-2-geth-teku", true, "10.0.0.4", "14")}),
+    ];
+    let mut body = Vec::new();
+    for e in events {
+        body.extend(serde_json::to_vec(&e).expect("json"));
+        body.push(b'\n');
+    }
+    send.send_response(
+        Response::builder()
+            .status(200)
+            .body(Body::from(body))
+            .expect("response"),
+    );
+
+    let t = wait(&mut rx, |t| {
+        t.len() == 2
+            && t.get("el-1-reth-lighthouse-pod")
+                .is_some_and(|t| t.url.as_str() == "http://10.0.0.3:8545/")
+            && t.get("cl-1-lighthouse-reth-pod").is_some()
+    })
+    .await;
+    let cl = &t["cl-1-lighthouse-reth-pod"];
+    assert_eq!(
+        (cl.layer, cl.name.as_str(), cl.url.as_str()),
+        (
+            Layer::Consensus,
+            "cl-1-lighthouse-reth",
+            "http://10.0.0.2:4000/"
+        )
+    );
+    assert_eq!(
+        cl.pair, t["el-1-reth-lighthouse-pod"].pair,
+        "paired by the participant index"
+    );
+
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("stops")
+        .expect("task");
+}
+
+async fn wait(rx: &mut watch::Receiver<Targets>, cond: impl Fn(&Targets) -> bool) -> Targets {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        {
+            let t = rx.borrow_and_update();
+            if cond(&t) {
+                return t.clone();
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "targets never matched: {:?}", rx.borrow());
+        let _ = tokio::time::timeout(left, rx.changed()).await;
+    }
+}
