@@ -32,4 +32,7 @@ status=0
 if ((status != 0)); then
   fail "pytest tests/alerts exited with $status (see above)"
 fi
+
+# The Helm chart (tests/chart): lint, render, validation, assertions, sync drift, real API server.
+tests/chart/run.sh || fail "tests/chart/run.sh exited with $? (see above)"
 echo "tests/run.sh: all passed"

@@ -1,0 +1,203 @@
+"""The chart against a real Kubernetes API server: etcd (Debian's etcd-server) plus kube-apiserver
+built from the Go module proxy by scripts/tools.sh, both on loopback ports, with the Prometheus
+Operator CRDs (generated from the operator's Go API module) applied. The server validates every
+object (schemas, immutable fields, CRD schemas with unknown-field pruning reported as warnings
+turned into failures by --validate=strict on the dry runs).
+
+There is no controller-manager, scheduler or kubelet: objects are stored, not run. So `helm
+install` runs with --no-hooks (the genesis Job could never finish), and the hooks and helm test
+pods are created with a server-side dry run instead.
+"""
+
+import base64
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import CHART, RELEASE, SCENARIOS, SCENARIO_IDS, helm, is_hook, render, tool
+
+CRDS = ("servicemonitors", "podmonitors", "prometheusrules")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Cluster:
+    def __init__(self, root: Path):
+        self.root = root
+        self.procs = []
+        self.kubeconfig = root / "kubeconfig"
+        self.env = dict(os.environ, KUBECONFIG=str(self.kubeconfig))
+
+    def start(self):
+        client, peer, secure = free_port(), free_port(), free_port()
+        etcd_log = open(self.root / "etcd.log", "w")
+        self.procs.append(subprocess.Popen([
+            tool("ETHWATCH_ETCD"), "--name", "test", "--data-dir", str(self.root / "etcd"),
+            "--listen-client-urls", f"http://127.0.0.1:{client}",
+            "--advertise-client-urls", f"http://127.0.0.1:{client}",
+            "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+            "--initial-cluster", f"test=http://127.0.0.1:{peer}",
+        ], stdout=etcd_log, stderr=subprocess.STDOUT))
+        subprocess.run(["openssl", "genrsa", "-out", str(self.root / "sa.key"), "2048"],
+                       check=True, capture_output=True)
+        subprocess.run(["openssl", "rsa", "-in", str(self.root / "sa.key"), "-pubout",
+                        "-out", str(self.root / "sa.pub")], check=True, capture_output=True)
+        (self.root / "tokens.csv").write_text("test-token,admin,admin,system:masters\n")
+        api_log = open(self.root / "apiserver.log", "w")
+        self.procs.append(subprocess.Popen([
+            tool("ETHWATCH_KUBE_APISERVER"),
+            f"--etcd-servers=http://127.0.0.1:{client}",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={secure}",
+            f"--cert-dir={self.root / 'certs'}",
+            "--service-account-issuer=https://kubernetes.default.svc",
+            f"--service-account-key-file={self.root / 'sa.pub'}",
+            f"--service-account-signing-key-file={self.root / 'sa.key'}",
+            f"--token-auth-file={self.root / 'tokens.csv'}",
+            "--authorization-mode=RBAC",
+            # No controller-manager creates the default ServiceAccounts the admission plugin wants.
+            "--disable-admission-plugins=ServiceAccount",
+            "--endpoint-reconciler-type=none",
+            "--service-cluster-ip-range=10.96.0.0/16",
+        ], stdout=api_log, stderr=subprocess.STDOUT))
+        self.kubeconfig.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "test",
+            "clusters": [{"name": "test", "cluster": {"server": f"https://127.0.0.1:{secure}",
+                                                       "insecure-skip-tls-verify": True}}],
+            "users": [{"name": "admin", "user": {"token": "test-token"}}],
+            "contexts": [{"name": "test", "context": {"cluster": "test", "user": "admin"}}],
+        }))
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            for p in self.procs:
+                if p.poll() is not None:
+                    raise AssertionError(f"{p.args[0]} exited {p.returncode}:\n" + self.logs())
+            if self.kubectl("get", "--raw", "/readyz", check=False).returncode == 0:
+                return
+            time.sleep(1)
+        raise AssertionError("kube-apiserver was not ready within 90 s:\n" + self.logs())
+
+    def logs(self):
+        return "".join(f"--- {f.name}\n" + f.read_text()[-3000:] for f in sorted(self.root.glob("*.log")))
+
+    def stop(self):
+        for p in reversed(self.procs):
+            p.terminate()
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def kubectl(self, *args, check=True, input=None):
+        proc = subprocess.run([tool("ETHWATCH_KUBECTL"), *args], capture_output=True, text=True,
+                              env=self.env, input=input)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}{proc.stdout}")
+        return proc
+
+    def helm(self, *args, check=True):
+        return helm(*args, check=check, env=self.env)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = Cluster(tmp_path_factory.mktemp("apiserver"))
+    try:
+        c.start()
+        crds = Path(tool("ETHWATCH_PROMETHEUS_OPERATOR_CRDS"))
+        files = [str(crds / f"monitoring.coreos.com_{name}.yaml") for name in CRDS]
+        c.kubectl("apply", "--server-side", *sum((["-f", f] for f in files), []))
+        c.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                  *[f"crd/{name}.monitoring.coreos.com" for name in CRDS])
+        yield c
+    finally:
+        c.stop()
+
+
+def test_server_is_the_version_the_chart_is_rendered_for(cluster):
+    out = cluster.kubectl("version", "-o", "yaml").stdout
+    assert yaml.safe_load(out)["serverVersion"]["gitVersion"] == "v1.34.4"
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=SCENARIO_IDS)
+def test_install_every_scenario(cluster, path):
+    ns = "s-" + path.stem.replace("-values", "")
+    cluster.kubectl("create", "namespace", ns)
+    proc = cluster.helm("install", RELEASE, str(CHART), "-n", ns, "-f", str(path), "--no-hooks")
+    assert "STATUS: deployed" in proc.stdout
+    # every object the chart renders (hooks aside) is stored in the server
+    stored = set()
+    for kind in ("statefulsets", "services", "secrets", "configmaps", "networkpolicies",
+                 "poddisruptionbudgets", "servicemonitors", "prometheusrules"):
+        out = cluster.kubectl("get", kind, "-n", ns, "-o", "yaml").stdout
+        stored |= {(i["kind"], i["metadata"]["name"]) for i in yaml.safe_load(out)["items"]}
+    rendered = {(d["kind"], d["metadata"]["name"]) for d in render(path.stem) if not is_hook(d)}
+    assert rendered <= stored, f"not stored: {sorted(rendered - stored)}"
+    # the hooks (genesis Job and its RBAC, cleanup Job, helm test pods), validated by the server
+    hooks = cluster.helm("get", "hooks", RELEASE, "-n", ns).stdout
+    assert "kind: Job" in hooks
+    dry = cluster.kubectl("create", "--dry-run=server", "--validate=strict", "-n", ns, "-f", "-", input=hooks)
+    assert "(server dry run)" in dry.stdout
+    # a re-apply of the same release changes nothing and is accepted (immutable fields untouched)
+    cluster.helm("upgrade", RELEASE, str(CHART), "-n", ns, "-f", str(path), "--no-hooks")
+    cluster.helm("uninstall", RELEASE, "-n", ns, "--no-hooks")
+    left = cluster.kubectl("get", "statefulsets,services,networkpolicies", "-n", ns, "-o", "name").stdout
+    assert not left.strip(), left
+
+
+def jwts(cluster, ns):
+    out = cluster.kubectl("get", "secret", f"{RELEASE}-eth-enclave-jwt", "-n", ns, "-o", "yaml").stdout
+    return {k: base64.b64decode(v).decode() for k, v in yaml.safe_load(out)["data"].items()}
+
+
+def test_upgrade_keeps_each_pairs_jwt_and_scales(cluster, tmp_path):
+    """The JWTs are generated once: an upgrade that adds a copy keeps the existing pairs' tokens
+    (lookup against the live Secret) and gives the new pair its own."""
+    ns = "upgrade"
+    cluster.kubectl("create", "namespace", ns)
+    scenario = CHART / "ci" / "network-params-values.yaml"
+    cluster.helm("install", RELEASE, str(CHART), "-n", ns, "-f", str(scenario), "--no-hooks")
+    before = jwts(cluster, ns)
+    assert sorted(before) == ["jwt-1-0", "jwt-1-1"]
+
+    values = yaml.safe_load(scenario.read_text())
+    values["participants"][0]["count"] = 3
+    bigger = tmp_path / "bigger.yaml"
+    bigger.write_text(yaml.safe_dump(values))
+    cluster.helm("upgrade", RELEASE, str(CHART), "-n", ns, "-f", str(bigger), "--no-hooks")
+    after = jwts(cluster, ns)
+    assert {k: after[k] for k in before} == before, "an upgrade changed an existing pair's JWT"
+    assert sorted(after) == ["jwt-1-0", "jwt-1-1", "jwt-1-2"] and after["jwt-1-2"] not in before.values()
+    for sts in ("el-1-reth-lighthouse", "cl-1-lighthouse-reth", "vc-1-reth-lighthouse"):
+        out = cluster.kubectl("get", "statefulset", f"{RELEASE}-eth-enclave-{sts}", "-n", ns,
+                              "-o", "jsonpath={.spec.replicas}").stdout
+        assert out == "3", sts
+    # the new ordinal's engine-API policy exists
+    cluster.kubectl("get", "networkpolicy", f"{RELEASE}-eth-enclave-el-1-reth-lighthouse-2-engine", "-n", ns)
+    # the genesis hook is pre-install only: an upgrade never regenerates the chain
+    hooks = yaml.safe_load_all(cluster.helm("get", "hooks", RELEASE, "-n", ns).stdout)
+    job = next(d for d in hooks if d and d["kind"] == "Job" and d["metadata"]["name"].endswith("-genesis"))
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install"
+    cluster.helm("uninstall", RELEASE, "-n", ns, "--no-hooks")
+
+
+def test_server_rejects_what_the_chart_must_never_render(cluster):
+    """The server really validates: a PrometheusRule with a wrong type is refused by the CRD schema,
+    so the installs above are meaningful."""
+    bad = {
+        "apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+        "metadata": {"name": "bad", "namespace": "default"},
+        "spec": {"groups": [{"name": "g", "rules": [{"alert": "A", "expr": "up", "for": 5}]}]},
+    }
+    proc = cluster.kubectl("create", "--dry-run=server", "-f", "-", input=yaml.safe_dump(bad), check=False)
+    assert proc.returncode != 0 and "for" in proc.stderr, proc.stderr

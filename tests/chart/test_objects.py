@@ -1,0 +1,665 @@
+"""Assertions on the rendered objects of every scenario: the sidecars, the monitors that select them,
+the rules and dashboards against their source folders, replicas and validator key ranges against the
+participants, one JWT per execution/beacon pair, pod security, storage, and the network policies
+(evaluated flow by flow against the list in the chart README)."""
+
+import base64
+import ipaddress
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import (NAMESPACE, RELEASE, ROOT, by_kind, expected_participants, is_hook, one,
+                      render, values)
+
+FULL = f"{RELEASE}-eth-enclave"
+CLIENT = {"execution": "reth", "beacon": "lighthouse", "validator": "lighthouse"}
+SUBCOMMAND = {"execution": "execution", "beacon": "consensus"}
+
+
+def component(doc):
+    return doc["metadata"]["labels"].get("app.kubernetes.io/component")
+
+
+def node_sets(docs, comp=None):
+    return [d for d in by_kind(docs, "StatefulSet") if comp in (None, component(d))]
+
+
+def container(pod_spec, name):
+    found = [c for c in pod_spec["containers"] if c["name"] == name]
+    assert len(found) == 1, f"no single container {name}"
+    return found[0]
+
+
+def ports(c):
+    return {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+
+
+def script(c):
+    """The shell script a container runs (command sh -c, script in args)."""
+    assert c["command"][:2] in (["/bin/sh", "-ec"], ["/bin/bash", "-ec"]), c["command"]
+    return c["args"][0]
+
+
+def flag(text, name):
+    m = re.search(rf"--{re.escape(name)}=(\S+)", text)
+    return m and m.group(1).strip('"')
+
+
+# ------------------------------------------------------------------------------------------------
+# Sidecars
+
+
+def test_every_node_pod_has_its_sidecar(scenario):
+    v = values(scenario)
+    docs = render(scenario)
+    port = v["ethwatch"]["port"]
+    sets = node_sets(docs, "execution") + node_sets(docs, "beacon")
+    assert sets
+    for sts in sets:
+        comp = component(sts)
+        spec = sts["spec"]["template"]["spec"]
+        client = container(spec, CLIENT[comp])
+        side = container(spec, "ethwatch")
+        where = sts["metadata"]["name"]
+        # the exporter for its layer, talking to the client in the same pod on the client's port
+        assert side["args"][0] == SUBCOMMAND[comp], where
+        if comp == "execution":
+            url = next(a for a in side["args"] if a.startswith("--rpc-url="))
+            assert url == f"--rpc-url=http://127.0.0.1:{ports(client)['rpc']}", where
+        else:
+            url = next(a for a in side["args"] if a.startswith("--beacon-url="))
+            assert url == f"--beacon-url=http://127.0.0.1:{ports(client)['http']}", where
+        # its port, its probes
+        assert ports(side) == {"ethwatch": port}, where
+        env = {e["name"]: e for e in side["env"]}
+        assert env["ETHWATCH_WEB_LISTEN_ADDRESS"]["value"] == f"0.0.0.0:{port}"
+        assert side["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ethwatch"}, where
+        assert side["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "ethwatch"}, where
+        # readiness of the pod comes from the sidecar only; liveness of the client from its port
+        assert "readinessProbe" not in client, where
+        assert client["livenessProbe"]["tcpSocket"]["port"] in ports(client), where
+        # the data volume: read-write for the client, read-only for the sidecar's volume metrics
+        cmount = {m["name"]: m for m in client["volumeMounts"]}["data"]
+        smount = {m["name"]: m for m in side["volumeMounts"]}["data"]
+        assert not cmount.get("readOnly") and smount["readOnly"] is True, where
+        assert f"--volume.path={smount['mountPath']}" in side["args"], where
+        volumes = {vol["name"]: vol for vol in spec["volumes"]}
+        claims = {c["metadata"]["name"] for c in sts["spec"].get("volumeClaimTemplates", [])}
+        if v["persistent"]:
+            assert "data" in claims and "data" not in volumes, where
+        else:
+            assert "emptyDir" in volumes["data"] and not claims, where
+        # pod identity for the traces, OTLP only when tracing is on
+        for var, path in (("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace"),
+                          ("NODE_NAME", "spec.nodeName")):
+            assert env[var]["valueFrom"]["fieldRef"]["fieldPath"] == path, where
+        if v["tracing"]["enabled"]:
+            assert env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == v["tracing"]["endpoint"]
+            assert env["OTEL_EXPORTER_OTLP_PROTOCOL"]["value"] == v["tracing"]["protocol"]
+        else:
+            assert not any(k.startswith("OTEL_") for k in env), where
+        # plain Prometheus annotations for users without the operator
+        ann = sts["spec"]["template"]["metadata"].get("annotations") or {}
+        if v["monitoring"]["podAnnotations"]:
+            assert ann["prometheus.io/port"] == str(port) and ann["prometheus.io/scrape"] == "true"
+        else:
+            assert not any(k.startswith("prometheus.io/") for k in ann)
+
+
+def test_no_sidecar_without_a_node_and_no_node_without_a_sidecar(scenario):
+    docs = render(scenario)
+    for sts in node_sets(docs):
+        names = [c["name"] for c in sts["spec"]["template"]["spec"]["containers"]]
+        if component(sts) == "validator":
+            assert names == ["lighthouse"]
+        else:
+            assert sorted(names) == sorted([CLIENT[component(sts)], "ethwatch"])
+
+
+# ------------------------------------------------------------------------------------------------
+# Monitors
+
+
+def selects(selector, labels):
+    for k, val in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != val:
+            return False
+    for e in selector.get("matchExpressions") or []:
+        op, key, vals = e["operator"], e["key"], e.get("values", [])
+        if op == "In" and labels.get(key) not in vals:
+            return False
+        if op == "NotIn" and labels.get(key) in vals:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def alerts_job_regex():
+    """The job matcher the alerts use for ethwatch targets (up{job=~"..."})."""
+    text = (ROOT / "alerts" / "rules" / "resources.yaml").read_text()
+    m = re.search(r'up\{job=~"([^"]+)"\}', text)
+    assert m, "alerts/rules/resources.yaml has no up{job=~...} matcher"
+    return re.compile(m.group(1))
+
+
+def test_monitors_select_every_sidecar_and_client(scenario):
+    v = values(scenario)
+    docs = render(scenario)
+    monitors = by_kind(docs, "ServiceMonitor")
+    if not v["prometheus_params"]["enabled"]:
+        assert not monitors and not by_kind(docs, "PrometheusRule")
+        return
+    services = by_kind(docs, "Service")
+    covered = {}  # (statefulset, port name) -> job
+    for sm in monitors:
+        assert sm["spec"]["namespaceSelector"]["matchNames"] == [NAMESPACE]
+        for k, val in v["monitoring"]["serviceMonitor"]["additionalLabels"].items():
+            assert sm["metadata"]["labels"][k] == val
+        chosen = [s for s in services if selects(sm["spec"]["selector"], s["metadata"]["labels"])]
+        assert chosen, f"{sm['metadata']['name']} selects no Service"
+        for ep in sm["spec"]["endpoints"]:
+            for svc in chosen:
+                comp = svc["metadata"]["labels"]["app.kubernetes.io/component"]
+                svc_ports = {p["name"] for p in svc["spec"]["ports"]}
+                assert ep["port"] in svc_ports, f"{svc['metadata']['name']} has no port {ep['port']}"
+                # the job label the relabelings give this Service's targets
+                job = None
+                for r in ep["relabelings"]:
+                    if r.get("targetLabel") == "job" and re.fullmatch(r["regex"], comp):
+                        job = r["replacement"]
+                assert job, f"no job for {comp} in {sm['metadata']['name']}"
+                # the Service's pods
+                for sts in node_sets(docs):
+                    if selects({"matchLabels": svc["spec"]["selector"]}, sts["spec"]["template"]["metadata"]["labels"]):
+                        cports = {p["name"]: p["containerPort"] for c in sts["spec"]["template"]["spec"]["containers"] for p in c.get("ports", [])}
+                        assert ep["port"] in cports
+                        covered[(sts["metadata"]["name"], ep["port"])] = job
+    ethwatch_jobs = alerts_job_regex()
+    for sts in node_sets(docs):
+        name, comp = sts["metadata"]["name"], component(sts)
+        if comp in SUBCOMMAND:
+            job = covered.get((name, "ethwatch"))
+            assert job, f"no ServiceMonitor scrapes the sidecar of {name}"
+            assert ethwatch_jobs.fullmatch(job), f"job {job} escapes the alerts' matcher"
+        if v["monitoring"]["serviceMonitor"]["clientMetrics"]:
+            job = covered.get((name, "metrics"))
+            assert job, f"no ServiceMonitor scrapes the client metrics of {name}"
+            assert not ethwatch_jobs.fullmatch(job), f"client job {job} would count as ethwatch"
+
+
+def test_headless_services_select_their_pods_only(scenario):
+    docs = render(scenario)
+    for sts in node_sets(docs):
+        svc = one(docs, "Service", sts["spec"]["serviceName"])
+        assert svc["spec"]["clusterIP"] == "None" and svc["spec"]["publishNotReadyAddresses"] is True
+        matched = [s["metadata"]["name"] for s in node_sets(docs)
+                   if selects({"matchLabels": svc["spec"]["selector"]}, s["spec"]["template"]["metadata"]["labels"])]
+        assert matched == [sts["metadata"]["name"]]
+        assert selects(sts["spec"]["selector"], sts["spec"]["template"]["metadata"]["labels"])
+        # selectors use name + instance + component (+ participant) only: never version or chart
+        assert not {"helm.sh/chart", "app.kubernetes.io/version"} & set(sts["spec"]["selector"]["matchLabels"])
+
+
+def test_rules_equal_the_alerts_folder(scenario):
+    v = values(scenario)
+    docs = render(scenario)
+    rules = by_kind(docs, "PrometheusRule")
+    if not (v["prometheus_params"]["enabled"] and v["monitoring"]["prometheusRule"]["enabled"]):
+        assert not rules
+        return
+    assert len(rules) == 1
+    source = []
+    for f in sorted((ROOT / "alerts" / "rules").glob("*.yaml")):
+        source += yaml.safe_load(f.read_text())["groups"]
+    assert source, "alerts/rules is empty"
+    assert rules[0]["spec"]["groups"] == source
+
+
+def test_dashboards_equal_the_dashboards_folder(scenario):
+    v = values(scenario)
+    docs = render(scenario)
+    maps = [d for d in by_kind(docs, "ConfigMap") if component(d) == "dashboards"]
+    sources = sorted((ROOT / "dashboards").glob("*.json"))
+    if not v["grafana_params"]["enabled"]:
+        assert not maps
+        return
+    assert len(maps) == len(sources)
+    rendered = {}
+    for cm in maps:
+        d = v["monitoring"]["dashboards"]
+        assert cm["metadata"]["labels"][d["label"]] == d["labelValue"]
+        assert cm["metadata"]["annotations"]["grafana_folder"] == d["folder"]
+        (key, text), = cm["data"].items()
+        rendered[key] = json.loads(text)
+    for f in sources:
+        assert rendered[f.name] == json.loads(f.read_text()), f"{f.name} differs from its ConfigMap"
+
+
+# ------------------------------------------------------------------------------------------------
+# Participants: replicas, key ranges, pairing, JWTs
+
+
+def test_replicas_match_the_participants(scenario):
+    docs = render(scenario)
+    want = expected_participants(scenario)
+    names = set()
+    for p in want:
+        for comp, name in (("execution", p["el"]), ("beacon", p["cl"]), ("validator", p["vc"])):
+            if comp == "validator" and p["validator_count"] == 0:
+                assert not [d for d in docs if d["metadata"]["name"] == name]
+                continue
+            sts = one(docs, "StatefulSet", name)
+            assert sts["spec"]["replicas"] == p["count"], name
+            assert sts["metadata"]["labels"]["eth-enclave/participant"] == str(p["index"])
+            names.add(name)
+    assert {s["metadata"]["name"] for s in node_sets(docs)} == names
+
+
+def genesis_env(docs):
+    cm = one(docs, "ConfigMap", f"{FULL}-genesis-inputs")
+    return dict(re.findall(r'^export (\w+)="?([^"\n]*)"?$', cm["data"]["values.env"], re.M))
+
+
+def test_genesis_inputs_follow_network_params(scenario):
+    v = values(scenario)
+    np = v["network_params"]
+    env = genesis_env(render(scenario))
+    want = expected_participants(scenario)
+    total = sum(p["count"] * p["validator_count"] for p in want)
+    assert env["CHAIN_ID"] == str(np["network_id"])
+    assert env["DEPOSIT_CONTRACT_ADDRESS"] == np["deposit_contract_address"]
+    assert env["PRESET_BASE"] == np["preset"]
+    assert env["SLOT_DURATION_MS"] == str(np["seconds_per_slot"] * 1000)
+    assert env["SLOT_DURATION_IN_SECONDS"] == str(np["seconds_per_slot"])
+    assert env["NUMBER_OF_VALIDATORS"] == str(max(total, np["preregistered_validator_count"]))
+    # the delay is in the genesis time the Job computes once, not in the generator's GENESIS_DELAY
+    assert env["GENESIS_DELAY"] == "0"
+    assert env["GENESIS_TIMESTAMP"] == "${ENCLAVE_GENESIS_TIMESTAMP}"
+    for fork in ("altair", "bellatrix", "capella", "deneb", "electra", "fulu"):
+        e = np[f"{fork}_fork_epoch"]
+        assert env[f"{fork.upper()}_FORK_EPOCH"] == ("18446744073709551615" if e >= 2**63 else str(e))
+    job = one(docs := render(scenario), "Job", f"{FULL}-genesis")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install"
+    gen = job["spec"]["template"]["spec"]["initContainers"][0]
+    text = script(gen)
+    if np["genesis_time"]:
+        assert f"ENCLAVE_GENESIS_TIMESTAMP={np['genesis_time']}" in text
+    else:
+        nodes = sum(p["count"] for p in want)
+        assert f"+ {np['genesis_delay']} + 5 + 5 * {nodes} ))" in text
+
+
+def run_keys_init(vc_sts, ordinal, tmp_path):
+    """Run the validator client's key init container script for one ordinal, with a stub
+    eth2-val-tools that records its arguments, and return the (min, max) it was asked for."""
+    init = next(c for c in vc_sts["spec"]["template"]["spec"]["initContainers"] if c["name"] == "keys")
+    base = tmp_path / f"{vc_sts['metadata']['name']}-{ordinal}"
+    keys, secrets, bin_dir = base / "validator-keys", base / "secrets", base / "bin"
+    for d in (keys, secrets, bin_dir):
+        d.mkdir(parents=True)
+    (secrets / "mnemonic").write_text("test words")
+    stub = bin_dir / "eth2-val-tools"
+    stub.write_text('#!/bin/sh\nwhile [ $# -gt 0 ]; do case "$1" in\n'
+                    '  --out-loc) out=$2;; --source-min) min=$2;; --source-max) max=$2;; esac; shift; done\n'
+                    'mkdir -p "$out/keys" "$out/secrets"; echo "$min $max" > "$out/keys/range"\n')
+    stub.chmod(0o755)
+    text = script(init).replace("/validator-keys", str(keys)).replace("/secrets/", f"{secrets}/")
+    env = {e["name"]: e["value"] for e in init["env"]}
+    env.update(PATH=f"{bin_dir}:{os.environ['PATH']}", HOSTNAME=f"{vc_sts['metadata']['name']}-{ordinal}")
+    subprocess.run(["/bin/sh", "-ec", text], env=env, check=True, capture_output=True)
+    lo, hi = (keys / "keys" / "range").read_text().split()
+    # a second start finds the keys and derives nothing
+    (keys / "keys" / "range").unlink()
+    proc = subprocess.run(["/bin/sh", "-ec", text], env=env, check=True, capture_output=True, text=True)
+    assert "already present" in proc.stdout and not (keys / "keys" / "range").exists()
+    return int(lo), int(hi)
+
+
+def test_validator_key_ranges_cover_every_key_once(scenario, tmp_path):
+    docs = render(scenario)
+    want = expected_participants(scenario)
+    genesis = int(genesis_env(docs)["NUMBER_OF_VALIDATORS"])
+    ranges = []
+    for p in want:
+        if p["validator_count"] == 0:
+            continue
+        sts = one(docs, "StatefulSet", p["vc"])
+        for ordinal in range(sts["spec"]["replicas"]):
+            lo, hi = run_keys_init(sts, ordinal, tmp_path)
+            assert hi - lo == p["validator_count"]
+            assert lo == p["key_start"] + ordinal * p["validator_count"]
+            ranges.append((lo, hi, f"{p['vc']}-{ordinal}"))
+    ranges.sort()
+    at = 0
+    for lo, hi, who in ranges:
+        assert lo == at, f"{who} starts at {lo}: keys {at}..{lo - 1} are {'unused' if lo > at else 'shared'}"
+        at = hi
+    assert at == sum(p["count"] * p["validator_count"] for p in want) <= genesis
+
+
+def test_each_pair_shares_one_jwt_and_talks_ordinal_to_ordinal(scenario):
+    v = values(scenario)
+    docs = render(scenario)
+    existing = v["secrets"]["jwt"]["existingSecret"]
+    all_keys = []
+    for p in expected_participants(scenario):
+        el, cl = one(docs, "StatefulSet", p["el"]), one(docs, "StatefulSet", p["cl"])
+        vols = [{x["name"]: x for x in s["spec"]["template"]["spec"]["volumes"]}["jwt"] for s in (el, cl)]
+        assert vols[0] == vols[1], "the pair mounts different JWT volumes"
+        el_path = flag(script(container(el["spec"]["template"]["spec"], "reth")), "authrpc.jwtsecret")
+        cl_text = script(container(cl["spec"]["template"]["spec"], "lighthouse"))
+        assert el_path == flag(cl_text, "jwt-secrets"), "the pair reads different JWT files"
+        keys = [i["key"] for i in vols[0]["secret"]["items"]]
+        if existing:
+            assert vols[0]["secret"]["secretName"] == existing
+            assert keys == [v["secrets"]["jwt"]["existingSecretKey"]]
+            continue
+        assert vols[0]["secret"]["secretName"] == f"{FULL}-jwt"
+        # one key per ordinal of this participant, chosen by the pod's own ordinal
+        assert keys == [f"jwt-{p['index']}-{o}" for o in range(p["count"])]
+        assert el_path == f"/jwt/jwt-{p['index']}-${{ORD}}"
+        all_keys += keys
+        # the beacon node of ordinal N drives the execution node of ordinal N of its participant
+        engine = flag(cl_text, "execution-endpoints")
+        assert engine.startswith(f"http://{p['el']}-${{ORD}}.{p['el']}.{NAMESPACE}.svc.")
+        assert engine.endswith(f":{v['execution']['ports']['engine']}")
+        if p["validator_count"]:
+            vc = one(docs, "StatefulSet", p["vc"])
+            beacon = flag(script(container(vc["spec"]["template"]["spec"], "lighthouse")), "beacon-nodes")
+            assert beacon.startswith(f"http://{p['cl']}-${{ORD}}.{p['cl']}.{NAMESPACE}.svc.")
+    if not existing:
+        secret = one(docs, "Secret", f"{FULL}-jwt")
+        assert sorted(secret["data"]) == sorted(all_keys)
+        tokens = [base64.b64decode(x).decode() for x in secret["data"].values()]
+        assert all(re.fullmatch(r"[0-9a-f]{64}", t) for t in tokens)
+        assert len(set(tokens)) == len(tokens), "two pairs share a JWT"
+
+
+# ------------------------------------------------------------------------------------------------
+# Security, storage, disruption budgets
+
+
+def pod_specs(docs):
+    for d in docs:
+        if d["kind"] in ("StatefulSet", "Job"):
+            yield d, d["spec"]["template"]["spec"]
+        elif d["kind"] == "Pod":
+            yield d, d["spec"]
+
+
+def test_pod_security(scenario):
+    docs = render(scenario)
+    for d, spec in pod_specs(docs):
+        where = f"{d['kind']} {d['metadata']['name']}"
+        sc = spec["securityContext"]
+        assert sc["runAsNonRoot"] is True and sc["runAsUser"] != 0, where
+        assert sc["seccompProfile"]["type"] == "RuntimeDefault", where
+        # only the genesis Jobs talk to the Kubernetes API
+        assert spec["automountServiceAccountToken"] is (d["kind"] == "Job"), where
+        for c in spec["containers"] + spec.get("initContainers", []):
+            csc = c["securityContext"]
+            assert csc["readOnlyRootFilesystem"] is True, f"{where}/{c['name']}"
+            assert csc["allowPrivilegeEscalation"] is False, f"{where}/{c['name']}"
+            assert csc["capabilities"]["drop"] == ["ALL"], f"{where}/{c['name']}"
+            assert "add" not in csc["capabilities"], f"{where}/{c['name']}"
+            assert c["resources"]["limits"]["memory"], f"{where}/{c['name']}"
+    # keys and JWTs only in Secrets: no mnemonic in any ConfigMap, Secret or pod spec text
+    mnemonic = values(scenario)["network_params"]["preregistered_validator_keys_mnemonic"]
+    for d in docs:
+        if d["kind"] != "Secret":
+            assert mnemonic not in json.dumps(d), f"the mnemonic is in {d['kind']} {d['metadata']['name']}"
+
+
+def test_storage(scenario):
+    v = values(scenario)
+    docs = render(scenario)
+    size = {"execution": "executionSize", "beacon": "consensusSize", "validator": "keysSize"}
+    for sts in node_sets(docs):
+        claims = sts["spec"].get("volumeClaimTemplates", [])
+        if not v["persistent"]:
+            assert not claims and "persistentVolumeClaimRetentionPolicy" not in sts["spec"]
+            continue
+        (claim,) = claims
+        spec = claim["spec"]
+        assert spec["resources"]["requests"]["storage"] == v["storage"][size[component(sts)]]
+        assert spec.get("storageClassName", "") == v["storage"]["storageClassName"]
+        assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == v["storage"]["retentionPolicy"]
+
+
+def test_design_defaults():
+    v = values("default-values")
+    assert (v["storage"]["executionSize"], v["storage"]["consensusSize"], v["storage"]["keysSize"],
+            v["storage"]["storageClassName"]) == ("200Gi", "100Gi", "1Gi", "fast-ssd")
+    assert v["execution"]["resources"] == {"requests": {"cpu": "2", "memory": "4Gi"},
+                                           "limits": {"cpu": "4", "memory": "8Gi"}}
+
+
+def test_disruption_budgets_and_anti_affinity(scenario):
+    v = values(scenario)
+    docs = render(scenario)
+    pdbs = by_kind(docs, "PodDisruptionBudget")
+    for sts in node_sets(docs):
+        labels = sts["spec"]["template"]["metadata"]["labels"]
+        mine = [p for p in pdbs if selects(p["spec"]["selector"], labels)]
+        if v["podDisruptionBudget"]["enabled"] and sts["spec"]["replicas"] > 1:
+            assert len(mine) == 1, sts["metadata"]["name"]
+        else:
+            assert not mine
+        aff = sts["spec"]["template"]["spec"].get("affinity", {})
+        mode = v["scheduling"]["podAntiAffinity"]
+        anti = aff.get("podAntiAffinity", {})
+        if mode == "hard":
+            term = anti["requiredDuringSchedulingIgnoredDuringExecution"][0]
+        elif mode == "soft":
+            term = anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+        else:
+            assert not anti
+            continue
+        assert selects(term["labelSelector"], labels), "anti-affinity does not select its own copies"
+        if v["scheduling"]["nodeAffinity"]:
+            assert aff["nodeAffinity"] == v["scheduling"]["nodeAffinity"]
+
+
+def test_helm_tests(scenario):
+    v = values(scenario)
+    docs = render(scenario)
+    tests = [d for d in by_kind(docs, "Pod") if d["metadata"]["annotations"].get("helm.sh/hook") == "test"]
+    if not v["tests"]["enabled"]:
+        assert not tests
+        return
+    assert sorted(t["metadata"]["name"] for t in tests) == [f"{FULL}-test-{n}" for n in ("blocks", "metrics", "rpc")]
+    text = {t["metadata"]["name"].rsplit("-", 1)[1]: t["spec"]["containers"][0]["args"][0] for t in tests}
+    for p in expected_participants(scenario):
+        for o in range(p["count"]):
+            assert f"{p['el']}-{o}.{p['el']}." in text["rpc"] and f"{p['el']}-{o}.{p['el']}." in text["metrics"]
+            assert f"{p['cl']}-{o}.{p['cl']}." in text["metrics"]
+    assert "eth_blockNumber" in text["blocks"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Network policies: evaluate every (source, destination, port) and compare with the listed flows.
+
+
+class Endpoint:
+    def __init__(self, name, namespace=None, labels=None, ports=(), ip=None):
+        self.name, self.namespace, self.labels, self.ports, self.ip = name, namespace, labels or {}, set(ports), ip
+
+    def __repr__(self):
+        return self.name
+
+
+NS_LABELS = {ns: {"kubernetes.io/metadata.name": ns}
+             for ns in (NAMESPACE, "monitoring", "kube-system", "dapps", "explorers", "other")}
+
+
+def world(docs, v):
+    """Pods of the release (StatefulSet replicas, Job pods, test pods) and the outside world."""
+    eps = []
+    for d, spec in pod_specs(docs):
+        portset = {(p["containerPort"], p.get("protocol", "TCP")) for c in spec["containers"] for p in c.get("ports", [])}
+        if d["kind"] == "StatefulSet":
+            for o in range(d["spec"]["replicas"]):
+                name = f"{d['metadata']['name']}-{o}"
+                labels = dict(d["spec"]["template"]["metadata"]["labels"], **{"statefulset.kubernetes.io/pod-name": name})
+                eps.append(Endpoint(name, NAMESPACE, labels, portset))
+        elif d["kind"] == "Job":
+            eps.append(Endpoint(d["metadata"]["name"], NAMESPACE, d["spec"]["template"]["metadata"]["labels"]))
+        else:
+            eps.append(Endpoint(d["metadata"]["name"], NAMESPACE, d["metadata"]["labels"]))
+    eps += [
+        Endpoint("prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus"}, {(9090, "TCP")}),
+        Endpoint("tempo", "monitoring", {"app.kubernetes.io/name": "tempo"}, {(v["tracing"]["port"], "TCP")}),
+        Endpoint("kube-dns", "kube-system", {"k8s-app": "kube-dns"}, {(53, "UDP"), (53, "TCP")}),
+        Endpoint("dapp", "dapps", {"app": "dapp"}),
+        Endpoint("explorer", "explorers", {"app": "explorer"}),
+        Endpoint("other-ns-pod", "other", {"app": "x"}),
+        Endpoint("same-ns-stranger", NAMESPACE, {"app": "stranger"}, {(8080, "TCP")}),
+        Endpoint("lb-client", ip="10.20.5.5"),
+        Endpoint("internet", ip="198.51.100.7"),
+        Endpoint("apiserver", ip="172.20.0.1", ports={(443, "TCP"), (6443, "TCP")}),
+    ]
+    return eps
+
+
+def peer_matches(peer, policy_ns, ep):
+    if "ipBlock" in peer:
+        if ep.ip is None:
+            return False
+        ip = ipaddress.ip_address(ep.ip)
+        return ip in ipaddress.ip_network(peer["ipBlock"]["cidr"]) and not any(
+            ip in ipaddress.ip_network(x) for x in peer["ipBlock"].get("except", []))
+    if ep.namespace is None:
+        return False
+    if "namespaceSelector" in peer:
+        if not selects(peer["namespaceSelector"], NS_LABELS[ep.namespace]):
+            return False
+    elif ep.namespace != policy_ns:
+        return False
+    return selects(peer.get("podSelector", {}), ep.labels)
+
+
+def port_matches(rule_ports, port, proto):
+    if not rule_ports:
+        return True
+    return any(p.get("protocol", "TCP") == proto and (p.get("port") is None or p["port"] == port
+               or (p.get("endPort") and p["port"] <= port <= p["endPort"])) for p in rule_ports)
+
+
+def allowed(policies, src, dst, port, proto):
+    def direction(ep, kind, peer_key, other):
+        if ep.namespace != NAMESPACE:
+            return True  # only the release's namespace has policies
+        mine = [p for p in policies if kind in p["spec"].get("policyTypes", ["Ingress"])
+                and selects(p["spec"]["podSelector"], ep.labels)]
+        if not mine:
+            return True
+        for p in mine:
+            for rule in p["spec"].get(kind.lower(), []) or []:
+                peers = rule.get(peer_key)
+                if (not peers or any(peer_matches(x, NAMESPACE, other) for x in peers)) and \
+                        port_matches(rule.get("ports"), port, proto):
+                    return True
+        return False
+    return direction(dst, "Ingress", "from", src) and direction(src, "Egress", "to", dst)
+
+
+def expected_flows(docs, v, eps):
+    """The flows the chart README lists, computed from the participants and the values."""
+    np_ = v["networkPolicy"]
+    el, cl, vcp = v["execution"]["ports"], v["beacon"]["ports"], v["validator"]["ports"]["metrics"]
+    sidecar = v["ethwatch"]["port"]
+    ours = [e for e in eps if e.labels.get("app.kubernetes.io/instance") == RELEASE and e.namespace == NAMESPACE]
+
+    def comp(c):
+        return [e for e in ours if e.labels.get("app.kubernetes.io/component") == c]
+
+    EL, CL, VC, TEST, GEN = comp("execution"), comp("beacon"), comp("validator"), comp("test"), comp("genesis")
+    named = {e.name: e for e in eps}
+    monitoring = [named["prometheus"], named["tempo"]]
+    flows = set()
+
+    def add(srcs, dsts, portlist):
+        for s in srcs:
+            for d in dsts:
+                if s is d:
+                    continue
+                for port, proto in portlist:
+                    if (port, proto) in d.ports:
+                        flows.add((s.name, d.name, port, proto))
+
+    add(ours, [named["kube-dns"]], [(53, "UDP"), (53, "TCP")])
+    add(EL, EL, [(el["p2p"], "TCP"), (el["p2p"], "UDP"), (el["rpc"], "TCP")])
+    add(CL, CL, [(cl["p2p"], "TCP"), (cl["p2p"], "UDP"), (cl["quic"], "UDP"), (cl["http"], "TCP")])
+    for p in expected_participants_from_docs(docs):
+        for o in range(p["count"]):
+            add([named[f"{p['cl']}-{o}"]], [named[f"{p['el']}-{o}"]], [(el["engine"], "TCP")])
+            if f"{p['vc']}-{o}" in named:
+                add([named[f"{p['vc']}-{o}"]], [named[f"{p['cl']}-{o}"]], [(cl["http"], "TCP")])
+    add(TEST, EL, [(el["rpc"], "TCP"), (sidecar, "TCP")])
+    add(TEST, CL, [(cl["http"], "TCP"), (sidecar, "TCP")])
+    rpc_sources = [e for e in eps if e.namespace and any(peer_matches(x, NAMESPACE, e) for x in np_["rpcAllowedFrom"])]
+    if v["services"]["rpcLoadBalancer"]["enabled"]:
+        rpc_sources += [e for e in eps if e.ip and any(
+            ipaddress.ip_address(e.ip) in ipaddress.ip_network(c)
+            for c in v["services"]["rpcLoadBalancer"]["loadBalancerSourceRanges"])]
+    add(rpc_sources, EL, [(el["rpc"], "TCP"), (el["ws"], "TCP")])
+    beacon_sources = [e for e in eps if e.namespace and any(peer_matches(x, NAMESPACE, e) for x in np_["beaconApiAllowedFrom"])]
+    add(beacon_sources, CL, [(cl["http"], "TCP")])
+    add(monitoring, EL, [(el["metrics"], "TCP"), (sidecar, "TCP")])
+    add(monitoring, CL, [(cl["metrics"], "TCP"), (sidecar, "TCP")])
+    add(monitoring, VC, [(vcp, "TCP")])
+    if v["tracing"]["enabled"]:
+        add(EL + CL, monitoring, [(v["tracing"]["port"], "TCP")])
+    add(GEN, [e for e in eps if e is not None], [(p, "TCP") for p in np_["apiServer"]["ports"]])
+    return flows
+
+
+def expected_participants_from_docs(docs):
+    out = []
+    for sts in node_sets(docs, "execution"):
+        idx = sts["metadata"]["labels"]["eth-enclave/participant"]
+        cl = next(s for s in node_sets(docs, "beacon") if s["metadata"]["labels"]["eth-enclave/participant"] == idx)
+        vc = sts["metadata"]["name"].replace("-el-", "-vc-", 1)
+        out.append(dict(count=sts["spec"]["replicas"], el=sts["metadata"]["name"], cl=cl["metadata"]["name"], vc=vc))
+    return out
+
+
+def test_network_policies_allow_exactly_the_listed_flows(scenario):
+    v = values(scenario)
+    docs = render(scenario)
+    policies = by_kind(docs, "NetworkPolicy")
+    if not v["networkPolicy"]["enabled"]:
+        assert not policies
+        return
+    deny = [p for p in policies if p["spec"]["podSelector"] == {}]
+    assert len(deny) == (1 if v["networkPolicy"]["defaultDeny"] else 0)
+    if deny:
+        assert sorted(deny[0]["spec"]["policyTypes"]) == ["Egress", "Ingress"]
+        assert not deny[0]["spec"].get("ingress") and not deny[0]["spec"].get("egress")
+    eps = world(docs, v)
+    ours = {e.name for e in eps if e.labels.get("app.kubernetes.io/instance") == RELEASE}
+    got = set()
+    for src in eps:
+        for dst in eps:
+            if src is dst or not (src.name in ours or dst.name in ours):
+                continue
+            for port, proto in dst.ports:
+                if allowed(policies, src, dst, port, proto):
+                    got.add((src.name, dst.name, port, proto))
+    want = expected_flows(docs, v, eps)
+    extra, missing = sorted(got - want), sorted(want - got)
+    assert not extra and not missing, f"allowed but not listed: {extra[:20]}\nlisted but blocked: {missing[:20]}"
+    # and the flows that matter are really there (the comparison above is not vacuous)
+    assert any(f[3] == "UDP" and f[2] == 53 for f in got)
+    assert any(f[2] == v["execution"]["ports"]["engine"] for f in got)
+    if v["networkPolicy"]["defaultDeny"]:
+        assert not any(f[0] == "same-ns-stranger" for f in got)
