@@ -67,9 +67,9 @@ def has_consensus(ethwatch: pathlib.Path) -> bool:
 
 def test_alerts_reach_the_webhook_end_to_end(tmp_path):
     ethwatch = build_ethwatch()
-    consensus = has_consensus(ethwatch)
+    assert has_consensus(ethwatch), f"{ethwatch} has no `consensus` subcommand"
     anvil = tool("ETHWATCH_ANVIL", "anvil")
-    lodestar = tool("ETHWATCH_LODESTAR", "lodestar") if consensus else None
+    lodestar = tool("ETHWATCH_LODESTAR", "lodestar")
     prometheus = tool("ETHWATCH_PROMETHEUS", "prometheus")
     alertmanager = tool("ETHWATCH_ALERTMANAGER", "prometheus-alertmanager")
 
