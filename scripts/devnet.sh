@@ -161,6 +161,13 @@ fi
 CL_URL="http://127.0.0.1:$CL_PORT"
 CL_EXP_URL="http://127.0.0.1:$CL_EXP_PORT/metrics"
 
+# The consensus exporter answers eth_cl_up 1 and has seen a head block.
+cl_sees_head() {
+  local m
+  m="$(curl -sf -m 2 "$1")" || return 1
+  grep -q '^eth_cl_up 1$' <<<"$m" && grep -Eq '^eth_cl_head_slot [1-9]' <<<"$m"
+}
+
 # A one-node Lodestar dev chain: 8 interop validators in the same process, 2 s slots, minimal
 # preset. It writes genesis.ssz to its working directory, so it runs in a scratch directory.
 # --beaconNodes must name the REST port, or no block is ever produced.
@@ -180,6 +187,9 @@ start_consensus() {
     start ethwatch-consensus "$RUN" "$ETHWATCH_BIN" consensus \
       --beacon-url "$CL_URL" --web.listen-address "127.0.0.1:$CL_EXP_PORT"
     wait_until ethwatch-consensus "${PIDS[-1]}" 30 http_ok "$CL_EXP_URL"
+    # Up means the exporter reached the node; a head slot means the chain produces blocks (the
+    # first one comes about 9 s after Lodestar starts).
+    wait_until ethwatch-consensus "${PIDS[-1]}" 60 cl_sees_head "$CL_EXP_URL"
   fi
 }
 [[ "$WITH_CONSENSUS" == 1 ]] && start_consensus
