@@ -201,3 +201,38 @@ def test_server_rejects_what_the_chart_must_never_render(cluster):
     }
     proc = cluster.kubectl("create", "--dry-run=server", "-f", "-", input=yaml.safe_dump(bad), check=False)
     assert proc.returncode != 0 and "for" in proc.stderr, proc.stderr
+
+
+def test_genesis_job_rbac_stores_the_genesis_and_cleanup_deletes_it(cluster, tmp_path):
+    """The genesis Job's ServiceAccount, with only the Role the chart gives it, can apply the
+    ConfigMap its script builds (run here with the generator stubbed, test_genesis.py), exactly as
+    its kubectl container does; it cannot delete it; the post-delete cleanup Job's account can."""
+    from test_genesis import run_generate
+
+    ns = "devnet"  # the namespace the scenario is rendered for
+    cluster.kubectl("create", "namespace", ns)
+    scenario = CHART / "ci" / "network-params-values.yaml"
+    cluster.helm("install", RELEASE, str(CHART), "-n", ns, "-f", str(scenario), "--no-hooks")
+    hooks = [d for d in yaml.safe_load_all(cluster.helm("get", "hooks", RELEASE, "-n", ns).stdout) if d]
+    rbac = [d for d in hooks if d["kind"] in ("ServiceAccount", "Role", "RoleBinding")]
+    assert len(rbac) == 6
+    cluster.kubectl("create", "-n", ns, "-f", "-", input=yaml.safe_dump_all(rbac))
+
+    _, _, _, manifest = run_generate("network-params-values", tmp_path)
+    job = next(d for d in hooks if d["kind"] == "Job" and d["metadata"]["name"] == f"{RELEASE}-eth-enclave-genesis")
+    store = next(c for c in job["spec"]["template"]["spec"]["containers"] if c["name"] == "store")
+    args = [a.replace("/out/genesis-configmap.yaml", str(manifest)) for a in store["args"]]
+    genesis_sa = f"--as=system:serviceaccount:{ns}:{job['spec']['template']['spec']['serviceAccountName']}"
+    cleanup_sa = f"--as=system:serviceaccount:{ns}:{RELEASE}-eth-enclave-genesis-cleanup"
+    for _ in range(2):  # a retried Job applies again
+        cluster.kubectl(*args, genesis_sa)
+    stored = yaml.safe_load(cluster.kubectl("get", "configmap", f"{RELEASE}-eth-enclave-genesis", "-n", ns, "-o", "yaml").stdout)
+    assert set(stored["binaryData"]) >= {"genesis.json", "config.yaml", "genesis.ssz.gz"}
+    denied = cluster.kubectl("delete", "configmap", f"{RELEASE}-eth-enclave-genesis", "-n", ns, genesis_sa, check=False)
+    assert denied.returncode != 0 and "forbidden" in denied.stderr
+    cleanup = next(d for d in hooks if d["kind"] == "Job" and d["metadata"]["name"].endswith("-cleanup"))
+    cargs = cleanup["spec"]["template"]["spec"]["containers"][0]["args"]
+    cluster.kubectl(*cargs, cleanup_sa)
+    gone = cluster.kubectl("get", "configmap", f"{RELEASE}-eth-enclave-genesis", "-n", ns, check=False)
+    assert gone.returncode != 0 and "NotFound" in gone.stderr
+    cluster.helm("uninstall", RELEASE, "-n", ns, "--no-hooks")
