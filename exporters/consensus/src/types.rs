@@ -569,6 +569,95 @@ mod tests {
     }
 
     #[test]
+    fn a_recorded_lodestar_event_stream_decodes() {
+        let text = fixture("lodestar-1.5.1/events.txt");
+        let mut parser = crate::sse::SseParser::new(64 * 1024, 64 * 1024);
+        let mut events = Vec::new();
+        parser.push(text.as_bytes(), &mut |i| events.push(i));
+        let mut heads = 0;
+        for item in events {
+            let crate::sse::SseItem::Event(e) = item else {
+                panic!("{item:?}")
+            };
+            match e.event.as_str() {
+                "head" => {
+                    let h: HeadEvent = serde_json::from_str(&e.data).expect("head");
+                    assert!(h.slot.0 > 0);
+                    heads += 1;
+                }
+                "block" => {
+                    serde_json::from_str::<BlockEvent>(&e.data).expect("block");
+                }
+                "finalized_checkpoint" => {
+                    serde_json::from_str::<FinalizedEvent>(&e.data).expect("finalized");
+                }
+                other => panic!("unexpected topic {other}"),
+            }
+        }
+        assert!(heads >= 2, "{heads} heads in the recording");
+    }
+
+    #[test]
+    fn spec_event_examples_decode() {
+        let text = fixture("beacon-APIs/events_all.txt");
+        let mut parser = crate::sse::SseParser::new(64 * 1024, 64 * 1024);
+        let mut seen = Vec::new();
+        parser.push(text.as_bytes(), &mut |i| {
+            if let crate::sse::SseItem::Event(e) = i {
+                match e.event.as_str() {
+                    "head" => assert_eq!(
+                        serde_json::from_str::<HeadEvent>(&e.data)
+                            .expect("head")
+                            .slot
+                            .0,
+                        10
+                    ),
+                    "block" => assert_eq!(
+                        serde_json::from_str::<BlockEvent>(&e.data)
+                            .expect("block")
+                            .slot
+                            .0,
+                        10
+                    ),
+                    "chain_reorg" => {
+                        let r: ReorgEvent = serde_json::from_str(&e.data).expect("reorg");
+                        assert_eq!((r.slot.0, r.depth.0), (200, 50));
+                    }
+                    "finalized_checkpoint" => {
+                        assert_eq!(
+                            serde_json::from_str::<FinalizedEvent>(&e.data)
+                                .expect("fin")
+                                .epoch
+                                .0,
+                            2
+                        )
+                    }
+                    _ => return,
+                }
+                seen.push(e.event);
+            }
+        });
+        assert_eq!(
+            seen,
+            vec!["head", "block", "finalized_checkpoint", "chain_reorg"]
+        );
+    }
+
+    #[test]
+    fn lodestar_liveness_sends_numbers_as_numbers() {
+        #[derive(Deserialize)]
+        struct Live {
+            index: U64,
+            epoch: U64,
+        }
+        let l: Envelope<Vec<Live>> =
+            serde_json::from_str(&fixture("lodestar-1.5.1/liveness_get.json")).expect("liveness");
+        assert_eq!(l.data.len(), 2);
+        assert_eq!(l.data[1].index.0, 1);
+        assert!(l.data[0].epoch.0 > 0);
+    }
+
+    #[test]
     fn client_versions() {
         assert_eq!(
             parse_client_version("Lighthouse/v0.1.5 (Linux x86_64)"),
