@@ -101,7 +101,7 @@ def test_alerts_reach_the_webhook_end_to_end(tmp_path):
 
 def _run(stack, hook, tmp, rules, ethwatch, anvil, lodestar, prometheus, alertmanager, timings):
     env = child_env()
-    p = {k: free_port() for k in ("anvil", "el_exp", "beacon", "p2p", "cl_exp", "am", "prom")}
+    p = {k: free_port() for k in ("anvil", "el_exp", "beacon", "p2p", "cl_exp", "net", "am", "prom")}
     el_url = f"http://{HOST}:{p['anvil']}"
     el_metrics = f"http://{HOST}:{p['el_exp']}/metrics"
     cl_metrics = f"http://{HOST}:{p['cl_exp']}/metrics"
@@ -127,6 +127,11 @@ def _run(stack, hook, tmp, rules, ethwatch, anvil, lodestar, prometheus, alertma
         stack.start("ethwatch-consensus", [
             str(ethwatch), "consensus", "--beacon-url", beacon_url,
             "--web.listen-address", f"{HOST}:{p['cl_exp']}"], **pre)
+        # The network watcher over both nodes (a network of one per layer: it must stay quiet).
+        stack.start("ethwatch-network", [
+            str(ethwatch), "network", "--execution-target", f"anvil-0={el_url}",
+            "--beacon-target", f"lodestar-0={beacon_url}", "--poll-interval", "1s",
+            "--web.listen-address", f"{HOST}:{p['net']}"], **pre)
 
     # --- nodes answering -----------------------------------------------------------------------
     # Prometheus starts only once the nodes answer through their exporters: a node still booting
@@ -175,6 +180,10 @@ receivers:
     static_configs:
       - targets: ['{HOST}:{p['cl_exp']}']
         labels: {{namespace: e2e, pod: lodestar-0}}
+  - job_name: ethwatch-network
+    static_configs:
+      - targets: ['{HOST}:{p['net']}']
+        labels: {{namespace: e2e, pod: ethwatch-network-0}}
 """
     (tmp / "prometheus.yml").write_text(f"""\
 global:
@@ -200,7 +209,7 @@ scrape_configs:
                lambda: len(json.loads(http_get(f"{prom.base}/api/v1/rules"))["data"]["groups"]) == 4,
                30, stack)
     wait_until("Prometheus scraping the exporters",
-               lambda: prom.value("min(up)") == 1 and prom.value("count(up)") == (2 if lodestar else 1),
+               lambda: prom.value("min(up)") == 1 and prom.value("count(up)") == (3 if lodestar else 1),
                30, stack)
 
     # --- 1. no peers on the beacon dev node -> low peers pages ----------------------------------
