@@ -121,6 +121,8 @@ pub struct Poller {
     last_ok_ms: AtomicU64,
     /// The last transport failure logged, so a down node logs once, not every poll.
     last_failure: Mutex<Option<&'static str>>,
+    /// Collectors whose failure was logged and that have not worked since.
+    failing: Mutex<std::collections::HashSet<&'static str>>,
     /// The sync-distance half of readiness, with hysteresis.
     ready: AtomicBool,
     /// The stream is opening or open: heads the poll finds first count against it.
@@ -162,6 +164,7 @@ impl Poller {
             }),
             last_ok_ms: AtomicU64::new(0),
             last_failure: Mutex::new(None),
+            failing: Mutex::default(),
             ready: AtomicBool::new(true),
             stream_active: AtomicBool::new(false),
             stream_missed_heads: AtomicU32::new(0),
@@ -359,10 +362,24 @@ impl Poller {
         }
     }
 
+    /// Records a collector run; a failure is logged when it starts and when it ends, not per run.
     fn record(&self, collector: &'static str, started: Instant, r: Result<(), UpstreamError>) {
-        if let Err(e) = &r {
-            tracing::debug!(collector, error = %e, "collector failed");
+        let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        match &r {
+            Err(e) if failing.insert(collector) => tracing::warn!(
+                node = self.api.upstream().redacted_url(),
+                collector,
+                kind = e.kind().as_str(),
+                error = %e,
+                "collector failing; its values are kept and marked stale (logged again when it works)"
+            ),
+            Err(e) => tracing::debug!(collector, error = %e, "collector still failing"),
+            Ok(()) if failing.remove(collector) => {
+                tracing::info!(collector, "collector works again")
+            }
+            Ok(()) => {}
         }
+        drop(failing);
         self.status
             .record(collector, started.elapsed(), r.map_err(|e| e.to_string()));
     }

@@ -233,6 +233,16 @@ async fn bad_answers_are_counted_and_last_values_kept_as_stale() {
         lines.len(),
         lines.join("\n")
     );
+    // Collectors that failed while the node answered: once when they start failing, not per poll
+    // (about 100 polls ran).
+    let failing = logs::matching(&["collector failing", &port]);
+    eprintln!("{} collector failure lines", failing.len());
+    assert!(
+        (5..=14).contains(&failing.len()),
+        "{} lines:\n{}",
+        failing.len(),
+        failing.join("\n")
+    );
     exp.stop().await;
 }
 
