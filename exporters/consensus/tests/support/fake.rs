@@ -160,6 +160,7 @@ impl FakeBeacon {
         }
     }
 
+    /// Sets the answer of `path`; a path ending in `*` answers every path with that prefix.
     pub fn set(&self, path: &str, reply: Reply) {
         self.behaviour
             .lock()
@@ -232,16 +233,25 @@ async fn serve(
         let s = behaviour.lock().expect("lock").stream.clone();
         return stream(sock, s, opens, bytes).await;
     }
-    let reply = behaviour
-        .lock()
-        .expect("lock")
-        .routes
-        .get(&path)
-        .cloned()
-        .unwrap_or(Reply::Body(
-            404,
-            r#"{"code":404,"message":"not found"}"#.into(),
-        ));
+    // An exact path, else the longest `prefix*` route that matches.
+    let reply = {
+        let b = behaviour.lock().expect("lock");
+        b.routes.get(&path).cloned().or_else(|| {
+            b.routes
+                .iter()
+                .filter_map(|(k, v)| {
+                    k.strip_suffix('*')
+                        .filter(|p| path.starts_with(p))
+                        .map(|p| (p.len(), v))
+                })
+                .max_by_key(|(n, _)| *n)
+                .map(|(_, v)| v.clone())
+        })
+    }
+    .unwrap_or(Reply::Body(
+        404,
+        r#"{"code":404,"message":"not found"}"#.into(),
+    ));
     match reply {
         Reply::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
