@@ -4,7 +4,9 @@ the fast ones."""
 import sys
 import pathlib
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # common
+sys.path.insert(0, str(HERE.parent))  # e2e.stack: the harness shared with tests/dashboards
 
 
 def pytest_configure(config):

@@ -27,7 +27,7 @@ import time
 import pytest
 
 from common import E2E_OVERLAY, GENERATE, ROOT, run, tool
-from stack import (
+from e2e.stack import (
     HOST, Prometheus, Stack, Webhook, free_port, http_get, metric_value, rpc, wait_until,
 )
 
