@@ -33,7 +33,11 @@ FAKE_ADDR=$(head -n1 "$out")
 TICK=$(getconf CLK_TCK)
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1==m {print $2; exit}'; }
+# Reads the whole page first: with 1,000 nodes it is large, and an early-exiting reader would
+# kill curl with SIGPIPE (and the script with it, under pipefail).
+metrics_page() { curl -s "http://127.0.0.1:$1/metrics" >"$page"; }
+metric() { awk -v m="$1" '$1==m {v=$2} END {print v}' "$page"; }
+page=$(mktemp)
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
@@ -53,8 +57,9 @@ for n in $NODES; do
   sleep "$SECONDS_PER_RUN"
   t1=$(cpu_ticks "$wp")
   cycles=$(python3 -c "print(max(1, round($SECONDS_PER_RUN / $INTERVAL)))")
-  cycle=$(metric "$port" eth_network_cycle_duration_seconds)
-  up=$(curl -s "http://127.0.0.1:$port/metrics" | awk '$1=="eth_network_nodes{layer=\"execution\",state=\"up\"}" {print $2}')
+  metrics_page "$port"
+  cycle=$(metric eth_network_cycle_duration_seconds)
+  up=$(metric 'eth_network_nodes{layer="execution",state="up"}')
   rss=$(rss_kib "$wp")
   [[ -z "$base_rss" ]] && base_rss=$rss
   python3 - "$n" "$cycle" "$t0" "$t1" "$TICK" "$cycles" "$rss" "$base_rss" "$up" <<'PY'
