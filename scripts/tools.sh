@@ -105,7 +105,8 @@ install_lodestar() {
 # ---------------------------------------------------------------------------------------------
 # Python: a venv with the pinned packages the non-cargo tests and alerts/generate.py use, so they
 # never depend on what happens to be installed system-wide. Keyed by the pins and the interpreter.
-PYTHON_PINS=(pyyaml==6.0.3 pytest==9.0.3 kubernetes-validate==1.37.0)
+# matplotlib (with numpy pinned under it) draws the dashboards' pictures (dashboards/render.py).
+PYTHON_PINS=(pyyaml==6.0.3 pytest==9.0.3 kubernetes-validate==1.37.0 matplotlib==3.11.2 numpy==2.4.6)
 python_spec() { printf '%s %s' "$(python3 -c 'import sys; print(sys.version.split()[0])')" "${PYTHON_PINS[*]}"; }
 python_dir() { printf '%s/python-%s' "$TOOLS" "$(python_spec | sha256sum | cut -c1-12)"; }
 install_python() {
@@ -117,8 +118,8 @@ install_python() {
   rm -rf "$dir"
   python3 -m venv "$dir" >&2
   "$dir/bin/python" -m pip install --quiet --no-input --disable-pip-version-check "${PYTHON_PINS[@]}" >&2
-  "$dir/bin/python" -c 'import yaml, pytest, kubernetes_validate' ||
-    die "the venv in $dir cannot import yaml, pytest and kubernetes_validate"
+  "$dir/bin/python" -c 'import yaml, pytest, kubernetes_validate, matplotlib' ||
+    die "the venv in $dir cannot import yaml, pytest, kubernetes_validate and matplotlib"
   printf '%s\n%s\n' "$dir/bin/python" "$spec" >"$dir/.installed"
 }
 
