@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tests that are not cargo tests; scripts/test.sh runs this after `cargo test`. Today: the alert
 # rules (tests/alerts/): generator drift, promtool check and unit tests, the lint, and the
-# end-to-end test through real nodes, exporters, Prometheus and Alertmanager.
+# end-to-end test through real nodes, exporters, Prometheus and Alertmanager; the dashboards
+# (tests/dashboards/): model, PromQL and metrics, and no empty panel end to end; the chart.
 #
 #   tests/run.sh                     # everything
 #   tests/run.sh -m "not e2e"        # without the end-to-end test (extra args go to pytest)
@@ -31,6 +32,13 @@ status=0
 "$ETHWATCH_PYTHON" -m pytest tests/alerts -p no:cacheprovider -ra -s "$@" || status=$?
 if ((status != 0)); then
   fail "pytest tests/alerts exited with $status (see above)"
+fi
+
+echo "== dashboards: model, PromQL, metrics, no empty panel end to end (tests/dashboards)"
+status=0
+"$ETHWATCH_PYTHON" -m pytest tests/dashboards -p no:cacheprovider -ra -s "$@" || status=$?
+if ((status != 0)); then
+  fail "pytest tests/dashboards exited with $status (see above)"
 fi
 
 # The Helm chart (tests/chart): lint, render, validation, assertions, sync drift, real API server.

@@ -90,12 +90,24 @@ def test_histogram_bucket_bounds_exist():
     assert checked, "no bucket bound was checked against a golden file"
 
 
+def dashboard_exprs() -> list[str]:
+    """Every query of the dashboards (dashboards/*.json), which read the same list of series."""
+    import json
+    out = []
+    for path in sorted((ROOT / "dashboards").glob("*.json")):
+        for panel in json.loads(path.read_text())["panels"]:
+            for p in [panel, *panel.get("panels", [])]:
+                out.extend(t["expr"] for t in p.get("targets", []) if t.get("expr"))
+    return out
+
+
 def test_standard_metrics_are_documented_and_used():
-    used = set().union(*(metric_names(r["expr"]) for r in RULES_LIST))
+    exprs = [r["expr"] for r in RULES_LIST] + dashboard_exprs()
+    used = set().union(*(metric_names(e) for e in exprs))
     for name, entry in standard_metrics().items():
         for key in ("source", "labels", "used_by", "why"):
             assert entry.get(key), f"alerts/standard-metrics.yaml: {name} lacks '{key}'"
-        assert name in used, f"alerts/standard-metrics.yaml: {name} is listed but no rule uses it"
+        assert name in used, f"alerts/standard-metrics.yaml: {name} is listed but no rule or dashboard uses it"
 
 
 def test_metric_name_extraction():

@@ -1,0 +1,15 @@
+"""pytest set-up of the dashboard tests: run `tests/run.sh`, or from here `pytest -m "not e2e"`
+for the fast ones."""
+
+import pathlib
+import sys
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))  # the shared e2e package
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "e2e: end to end through real nodes, exporters and Prometheus"
+    )
