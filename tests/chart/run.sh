@@ -24,6 +24,11 @@ for var in ETHWATCH_PYTHON ETHWATCH_HELM ETHWATCH_KUBECTL ETHWATCH_K8S_MODELS ET
   [[ -n "${!var:-}" ]] || fail "$var is not set: run scripts/tools.sh (it installs the tools and writes env.sh)"
 done
 
+# The sidecar test runs the real binary with the chart's flags (cargo test has usually built it).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ETHWATCH_CACHE/target}"
+cargo build --locked -q -p ethwatch
+export ETHWATCH_BIN="$CARGO_TARGET_DIR/debug/ethwatch"
+
 # Helm keeps its state here, never in the user's ~/.config/helm.
 HELM_HOME="$(mktemp -d)"
 trap 'rm -rf "$HELM_HOME"' EXIT

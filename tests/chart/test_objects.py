@@ -289,7 +289,7 @@ def test_genesis_inputs_follow_network_params(scenario):
         assert env[f"{fork.upper()}_FORK_EPOCH"] == ("18446744073709551615" if e >= 2**63 else str(e))
     job = one(docs := render(scenario), "Job", f"{FULL}-genesis")
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install"
-    gen = job["spec"]["template"]["spec"]["initContainers"][0]
+    gen = next(c for c in job["spec"]["template"]["spec"]["initContainers"] if c["name"] == "generate")
     text = script(gen)
     if np["genesis_time"]:
         assert f"ENCLAVE_GENESIS_TIMESTAMP={np['genesis_time']}" in text
