@@ -179,3 +179,62 @@ def test_extra_params_are_passed_as_single_arguments(tmp_path):
     sts = next(d for d in yaml.safe_load_all(text) if d and d["kind"] == "StatefulSet" and "-el-1-" in d["metadata"]["name"])
     el = start_args(sts, "reth", 0, tmp_path, {"el": ""})
     assert el[-2:] == ["--x=a b", "--y=$(id)"]
+
+
+class Enclave(BaseHTTPRequestHandler):
+    """Answers like every node of an enclave at once: JSON-RPC, and ethwatch's /metrics."""
+    block = 0x10
+    metrics = "eth_el_up 1\neth_cl_up 1\neth_cl_head_slot 42\n"
+
+    def log_message(self, *a):
+        pass
+
+    def send(self, body, ctype="application/json"):
+        data = body.encode()
+        self.send_response(200)
+        self.send_header("content-type", ctype)
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self):
+        req = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        if req["method"] == "eth_blockNumber":
+            Enclave.block += 1
+            result = hex(Enclave.block)
+        else:
+            result = "0x3017a4"
+        self.send(json.dumps({"jsonrpc": "2.0", "id": req["id"], "result": result}))
+
+    def do_GET(self):
+        assert self.path == "/metrics"
+        self.send(Enclave.metrics, "text/plain; version=0.0.4")
+
+
+@pytest.fixture
+def enclave():
+    Enclave.metrics = "eth_el_up 1\neth_cl_up 1\neth_cl_head_slot 42\n"
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Enclave)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+
+
+def helm_test(docs, name, port):
+    pod = one(docs, "Pod", f"{FULL}-test-{name}")
+    text = pod["spec"]["containers"][0]["args"][0]
+    text = re.sub(rf"\b{FULL}-[a-z0-9.-]+\.svc\.cluster\.local", "127.0.0.1", text)
+    text = re.sub(r":(8545|9545)\b", f":{port}", text)
+    return subprocess.run(["/bin/sh", "-ec", text], capture_output=True, text=True, timeout=60)
+
+
+def test_helm_test_pods_pass_on_a_healthy_enclave_and_name_the_failure(enclave):
+    docs = render("multi-participant-values")
+    for name in ("rpc", "blocks", "metrics"):
+        proc = helm_test(docs, name, enclave)
+        assert proc.returncode == 0, f"{name}: {proc.stdout}{proc.stderr}"
+        assert "ok:" in proc.stdout
+    assert proc.stdout.count("ethwatch execution metrics") == 6
+    Enclave.metrics = "eth_el_up 0\n"
+    proc = helm_test(docs, "metrics", enclave)
+    assert proc.returncode != 0 and "FAIL: 127.0.0.1 serves no eth_el_up 1" in proc.stdout
