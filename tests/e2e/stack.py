@@ -1,5 +1,5 @@
-"""A real monitoring stack on loopback for the end-to-end alert test: child processes that are
-always cleaned up, a webhook receiver that records Alertmanager's notifications, and small
+"""A real monitoring stack on loopback for the end-to-end tests (tests/alerts, tests/dashboards):
+child processes that are always cleaned up, a webhook receiver that records Alertmanager's notifications, and small
 Prometheus and JSON-RPC clients. Only 127.0.0.1 is bound."""
 
 from __future__ import annotations
@@ -231,6 +231,20 @@ class Prometheus:
 
     def alerts(self) -> list[dict]:
         return json.loads(http_get(f"{self.base}/api/v1/alerts"))["data"]["alerts"]
+
+    def _get(self, path: str, **params) -> dict:
+        res = json.loads(http_get(f"{self.base}{path}?" + urllib.parse.urlencode(params), timeout=10))
+        assert res["status"] == "success", res
+        return res["data"]
+
+    def query_range(self, q: str, start: float, end: float, step: float) -> list[dict]:
+        """A range query's matrix: [{"metric": {...}, "values": [[t, "v"], ...]}, ...]."""
+        return self._get("/api/v1/query_range", query=q, start=start, end=end, step=step)["result"]
+
+    def exemplars(self, q: str, start: float, end: float) -> list[dict]:
+        """/api/v1/query_exemplars: [{"seriesLabels": {...}, "exemplars": [{"labels", "value",
+        "timestamp"}]}] (needs --enable-feature=exemplar-storage)."""
+        return self._get("/api/v1/query_exemplars", query=q, start=start, end=end)
 
 
 def metric_value(text: str, name: str, labels: str = "") -> float | None:
