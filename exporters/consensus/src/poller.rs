@@ -591,7 +591,16 @@ impl Poller {
         if !tracker.is_new(&seen.root) {
             return Ok(());
         }
-        if source == HeadSource::Poll && self.stream_active.load(Ordering::Relaxed) {
+        // A poll that answers with a head older than the one the open stream delivered is late,
+        // not news (a real move to a lower head comes as a stream event too).
+        let stream_on = self.stream_active.load(Ordering::Relaxed);
+        if source == HeadSource::Poll
+            && stream_on
+            && tracker.head().is_some_and(|(slot, _)| seen.slot < slot)
+        {
+            return Ok(());
+        }
+        if source == HeadSource::Poll && stream_on {
             self.stream_missed_heads.fetch_add(1, Ordering::Relaxed);
         }
         self.metrics.state.lock().head_slot = Some(seen.slot);

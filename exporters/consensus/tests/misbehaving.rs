@@ -453,3 +453,64 @@ async fn huge_peer_lists_are_bounded() {
     assert!(grown_mib < 64.0, "memory grew by {grown_mib:.1} MiB");
     exp.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_events_move_the_metrics_at_once() {
+    let fake = FakeBeacon::start().await;
+    let (genesis, slot) = chain();
+    fake.set_all(healthy(genesis, slot));
+    // The poll's head is one slot behind the stream's, so the stream's head is the news.
+    fake.set(
+        "/eth/v1/beacon/headers/head",
+        Reply::Body(200, support::fake::header(slot - 1)),
+    );
+    fake.set(
+        &format!("/eth/v1/beacon/headers/{}", support::fake::root(slot - 1)),
+        Reply::Body(200, support::fake::header(slot - 1)),
+    );
+    fake.set(
+        &format!("/eth/v2/beacon/blocks/{}", support::fake::root(slot - 1)),
+        Reply::Body(200, support::fake::block(slot - 1)),
+    );
+    let events = format!(
+        "{}event: chain_reorg\ndata: {{\"slot\":\"{slot}\",\"depth\":\"2\",\"old_head_block\":\"{r}\",\"new_head_block\":\"{r}\",\"old_head_state\":\"{r}\",\"new_head_state\":\"{r}\",\"epoch\":\"1\",\"execution_optimistic\":false}}\n\nevent: block\ndata: {{\"slot\":\"{slot}\",\"block\":\"{r}\"}}\n\nevent: something_new\ndata: {{}}\n\nevent: head\ndata: not json\n\n",
+        head_event(slot),
+        r = support::fake::root(slot)
+    );
+    fake.stream(Stream::Send(events.into_bytes()));
+    let exp = Exporter::start(&fake.url, &["--collector.validators=false"]).await;
+    let s = exp
+        .wait_for(10, "the stream's events counted", |s| {
+            val(s, "eth_cl_reorgs_total", &[]) == Some(1.0)
+                && val(s, "eth_cl_events_total", &[("topic", "other")]) == Some(1.0)
+        })
+        .await;
+    assert_eq!(must(&s, "eth_cl_reorg_depth_sum", &[]), 2.0);
+    assert_eq!(must(&s, "eth_cl_events_total", &[("topic", "head")]), 2.0);
+    assert_eq!(must(&s, "eth_cl_events_total", &[("topic", "block")]), 1.0);
+    assert_eq!(
+        must(&s, "eth_cl_events_total", &[("topic", "chain_reorg")]),
+        1.0
+    );
+    assert_eq!(
+        must(
+            &s,
+            "eth_cl_api_errors_total",
+            &[("route", "/eth/v1/events"), ("kind", "decode")]
+        ),
+        1.0
+    );
+    // The stream's head (slot) wins over the older polled one (slot - 1), and its block's payload
+    // number is read.
+    assert_eq!(must(&s, "eth_cl_head_slot", &[]), slot as f64);
+    assert_eq!(
+        must(&s, "eth_cl_head_execution_block_number", &[]),
+        1000.0 + slot as f64
+    );
+    assert_eq!(
+        must(&s, "eth_cl_block_arrival_delay_seconds_count", &[]),
+        1.0
+    );
+    assert_eq!(must(&s, "eth_cl_events_stream_connected", &[]), 1.0);
+    exp.stop().await;
+}
