@@ -16,6 +16,7 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use ethwatch_core::upstream::{ErrorKind, Upstream, classify};
 use futures_util::StreamExt;
@@ -122,8 +123,15 @@ async fn session(
     log: &mut Transitions,
 ) -> End {
     poller.set_stream_state(true, false);
-    let open = stream.get_stream(api::EVENTS.0, EVENTS_PATH);
-    tokio::pin!(open);
+    // Every (re)connection is a span of its own: the request until the stream opens. The future
+    // is boxed so it (and with it the span) can be dropped the moment the stream is open.
+    let mut open = Box::pin(stream.get_stream(api::EVENTS.0, EVENTS_PATH).instrument(
+        tracing::info_span!(
+            "event_stream",
+            otel.name = "event stream connect",
+            otel.kind = "internal"
+        ),
+    ));
     let mut check = tokio::time::interval(Duration::from_millis(250));
     let res = loop {
         tokio::select! {
@@ -150,6 +158,7 @@ async fn session(
             }
         }
     };
+    drop(open);
     let opened = Instant::now();
     poller.set_stream_state(true, true);
     poller.status().record(COLLECTOR, Duration::ZERO, Ok(()));

@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 use ethwatch_core::metrics::CollectorStatus;
 use ethwatch_core::upstream::{ErrorKind, UpstreamError};
 
+use tracing::Instrument;
+
 use crate::api::{self, BeaconApi};
 use crate::clock::Clock;
 use crate::head::{HeadTracker, Seen};
@@ -276,16 +278,30 @@ impl Poller {
         self.stream_missed_heads.load(Ordering::Relaxed)
     }
 
-    /// One poll cycle.
+    /// One poll cycle, traced as a `poll` span with a child span per collector run (and, under
+    /// those, the HTTP client spans of the upstream call path).
     pub async fn poll_once(&self) {
+        self.poll_cycle()
+            .instrument(tracing::info_span!(
+                "poll",
+                otel.name = "poll",
+                otel.kind = "internal"
+            ))
+            .await
+    }
+
+    async fn poll_cycle(&self) {
         let start = Instant::now();
+        let sync_span = collector_span("sync");
         let syncing = self
             .api
             .get_data::<Syncing>(api::SYNCING, "/eth/v1/node/syncing")
+            .instrument(sync_span.clone())
             .await;
         let s = match syncing {
             Ok(s) => s,
             Err(e) => {
+                sync_span.record("otel.status_code", "ERROR");
                 self.node_failed(&e);
                 let msg = e.to_string();
                 for c in EVERY_CYCLE {
@@ -316,42 +332,57 @@ impl Poller {
             )
         };
         if clock_due {
-            let t = Instant::now();
-            let r = self.refresh_clock().await;
-            if r.is_ok() {
-                self.sched().clock_stale = false;
+            async {
+                let t = Instant::now();
+                let r = self.refresh_clock().await;
+                if r.is_ok() {
+                    self.sched().clock_stale = false;
+                }
+                self.record("clock", t, r);
             }
-            self.record("clock", t, r);
+            .instrument(collector_span("clock"))
+            .await;
         }
         let info = async {
             if info_due {
-                let t = Instant::now();
-                let r = self.poll_version().await;
-                self.sched().next_info = Some(start + self.cfg.info_interval);
-                self.record("info", t, r);
+                async {
+                    let t = Instant::now();
+                    let r = self.poll_version().await;
+                    self.sched().next_info = Some(start + self.cfg.info_interval);
+                    self.record("info", t, r);
+                }
+                .instrument(collector_span("info"))
+                .await;
             }
         };
         let health = async {
             let t = Instant::now();
             let r = self.poll_health().await;
             self.record("health", t, r);
-        };
+        }
+        .instrument(collector_span("health"));
         let head = async {
             let t = Instant::now();
             let r = self.poll_head(s.is_syncing).await;
             self.record("head", t, r);
-        };
+        }
+        .instrument(collector_span("head"));
         let finality = async {
             let t = Instant::now();
             let r = self.poll_finality().await;
             self.record("finality", t, r);
-        };
+        }
+        .instrument(collector_span("finality"));
         let peers = async {
             if peers_due {
-                let t = Instant::now();
-                let r = self.poll_peers().await;
-                self.sched().next_peers = Some(start + self.cfg.peers_interval);
-                self.record("peers", t, r);
+                async {
+                    let t = Instant::now();
+                    let r = self.poll_peers().await;
+                    self.sched().next_peers = Some(start + self.cfg.peers_interval);
+                    self.record("peers", t, r);
+                }
+                .instrument(collector_span("peers"))
+                .await;
             }
         };
         tokio::join!(info, health, head, finality, peers);
@@ -362,8 +393,12 @@ impl Poller {
         }
     }
 
-    /// Records a collector run; a failure is logged when it starts and when it ends, not per run.
+    /// Records a collector run; a failure is logged when it starts and when it ends, not per run,
+    /// and marks the current (collector) span as failed.
     fn record(&self, collector: &'static str, started: Instant, r: Result<(), UpstreamError>) {
+        if r.is_err() {
+            tracing::Span::current().record("otel.status_code", "ERROR");
+        }
         let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
         match &r {
             Err(e) if failing.insert(collector) => tracing::warn!(
@@ -688,6 +723,19 @@ impl Poller {
             )
         };
         if counts_due {
+            self.poll_validator_counts(epoch, now, retry_after)
+                .instrument(collector_span("validators"))
+                .await;
+        }
+        if part_due {
+            self.poll_participation(epoch, now, retry_after, clock.slots_per_epoch, try_rewards)
+                .instrument(collector_span("participation"))
+                .await;
+        }
+    }
+
+    async fn poll_validator_counts(&self, epoch: u64, now: Instant, retry_after: Duration) {
+        {
             let t = Instant::now();
             let r = validators::fetch_counts(&self.api, &self.cfg.filter).await;
             match &r {
@@ -702,14 +750,24 @@ impl Poller {
             }
             self.record("validators", t, r.map(|_| ()));
         }
-        if part_due {
+    }
+
+    async fn poll_participation(
+        &self,
+        epoch: u64,
+        now: Instant,
+        retry_after: Duration,
+        slots_per_epoch: u64,
+        try_rewards: bool,
+    ) {
+        {
             let t = Instant::now();
             let target = epoch - 2;
             let r = validators::fetch_participation(
                 &self.api,
                 &self.cfg.filter,
                 target,
-                clock.slots_per_epoch,
+                slots_per_epoch,
                 try_rewards,
             )
             .await;
@@ -732,4 +790,14 @@ impl Poller {
             self.record("participation", t, r.map(|_| ()));
         }
     }
+}
+
+/// A span for one collector run, child of the current (poll) span.
+fn collector_span(name: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "collect",
+        otel.name = %format!("collect {name}"),
+        otel.status_code = tracing::field::Empty,
+        ethwatch.collector = name,
+    )
 }

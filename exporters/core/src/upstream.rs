@@ -409,8 +409,11 @@ impl Upstream {
         if let Some((u, p)) = &self.user {
             req = req.basic_auth(u, p.as_ref());
         }
+        use tracing::Instrument;
+        let span = self.http_span("GET", Some(target));
         let start = Instant::now();
-        let res = tokio::time::timeout(self.opts.timeout, req.send()).await;
+        let res =
+            tokio::time::timeout(self.opts.timeout, req.send().instrument(span.clone())).await;
         let res = match res {
             Err(_) => Err(UpstreamError::Timeout(self.opts.timeout)),
             Ok(Err(e)) => Err(classify(e)),
@@ -420,7 +423,21 @@ impl Upstream {
             }),
             Ok(Ok(r)) => Ok(r),
         };
-        self.metrics.observe(target, start.elapsed(), None);
+        match &res {
+            Ok(r) => {
+                span.record("http.response.status_code", r.status().as_u16());
+            }
+            Err(e) => {
+                if let UpstreamError::HttpStatus { status, .. } = e {
+                    span.record("http.response.status_code", status);
+                }
+                span.record("error.type", e.kind().as_str());
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        let trace_id = crate::traces::trace_id_of(&span);
+        drop(span);
+        self.metrics.observe(target, start.elapsed(), trace_id);
         if let Err(e) = &res {
             self.metrics.error(target, e.kind());
         }
