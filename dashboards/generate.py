@@ -128,10 +128,12 @@ def _panel(kind: str, title: str, desc: str, unit: str, tgts: list[dict], **extr
 
 
 def timeseries(title, desc, unit, *exprs, stack=False, min0=True, links=None, decimals=None,
-               max1=False, legend_calcs=("lastNotNull",), draw="line"):
+               max1=False, legend_calcs=("lastNotNull",), draw="line", log=None):
     custom = {"drawStyle": draw, "lineWidth": 1, "fillOpacity": 10 if not stack else 40,
               "showPoints": "never", "spanNulls": False,
               "stacking": {"mode": "normal" if stack else "none", "group": "A"}}
+    if log:
+        custom["scaleDistribution"] = {"type": "log", "log": log}
     if draw == "points":
         custom.update({"showPoints": "always", "pointSize": 5, "fillOpacity": 0})
     d = {"unit": unit, "custom": custom, "color": {"mode": "palette-classic"}}
@@ -455,8 +457,17 @@ def node_details() -> dict:
     g.add(timeseries("Volume use", "Share of each data volume in use, as the sidecars read it with statvfs (alerts at 80 % and 90 %).", "percentunit",
                      (f"1 - ethwatch_volume_available_bytes{{{NODE1}}} / ethwatch_volume_size_bytes{{{NODE1}}}", "{{pod}} {{path}}"),
                      max1=True), 8, 7)
-    g.add(timeseries("Collectors failing", "Collectors of the sidecars whose last run failed or whose method the node lacks (ethwatch_collector_success == 0); all at 1 is healthy.", "none",
-                     (f"ethwatch_collector_success{{{NODE1}}}", "{{pod}} {{collector}}"), max1=True, decimals=0), 12, 7)
+    g.add(timeseries("Collectors failing", "How many collectors of each sidecar failed their last run or ask for a method the node lacks (0 is healthy); the Collector status table names them.", "none",
+                     (f"sum by (pod) (1 - ethwatch_collector_success{{{NODE1}}})", "{{pod}}"), decimals=0), 6, 7)
+    g.add(table("Collector status", "Each collector of the node's sidecars: 1 when its last run succeeded, 0 when it failed or the node lacks its method (anvil has no net_peerCount), and how stale its values are.", "none", {
+        "ok": f"ethwatch_collector_success{{{NODE1}}}",
+        "seconds since success": f"time() - ethwatch_collector_last_success_timestamp_seconds{{{NODE1}}}",
+    }, "collector", overrides=[
+        {"matcher": {"id": "byName", "options": "ok"},
+         "properties": [{"id": "mappings", "value": [{"type": "value", "options": {
+             "0": {"text": "failing", "color": "red"}, "1": {"text": "ok", "color": "green"}}}]},
+                        {"id": "custom.cellOptions", "value": {"type": "color-background"}}]},
+        unit_override("seconds since success", "s")]), 6, 7)
     g.add(timeseries("Beacon events by topic", "Events per second on the beacon node's event stream, by topic.", "ops",
                      (f"sum by (topic) (rate(eth_cl_events_total{{{NODE1}}}[{RI}]))", "{{topic}}")), 12, 7)
     return dashboard("node", "ethwatch / Node details",
@@ -588,8 +599,8 @@ def txpool() -> dict:
     g.add(timeseries("Gas used vs gas limit", "Gas used by each node's head block, against the block's gas limit.", "short",
                      (f"eth_el_head_gas_used{{{NODES}}}", "{{pod}} used"),
                      (f"eth_el_head_gas_limit{{{NODES}}}", "{{pod}} limit")), 12, 8)
-    g.add(timeseries("Base fee", "Base fee per gas of the head block: it rises while blocks are more than half full and falls while they are less.", "si:wei",
-                     (f"eth_el_head_base_fee_per_gas_wei{{{NODES}}}", "{{pod}}")), 8, 8)
+    g.add(timeseries("Base fee", "Base fee per gas of the head block, on a log scale: it rises up to 12.5 % a block while blocks are more than half full and falls while they are less.", "si:wei",
+                     (f"eth_el_head_base_fee_per_gas_wei{{{NODES}}}", "{{pod}}"), min0=False, log=10), 8, 8)
     g.add(timeseries("Transactions per block", "Transactions in each node's polled head block.", "short",
                      (f"eth_el_head_transactions{{{NODES}}}", "{{pod}}"), decimals=0, draw="points"), 8, 8)
     g.add(timeseries("Transactions per second", "Estimate: average transactions per head block times blocks per second.", "ops",

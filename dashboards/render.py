@@ -183,6 +183,18 @@ def draw_bars(ax, panel, base, values, ri):
     ax.xaxis.set_major_formatter(axis_formatter(unit))
 
 
+def _limits(ax, defaults, lo, hi, ymax):
+    if "min" in defaults:
+        lo = defaults["min"]
+    if "max" in defaults:
+        hi = max(defaults["max"], hi if hi < defaults["max"] * 1.05 else defaults["max"])
+    if not math.isfinite(ymax) or ymax <= lo:  # all zero (or no data): a flat line at the bottom
+        hi = lo + 1
+    else:
+        hi = hi + (hi - lo) * 0.25  # room for the legend
+    ax.set_ylim(lo, hi)
+
+
 def draw_series(ax, panel, base, values, ri, start, end, step):
     unit = panel["fieldConfig"]["defaults"]["unit"]
     overrides = {}
@@ -192,13 +204,16 @@ def draw_series(ax, panel, base, values, ri, start, end, step):
                 overrides[o["matcher"]["options"]] = prop["value"]
     custom = panel["fieldConfig"]["defaults"].get("custom", {})
     n = 0
+    ymax = -math.inf
     secondary = None
     for t in panel["targets"]:
         for s in get(base, "/api/v1/query_range", query=fill(t["expr"], values, ri),
                      start=start, end=end, step=step):
             xs = [(float(ts) - end) / 60 for ts, _ in s["values"]]
             ys = [float(v) for _, v in s["values"]]
+            ymax = max([ymax] + [y for y in ys if math.isfinite(y)])
             name = legend(t.get("legendFormat"), s["metric"])
+            name = name if len(name) <= 44 else name[:20] + "..." + name[-21:]
             target_ax = ax
             if any(re.fullmatch(rx, name) for rx in overrides):
                 secondary = secondary or ax.twinx()
@@ -217,16 +232,13 @@ def draw_series(ax, panel, base, values, ri, start, end, step):
     ax.yaxis.set_major_formatter(axis_formatter(unit))
     ax.set_xlabel("minutes ago", color=MUTED, fontsize=7)
     defaults = panel["fieldConfig"]["defaults"]
-    lo, hi = ax.get_ylim()
-    if "min" in defaults:
-        lo = defaults["min"]
-    if "max" in defaults:
-        hi = max(defaults["max"], hi if hi < defaults["max"] * 1.05 else defaults["max"])
-    if hi - lo < 1e-9 or (lo == 0 and hi <= 0):
-        hi = lo + 1
+    if custom.get("scaleDistribution", {}).get("type") == "log":
+        ax.set_yscale("log", base=custom["scaleDistribution"]["log"])
+        ax.yaxis.set_major_formatter(axis_formatter(unit))
+        lo, hi = ax.get_ylim()
+        ax.set_ylim(lo, hi * 10)  # room for the legend
     else:
-        hi = hi + (hi - lo) * 0.25  # room for the legend
-    ax.set_ylim(lo, hi)
+        _limits(ax, defaults, *ax.get_ylim(), ymax)
     if n:
         handles, labels = ax.get_legend_handles_labels()
         if secondary:
@@ -267,7 +279,7 @@ def render_dashboard(dash: dict, titles: list[str], base: str, values: dict, out
     fig.text(0.988, 1 - 0.32 / height, f"{var_text}   last {window / 60:.0f} min   (ethwatch end-to-end devnet)",
              color=MUTED, fontsize=8.5, va="center", ha="right")
     top = 1 - 0.75 / height
-    gs_rows = ([1.0] if stats else []) + [2.6] * rows
+    gs_rows = ([0.85] if stats else []) + [2.6] * rows
     gs = fig.add_gridspec(len(gs_rows), 1, height_ratios=gs_rows, top=top, bottom=0.25 / height,
                           left=0.05, right=0.985, hspace=0.42)
     end = time.time()
