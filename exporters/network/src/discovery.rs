@@ -53,7 +53,7 @@ pub type Targets = BTreeMap<String, Target>;
 pub enum Preset {
     /// This project's chart (`charts/eth-enclave`): pods labelled
     /// `app.kubernetes.io/name=eth-enclave` with `app.kubernetes.io/component` `execution` or
-    /// `beacon`, paired by `ethwatch.io/participant` and the StatefulSet pod index.
+    /// `beacon`, paired by `eth-enclave/participant` and the StatefulSet pod index.
     Ethwatch,
     /// Enclaves Kurtosis created: pods labelled `kurtosistech.com/resource-type=user-service`,
     /// services named `el-<i>-<el>-<cl>` and `cl-<i>-<cl>-<el>` in `kurtosistech.com/id`,
@@ -102,7 +102,7 @@ impl PodRules {
                     "beacon" => Layer::Consensus,
                     _ => return None,
                 };
-                let pair = labels.get("ethwatch.io/participant").map(|p| {
+                let pair = labels.get("eth-enclave/participant").map(|p| {
                     let index = labels
                         .get("apps.kubernetes.io/pod-index")
                         .cloned()
@@ -455,7 +455,7 @@ mod tests {
             "t-reth-0-1",
             &[
                 ("app.kubernetes.io/component", "execution"),
-                ("ethwatch.io/participant", "0"),
+                ("eth-enclave/participant", "0"),
                 ("apps.kubernetes.io/pod-index", "1"),
             ],
             true,
@@ -471,7 +471,7 @@ mod tests {
             "t-lighthouse-0-1",
             &[
                 ("app.kubernetes.io/component", "beacon"),
-                ("ethwatch.io/participant", "0"),
+                ("eth-enclave/participant", "0"),
             ],
             true,
             Some("10.1.0.9"),
