@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Run ethwatch against a local devnet: an anvil execution node plus `ethwatch execution`, and
-# with WITH_CONSENSUS=1 also a Lodestar beacon node plus `ethwatch consensus`. Everything binds
+# Run ethwatch against a local devnet: an anvil execution node plus `ethwatch execution`, a
+# Lodestar beacon node plus `ethwatch consensus` (WITH_CONSENSUS=0 leaves them out), and the
+# network watcher `ethwatch network` over both. Everything binds
 # 127.0.0.1 on free ports; logs go to a run directory under $CACHE/devnet/. Ctrl-C stops it all.
 #
 # Environment knobs:
 #   BLOCK_TIME=2         anvil block time in seconds
-#   WITH_CONSENSUS=1     also start Lodestar and the consensus exporter
+#   WITH_CONSENSUS=0     execution side only (no Lodestar, no consensus exporter)
 #   NODES_ONLY=1         start only the nodes (no cargo build, no ethwatch)
 #   ETHWATCH_BIN=path    use this ethwatch binary instead of building one
-#   EL_PORT, EXP_PORT, CL_PORT, CL_P2P_PORT, CL_EXP_PORT   fixed ports instead of free ones
+#   EL_PORT, EXP_PORT, CL_PORT, CL_P2P_PORT, CL_EXP_PORT, NET_PORT   fixed ports instead of free ones
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 CACHE="${ETHWATCH_CACHE:-$HOME/.cache/ethwatch}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
 BLOCK_TIME="${BLOCK_TIME:-2}"
-WITH_CONSENSUS="${WITH_CONSENSUS:-0}"
+WITH_CONSENSUS="${WITH_CONSENSUS:-1}"
 NODES_ONLY="${NODES_ONLY:-0}"
 
 log() { echo "devnet: $*" >&2; }
@@ -51,12 +52,13 @@ for _ in range(int(sys.argv[1])):
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 PY
 }
-read -r p1 p2 p3 p4 p5 < <(free_ports 5)
+read -r p1 p2 p3 p4 p5 p6 < <(free_ports 6)
 EL_PORT="${EL_PORT:-$p1}"         # anvil JSON-RPC (HTTP and websocket)
 EXP_PORT="${EXP_PORT:-$p2}"       # ethwatch execution /metrics
 CL_PORT="${CL_PORT:-$p3}"         # Lodestar beacon REST API
 CL_P2P_PORT="${CL_P2P_PORT:-$p4}" # Lodestar libp2p (TCP, loopback only)
 CL_EXP_PORT="${CL_EXP_PORT:-$p5}" # ethwatch consensus /metrics
+NET_PORT="${NET_PORT:-$p6}"       # ethwatch network /metrics
 
 DEVNET_DIR="$CACHE/devnet"
 mkdir -p "$DEVNET_DIR"
@@ -194,6 +196,18 @@ start_consensus() {
 }
 [[ "$WITH_CONSENSUS" == 1 ]] && start_consensus
 
+# --- network watcher over every node ---------------------------------------------------------
+NET_URL="http://127.0.0.1:$NET_PORT/metrics"
+if [[ "$NODES_ONLY" != 1 ]]; then
+  net_args=(--execution-target "el-1=$EL_URL")
+  if [[ "$WITH_CONSENSUS" == 1 ]]; then
+    net_args+=(--beacon-target "cl-1=$CL_URL" --pair "el-1=cl-1")
+  fi
+  start ethwatch-network "$RUN" "$ETHWATCH_BIN" network "${net_args[@]}" \
+    --poll-interval 2s --web.listen-address "127.0.0.1:$NET_PORT"
+  wait_until ethwatch-network "${PIDS[-1]}" 30 http_ok "$NET_URL"
+fi
+
 # --- report and wait -------------------------------------------------------------------------
 # endpoints.env lets other scripts find this devnet: `source $CACHE/devnet/latest/endpoints.env`.
 {
@@ -204,6 +218,7 @@ start_consensus() {
     echo "DEVNET_CL_URL=$CL_URL"
     [[ "$NODES_ONLY" != 1 ]] && echo "DEVNET_CL_METRICS_URL=$CL_EXP_URL"
   fi
+  [[ "$NODES_ONLY" != 1 ]] && echo "DEVNET_NETWORK_METRICS_URL=$NET_URL"
   true
 } >"$RUN/endpoints.env"
 
@@ -215,6 +230,7 @@ if [[ "$WITH_CONSENSUS" == 1 ]]; then
   echo "  beacon node (lodestar):  $CL_URL"
   [[ "$NODES_ONLY" != 1 ]] && echo "  consensus metrics:       $CL_EXP_URL"
 fi
+[[ "$NODES_ONLY" != 1 ]] && echo "  network watcher metrics: $NET_URL"
 echo "Press Ctrl-C to stop."
 
 # Return when any child exits (an error: they should run until stopped) or a signal arrives.
