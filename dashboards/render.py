@@ -247,7 +247,7 @@ def draw_series(ax, panel, base, values, ri, start, end, step):
         if len(handles) > 8:
             handles, labels = handles[:8], labels[:7] + [f"... and {len(labels) - 7} more"]
         ax.legend(handles, labels, fontsize=6.5, loc="upper left", frameon=False, labelcolor=TEXT,
-                  ncol=2 if len(handles) > 3 else 1)
+                  ncol=2 if len(handles) > 3 and max(map(len, labels)) <= 28 else 1)
     else:
         ax.text(0.5, 0.5, "No data", ha="center", va="center", color=MUTED, transform=ax.transAxes)
 
@@ -330,6 +330,7 @@ def render_all(base: str, out_dir: pathlib.Path, values: dict | None = None, win
 
 def from_devnet(seconds: float, out: pathlib.Path) -> list[pathlib.Path]:
     """Starts the end-to-end devnet (tests/e2e/devnet.py), lets it run, renders, cleans up."""
+    import shutil
     import signal
     import subprocess
     import tempfile
@@ -351,11 +352,13 @@ def from_devnet(seconds: float, out: pathlib.Path) -> list[pathlib.Path]:
         traffic.start()
         print(f"devnet up; recording {seconds:.0f} s (logs in {tmp / 'logs'})", file=sys.stderr)
         time.sleep(seconds)
-        return render_all(prom.base, out, window=seconds)
+        written = render_all(prom.base, out, window=seconds)
     finally:
         if traffic:
             traffic.stop()
         stack.stop_all()
+    shutil.rmtree(tmp, ignore_errors=True)  # kept (with the logs) only when something failed
+    return written
 
 
 def main() -> int:
