@@ -27,7 +27,7 @@ pub mod validators;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ethwatch_core::config::{CommonArgs, parse_duration, parse_http_url};
 use ethwatch_core::metrics::{CollectorStatus, register_build_info};
@@ -333,27 +333,10 @@ pub async fn start(args: ConsensusArgs, shutdown: CancellationToken) -> anyhow::
         ));
     }
     if !volume.is_empty() {
-        let s = status.clone();
-        status.declare("volume", true);
-        tracker.spawn(ethwatch_core::schedule::every(
+        tracker.spawn(volume.run(
+            status.clone(),
             args.common.volume_interval,
-            Duration::from_secs(5),
             shutdown.clone(),
-            move || {
-                let v = volume.clone();
-                let s = s.clone();
-                async move {
-                    let start = Instant::now();
-                    let r = tokio::task::spawn_blocking(move || v.update())
-                        .await
-                        .unwrap_or_else(|e| Err(e.to_string()));
-                    if let Err(e) = &r {
-                        tracing::debug!(error = %e, "volume usage");
-                    }
-                    s.record("volume", start.elapsed(), r);
-                }
-            },
-            || tracing::warn!("reading volume usage timed out"),
         ));
     }
     tracker.spawn(server::serve(

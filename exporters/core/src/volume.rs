@@ -73,6 +73,40 @@ impl VolumeMetrics {
     }
 }
 
+impl VolumeMetrics {
+    /// Reads usage every `interval` until shutdown (off the async threads: statvfs can block on
+    /// a hung network filesystem), recording the `volume` collector in `status`.
+    pub async fn run(
+        self,
+        status: crate::metrics::CollectorStatus,
+        interval: std::time::Duration,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        status.declare("volume", true);
+        crate::schedule::every(
+            interval,
+            std::time::Duration::from_secs(5),
+            shutdown,
+            move || {
+                let v = self.clone();
+                let s = status.clone();
+                async move {
+                    let start = std::time::Instant::now();
+                    let r = tokio::task::spawn_blocking(move || v.update())
+                        .await
+                        .unwrap_or_else(|e| Err(e.to_string()));
+                    if let Err(e) = &r {
+                        tracing::debug!(error = %e, "volume usage");
+                    }
+                    s.record("volume", start.elapsed(), r);
+                }
+            },
+            || tracing::warn!("reading volume usage timed out"),
+        )
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

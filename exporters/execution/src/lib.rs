@@ -258,27 +258,10 @@ pub async fn start(args: ExecutionArgs, shutdown: CancellationToken) -> anyhow::
         ));
     }
     if !volume.is_empty() {
-        let s = status.clone();
-        status.declare("volume", true);
-        tracker.spawn(ethwatch_core::schedule::every(
+        tracker.spawn(volume.run(
+            status.clone(),
             args.common.volume_interval,
-            Duration::from_secs(5),
             shutdown.clone(),
-            move || {
-                let v = volume.clone();
-                let s = s.clone();
-                async move {
-                    let start = std::time::Instant::now();
-                    let r = tokio::task::spawn_blocking(move || v.update())
-                        .await
-                        .unwrap_or_else(|e| Err(e.to_string()));
-                    if let Err(e) = &r {
-                        tracing::debug!(error = %e, "volume usage");
-                    }
-                    s.record("volume", start.elapsed(), r);
-                }
-            },
-            || tracing::warn!("reading volume usage timed out"),
         ));
     }
     tracker.spawn(server::serve(

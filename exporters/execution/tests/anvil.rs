@@ -166,6 +166,10 @@ async fn follows_a_real_node_and_survives_its_death() {
         "500ms",
         "--ready-intervals",
         "4",
+        "--volume.path",
+        "/tmp",
+        "--volume.interval",
+        "1s",
     ])
     .await;
 
@@ -190,6 +194,13 @@ async fn follows_a_real_node_and_survives_its_death() {
     assert_eq!(val(&s, "eth_el_syncing", &[]), Some(0.0));
     assert_eq!(status(&base, "/readyz").await, 200);
     assert_eq!(status(&base, "/healthz").await, 200);
+    let size = val(&s, "ethwatch_volume_size_bytes", &[("path", "/tmp")]).expect("volume size");
+    let avail =
+        val(&s, "ethwatch_volume_available_bytes", &[("path", "/tmp")]).expect("volume available");
+    assert!(
+        size > 0.0 && avail <= size,
+        "statvfs of /tmp: {avail} of {size}"
+    );
     assert!(
         reqwest::get(format!("{base}/"))
             .await
