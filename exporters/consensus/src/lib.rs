@@ -30,11 +30,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ethwatch_core::config::{CommonArgs, parse_duration, parse_http_url};
-use ethwatch_core::metrics::{CollectorStatus, register_build_info};
-use ethwatch_core::server::{self, ServerState};
+use ethwatch_core::exporter::Frame;
+use ethwatch_core::server;
 use ethwatch_core::upstream::{Upstream, UpstreamOptions};
-use ethwatch_core::volume::VolumeMetrics;
-use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use url::Url;
@@ -241,11 +239,9 @@ pub struct Running {
 pub async fn start(args: ConsensusArgs, shutdown: CancellationToken) -> anyhow::Result<Running> {
     args.validate()?;
     let filter = ValidatorFilter::parse(&args.validators_id).map_err(anyhow::Error::msg)?;
-    let mut registry = Registry::default();
-    register_build_info(&mut registry);
-    let status = CollectorStatus::register(&mut registry);
-    let metrics = ConsensusMetrics::register(&mut registry);
-    let volume = VolumeMetrics::register(&mut registry, args.common.volume_paths.clone());
+    let mut frame = Frame::bind(&args.common, shutdown.clone()).await?;
+    let status = frame.status.clone();
+    let metrics = ConsensusMetrics::register(&mut frame.registry);
     let upstream = Upstream::new(
         &args.beacon_url,
         UpstreamOptions {
@@ -284,28 +280,15 @@ pub async fn start(args: ConsensusArgs, shutdown: CancellationToken) -> anyhow::
 
     let p = poller.clone();
     let readiness: server::ReadinessCheck = Arc::new(move || p.readiness());
-    let listener = server::bind(&args.common.listen_address).await?;
-    let addr = listener.local_addr()?;
-    let state = Arc::new(ServerState {
-        registry,
-        telemetry_path: args.common.telemetry_path.clone(),
-        readiness,
-        exporter: "consensus",
-        upstream: upstream_shown.clone(),
-        status: status.clone(),
-    });
-    tracing::info!(%addr, node = %upstream_shown, "consensus exporter listening");
-
-    let tracker = tokio_util::task::TaskTracker::new();
     // The poll loop: a cycle gets three request timeouts (sync, then the parallel requests, then
     // a walk back over a gap).
-    tracker.spawn(poll_loop(
+    frame.spawn(poll_loop(
         poller.clone(),
         args.beacon_timeout * 3,
         shutdown.clone(),
     ));
     if args.collector_validators {
-        tracker.spawn(validators_loop(
+        frame.spawn(validators_loop(
             poller.clone(),
             args.beacon_timeout,
             shutdown.clone(),
@@ -322,7 +305,7 @@ pub async fn start(args: ConsensusArgs, shutdown: CancellationToken) -> anyhow::
             },
             poller.metrics().api.clone(),
         )?;
-        tracker.spawn(events::run(
+        frame.spawn(events::run(
             poller.clone(),
             stream,
             EventsConfig {
@@ -332,21 +315,7 @@ pub async fn start(args: ConsensusArgs, shutdown: CancellationToken) -> anyhow::
             shutdown.clone(),
         ));
     }
-    if !volume.is_empty() {
-        tracker.spawn(volume.run(
-            status.clone(),
-            args.common.volume_interval,
-            shutdown.clone(),
-        ));
-    }
-    tracker.spawn(server::serve(
-        listener,
-        state,
-        args.common.max_requests as usize,
-        shutdown.clone(),
-    ));
-    tracker.close();
-    let task = tokio::spawn(async move { tracker.wait().await });
+    let (addr, task) = frame.serve(&args.common, "consensus", upstream_shown, readiness)?;
     Ok(Running { addr, poller, task })
 }
 

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`config`]: the flags every exporter takes (`--web.*`, `--log.format`, `--config.file`), the
 //!   YAML config file merge, and value parsers (durations).
+//! - [`exporter`]: the frame every exporter runs in (registry, listener, tasks, server).
 //! - [`upstream`]: the one path every request to a node goes through: timeout, body cap, error kind,
 //!   latency histogram with exemplars, credential redaction.
 //! - [`exposition`]: reading the text exposition format back (tests, docs generator).
@@ -18,6 +19,7 @@
 //! `/metrics` only encodes that state and never calls the node.
 
 pub mod config;
+pub mod exporter;
 pub mod exposition;
 pub mod metrics;
 pub mod schedule;

@@ -22,11 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ethwatch_core::config::{CommonArgs, parse_duration, parse_http_url, parse_ws_url};
-use ethwatch_core::metrics::{CollectorStatus, register_build_info};
-use ethwatch_core::server::{self, ServerState};
+use ethwatch_core::exporter::Frame;
+use ethwatch_core::server;
 use ethwatch_core::upstream::{Upstream, UpstreamOptions};
-use ethwatch_core::volume::VolumeMetrics;
-use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use url::Url;
@@ -159,12 +157,9 @@ pub struct Running {
 /// Validates the flags, binds the listener and starts every task.
 pub async fn start(args: ExecutionArgs, shutdown: CancellationToken) -> anyhow::Result<Running> {
     args.validate()?;
-    let mut registry = Registry::default();
-    register_build_info(&mut registry);
-    let status = CollectorStatus::register(&mut registry);
-    ethwatch_core::traces::register_metrics(&mut registry);
-    let metrics = ExecutionMetrics::register(&mut registry, args.ws_url.is_some());
-    let volume = VolumeMetrics::register(&mut registry, args.common.volume_paths.clone());
+    let mut frame = Frame::bind(&args.common, shutdown.clone()).await?;
+    let status = frame.status.clone();
+    let metrics = ExecutionMetrics::register(&mut frame.registry, args.ws_url.is_some());
     let upstream = Upstream::new(
         &args.rpc_url,
         UpstreamOptions {
@@ -215,25 +210,12 @@ pub async fn start(args: ExecutionArgs, shutdown: CancellationToken) -> anyhow::
             Ok(())
         }
     });
-    let listener = server::bind(&args.common.listen_address).await?;
-    let addr = listener.local_addr()?;
-    let state = Arc::new(ServerState {
-        registry,
-        telemetry_path: args.common.telemetry_path.clone(),
-        readiness,
-        exporter: "execution",
-        upstream: upstream_shown.clone(),
-        status: status.clone(),
-    });
-    tracing::info!(%addr, node = %upstream_shown, "execution exporter listening");
-
-    let tracker = tokio_util::task::TaskTracker::new();
     // The poll loop. A cycle gets three request timeouts: the batch, a backfill, and slack.
     {
         let p = poller.clone();
         let s = status.clone();
         let cycle_timeout = args.rpc_timeout * 3;
-        tracker.spawn(ethwatch_core::schedule::every(
+        frame.spawn(ethwatch_core::schedule::every(
             args.poll_interval,
             cycle_timeout,
             shutdown.clone(),
@@ -248,7 +230,7 @@ pub async fn start(args: ExecutionArgs, shutdown: CancellationToken) -> anyhow::
         ));
     }
     if let Some(ws_url) = args.ws_url.clone() {
-        tracker.spawn(ws::run(
+        frame.spawn(ws::run(
             ws_url,
             poller.clone(),
             status.clone(),
@@ -257,20 +239,6 @@ pub async fn start(args: ExecutionArgs, shutdown: CancellationToken) -> anyhow::
             shutdown.clone(),
         ));
     }
-    if !volume.is_empty() {
-        tracker.spawn(volume.run(
-            status.clone(),
-            args.common.volume_interval,
-            shutdown.clone(),
-        ));
-    }
-    tracker.spawn(server::serve(
-        listener,
-        state,
-        args.common.max_requests as usize,
-        shutdown.clone(),
-    ));
-    tracker.close();
-    let task = tokio::spawn(async move { tracker.wait().await });
+    let (addr, task) = frame.serve(&args.common, "execution", upstream_shown, readiness)?;
     Ok(Running { addr, poller, task })
 }

@@ -18,10 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ethwatch_core::config::{CommonArgs, parse_duration};
-use ethwatch_core::metrics::{CollectorStatus, register_build_info};
-use ethwatch_core::server::{self, ServerState};
+use ethwatch_core::exporter::Frame;
+use ethwatch_core::server;
 use ethwatch_core::upstream::UpstreamOptions;
-use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -160,13 +159,10 @@ pub struct Running {
 /// Validates flags, connects discovery, binds the listener and starts every task.
 pub async fn start(args: NetworkArgs, shutdown: CancellationToken) -> anyhow::Result<Running> {
     args.validate()?;
-    let mut registry = Registry::default();
-    register_build_info(&mut registry);
-    let status = CollectorStatus::register(&mut registry);
-    ethwatch_core::traces::register_metrics(&mut registry);
-    let metrics = NetworkMetrics::register(&mut registry);
+    let mut frame = Frame::bind(&args.common, shutdown.clone()).await?;
+    let status = frame.status.clone();
+    let metrics = NetworkMetrics::register(&mut frame.registry);
 
-    let tracker = tokio_util::task::TaskTracker::new();
     let (upstream_shown, rx) = if args.kubernetes {
         let client = kube::Client::try_default().await.map_err(|e| {
             anyhow::anyhow!("--kubernetes.discovery: no Kubernetes API access: {e}")
@@ -183,7 +179,7 @@ pub async fn start(args: NetworkArgs, shutdown: CancellationToken) -> anyhow::Re
         };
         let shown = format!("pods in namespace {ns} matching {}", rules.selector());
         let (tx, rx) = watch::channel(Targets::new());
-        tracker.spawn(discovery::watch_pods(
+        frame.spawn(discovery::watch_pods(
             client,
             ns,
             rules,
@@ -212,9 +208,6 @@ pub async fn start(args: NetworkArgs, shutdown: CancellationToken) -> anyhow::Re
         },
     )?);
     status.declare("network", true);
-    let listener = server::bind(&args.common.listen_address).await?;
-    let addr = listener.local_addr()?;
-    let w = watcher.clone();
     let ready_window = (args.poll_interval * 3).max(args.cycle_timeout);
     let last_cycle = Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
     let lc = last_cycle.clone();
@@ -229,21 +222,11 @@ pub async fn start(args: NetworkArgs, shutdown: CancellationToken) -> anyhow::Re
                 None => Err("no cycle has finished yet".into()),
             },
         );
-    let _ = w;
-    let state = Arc::new(ServerState {
-        registry,
-        telemetry_path: args.common.telemetry_path.clone(),
-        readiness,
-        exporter: "network",
-        upstream: upstream_shown.clone(),
-        status: status.clone(),
-    });
-    tracing::info!(%addr, nodes = %upstream_shown, "network watcher listening");
     {
         let w = watcher.clone();
         let s = status.clone();
         let timeout = args.cycle_timeout;
-        tracker.spawn(ethwatch_core::schedule::every(
+        frame.spawn(ethwatch_core::schedule::every(
             args.poll_interval,
             timeout,
             shutdown.clone(),
@@ -272,14 +255,7 @@ pub async fn start(args: NetworkArgs, shutdown: CancellationToken) -> anyhow::Re
             },
         ));
     }
-    tracker.spawn(server::serve(
-        listener,
-        state,
-        args.common.max_requests as usize,
-        shutdown.clone(),
-    ));
-    tracker.close();
-    let task = tokio::spawn(async move { tracker.wait().await });
+    let (addr, task) = frame.serve(&args.common, "network", upstream_shown, readiness)?;
     Ok(Running {
         addr,
         watcher,

@@ -1,0 +1,109 @@
+//! The frame every exporter runs in: its registry with the shared self-metrics, the listener,
+//! the task tracker, and the HTTP server started last.
+//!
+//! An exporter's `start` binds a [`Frame`], registers its own metrics into
+//! [`Frame::registry`], spawns its pollers with [`Frame::spawn`], then calls [`Frame::serve`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::CommonArgs;
+use crate::metrics::{CollectorStatus, register_build_info};
+use crate::server::{self, ReadinessCheck, ServerState};
+use crate::volume::VolumeMetrics;
+
+/// See the module docs.
+pub struct Frame {
+    /// Where the exporter registers its metrics; already holds `ethwatch_build_info`, the
+    /// collector self-metrics, the trace pipeline's counters and the volume gauges.
+    pub registry: Registry,
+    /// Per-collector status (self-metrics and the landing page).
+    pub status: CollectorStatus,
+    volume: VolumeMetrics,
+    listener: TcpListener,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl Frame {
+    /// Binds `--web.listen-address` (failing with a message naming it) and registers the shared
+    /// self-metrics.
+    pub async fn bind(common: &CommonArgs, shutdown: CancellationToken) -> anyhow::Result<Frame> {
+        let listener = server::bind(&common.listen_address).await?;
+        let mut registry = Registry::default();
+        register_build_info(&mut registry);
+        let status = CollectorStatus::register(&mut registry);
+        crate::traces::register_metrics(&mut registry);
+        let volume = VolumeMetrics::register(&mut registry, common.volume_paths.clone());
+        Ok(Frame {
+            registry,
+            status,
+            volume,
+            listener,
+            tracker: TaskTracker::new(),
+            shutdown,
+        })
+    }
+
+    /// The address the server will answer on.
+    pub fn addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The shutdown token every task watches.
+    pub fn shutdown(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Runs a task that must drain before the exporter stops.
+    pub fn spawn<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.tracker.spawn(task);
+    }
+
+    /// Starts the volume reader (when `--volume.path` is given) and the HTTP server. The handle
+    /// ends when every task has drained after shutdown.
+    pub fn serve(
+        self,
+        common: &CommonArgs,
+        exporter: &'static str,
+        upstream: String,
+        readiness: ReadinessCheck,
+    ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+        let addr = self.listener.local_addr()?;
+        if !self.volume.is_empty() {
+            self.tracker.spawn(self.volume.run(
+                self.status.clone(),
+                common.volume_interval,
+                self.shutdown.clone(),
+            ));
+        }
+        tracing::info!(%addr, node = %upstream, "{exporter} exporter listening");
+        let state = Arc::new(ServerState {
+            registry: self.registry,
+            telemetry_path: common.telemetry_path.clone(),
+            readiness,
+            exporter,
+            upstream,
+            status: self.status,
+        });
+        self.tracker.spawn(server::serve(
+            self.listener,
+            state,
+            common.max_requests as usize,
+            self.shutdown,
+        ));
+        self.tracker.close();
+        let tracker = self.tracker;
+        Ok((addr, tokio::spawn(async move { tracker.wait().await })))
+    }
+}
