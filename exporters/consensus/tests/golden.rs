@@ -22,7 +22,8 @@ fn fixture(rel: &str) -> String {
 /// Values that depend on the wall clock or machine speed are replaced by `X`, and the samples of
 /// each family are sorted (label sets live in hash maps); everything else must match.
 fn normalize(text: &str) -> String {
-    const VOLATILE: [&str; 8] = [
+    const VOLATILE: [&str; 9] = [
+        "process_",
         "ethwatch_collector_duration_seconds",
         "ethwatch_collector_last_success_timestamp_seconds",
         "eth_cl_api_request_duration_seconds",

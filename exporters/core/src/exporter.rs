@@ -1,6 +1,9 @@
 //! The frame every exporter runs in: its registry with the shared self-metrics, the listener,
 //! the task tracker, and the HTTP server started last.
 //!
+//! Every exporter thus serves `ethwatch_build_info`, the collector self-metrics, the trace
+//! pipeline's counters, the volume gauges and `process_*`.
+//!
 //! An exporter's `start` binds a [`Frame`], registers its own metrics into
 //! [`Frame::registry`], spawns its pollers with [`Frame::spawn`], then calls [`Frame::serve`].
 
@@ -41,6 +44,7 @@ impl Frame {
         register_build_info(&mut registry);
         let status = CollectorStatus::register(&mut registry);
         crate::traces::register_metrics(&mut registry);
+        registry.register_collector(Box::new(crate::process::ProcessCollector));
         let volume = VolumeMetrics::register(&mut registry, common.volume_paths.clone());
         Ok(Frame {
             registry,

@@ -8,6 +8,7 @@
 //!   latency histogram with exemplars, credential redaction.
 //! - [`exposition`]: reading the text exposition format back (tests, docs generator).
 //! - [`metrics`]: the exporter's own health metrics (`ethwatch_*`) and shared metric helpers.
+//! - [`process`]: `process_*` metrics of the exporter itself.
 //! - [`server`]: the HTTP server (`/metrics`, `/healthz`, `/readyz`, `/`).
 //! - [`schedule`]: running a collector on its own interval under a timeout, recording its status.
 //! - [`volume`]: `statvfs` usage of the node's data volumes.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod exporter;
 pub mod exposition;
 pub mod metrics;
+pub mod process;
 pub mod schedule;
 pub mod server;
 pub mod shutdown;

@@ -115,6 +115,11 @@ tells how old they are. Collectors of `ethwatch execution`: `head`, `finality`, 
 `txpool`, `info`, `subscription` (with `--ws-url`), `volume` (with `--volume.path`).\n\n",
     );
     table(&mut out, &exec, "ethwatch_");
+    out.push_str(
+        "\nThe process itself, read from `/proc/self` at scrape time, with the names every \
+Prometheus client library uses:\n\n",
+    );
+    table(&mut out, &exec, "process_");
     out.push_str("\n## Execution layer (`ethwatch execution`)\n\n");
     out.push_str(
         "Values the node does not provide (a method it does not implement, such as `net_peerCount` \

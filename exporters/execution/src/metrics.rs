@@ -329,6 +329,7 @@ pub fn registry_for_docs() -> Registry {
     let status = ethwatch_core::metrics::CollectorStatus::register(&mut registry);
     status.record("head", std::time::Duration::ZERO, Ok(()));
     ethwatch_core::traces::register_metrics(&mut registry);
+    registry.register_collector(Box::new(ethwatch_core::process::ProcessCollector));
     let volume =
         ethwatch_core::volume::VolumeMetrics::register(&mut registry, vec![std::env::temp_dir()]);
     let _ = volume.update();

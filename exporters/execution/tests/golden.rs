@@ -180,7 +180,8 @@ fn normalize(text: &str) -> String {
 }
 
 fn mask(text: &str) -> String {
-    const VOLATILE: [&str; 4] = [
+    const VOLATILE: [&str; 5] = [
+        "process_",
         "ethwatch_collector_duration_seconds",
         "ethwatch_collector_last_success_timestamp_seconds",
         "eth_el_head_age_seconds",
