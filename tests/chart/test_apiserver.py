@@ -6,14 +6,21 @@ turned into failures by --validate=strict on the dry runs).
 
 There is no controller-manager, scheduler or kubelet: objects are stored, not run. So `helm
 install` runs with --no-hooks (the genesis Job could never finish), and the hooks and helm test
-pods are created with a server-side dry run instead.
+pods are created with a server-side dry run instead. The network watcher runs for real against
+this server, with its ServiceAccount's token, over node pods this test creates and marks ready.
 """
 
 import base64
+import json
 import os
+import re
 import socket
 import subprocess
+import threading
 import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -137,8 +144,9 @@ def test_install_every_scenario(cluster, path):
     assert "STATUS: deployed" in proc.stdout
     # every object the chart renders (hooks aside) is stored in the server
     stored = set()
-    for kind in ("statefulsets", "services", "secrets", "configmaps", "networkpolicies",
-                 "poddisruptionbudgets", "servicemonitors", "prometheusrules"):
+    for kind in ("statefulsets", "deployments", "services", "serviceaccounts", "roles", "rolebindings",
+                 "secrets", "configmaps", "networkpolicies", "poddisruptionbudgets", "servicemonitors",
+                 "prometheusrules"):
         out = cluster.kubectl("get", kind, "-n", ns, "-o", "yaml").stdout
         stored |= {(i["kind"], i["metadata"]["name"]) for i in yaml.safe_load(out)["items"]}
     rendered = {(d["kind"], d["metadata"]["name"]) for d in render(path.stem) if not is_hook(d)}
@@ -151,7 +159,8 @@ def test_install_every_scenario(cluster, path):
     # a re-apply of the same release changes nothing and is accepted (immutable fields untouched)
     cluster.helm("upgrade", RELEASE, str(CHART), "-n", ns, "-f", str(path), "--no-hooks")
     cluster.helm("uninstall", RELEASE, "-n", ns, "--no-hooks")
-    left = cluster.kubectl("get", "statefulsets,services,networkpolicies", "-n", ns, "-o", "name").stdout
+    left = cluster.kubectl("get", "statefulsets,deployments,services,networkpolicies,roles,rolebindings",
+                           "-n", ns, "-o", "name").stdout
     assert not left.strip(), left
 
 
@@ -236,3 +245,188 @@ def test_genesis_job_rbac_stores_the_genesis_and_cleanup_deletes_it(cluster, tmp
     gone = cluster.kubectl("get", "configmap", f"{RELEASE}-eth-enclave-genesis", "-n", ns, check=False)
     assert gone.returncode != 0 and "NotFound" in gone.stderr
     cluster.helm("uninstall", RELEASE, "-n", ns, "--no-hooks")
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """Stands in for one node's port: records what it is asked and answers 503."""
+
+    def log_message(self, *a):
+        pass
+
+    def handle_one(self):
+        length = int(self.headers.get("content-length") or 0)
+        if length:
+            self.rfile.read(length)
+        self.server.seen.append((self.command, self.path))
+        self.send_response(503)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    do_GET = do_POST = handle_one
+
+
+def recorder():
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    srv.seen = []
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def metric(body, name, **labels):
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    m = re.search(rf"^{name}{{{re.escape(want)}}} (\S+)$", body, re.M)
+    return float(m.group(1)) if m else None
+
+
+def wait_for(what, check, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.3)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
+def test_network_watcher_watches_its_release_with_its_own_token(cluster, tmp_path):
+    """Two releases in one namespace. The watcher of release t, started with exactly the rendered
+    args and env and with a token of the ServiceAccount the chart gives it (so only its Role
+    applies), lists and watches pods: it finds t's ready execution and beacon pods (a pod becoming
+    ready, becoming unready and being deleted are watch events), polls them on their named ports,
+    and leaves t's validator client and release u's nodes alone. The Role allows nothing else."""
+    ns = "watch"
+    cluster.kubectl("create", "namespace", ns)
+    for release in (RELEASE, "u"):
+        cluster.helm("install", release, str(CHART), "-n", ns, "--no-hooks")
+    sa = f"{RELEASE}-eth-enclave-network"
+    who = f"--as=system:serviceaccount:{ns}:{sa}"
+
+    # RBAC: get/list/watch pods in its namespace, nothing more
+    def can(*args):
+        return cluster.kubectl("auth", "can-i", *args, who, check=False).stdout.strip() == "yes"
+    for verb in ("get", "list", "watch"):
+        assert can(verb, "pods", "-n", ns), verb
+    for args in (("create", "pods"), ("delete", "pods"), ("patch", "pods"), ("get", "pods", "--subresource=log"),
+                 ("create", "pods", "--subresource=exec"), ("update", "pods", "--subresource=status"),
+                 ("get", "secrets"), ("list", "configmaps"), ("list", "services"),
+                 ("list", "endpointslices.discovery.k8s.io")):
+        assert not can(*args, "-n", ns), args
+    assert not can("list", "pods", "-n", "default")
+    assert not can("list", "pods", "--all-namespaces")
+    # release u's watcher has its own account and binding
+    rb = yaml.safe_load(cluster.kubectl("get", "rolebinding", "u-eth-enclave-network", "-n", ns, "-o", "yaml").stdout)
+    assert rb["subjects"][0]["name"] == "u-eth-enclave-network" and rb["roleRef"]["name"] == "u-eth-enclave-network"
+
+    # node pods as the StatefulSets would make them, each named port on its own local stand-in
+    manifests = {r: [d for d in yaml.safe_load_all(cluster.helm("get", "manifest", r, "-n", ns).stdout) if d]
+                 for r in (RELEASE, "u")}
+    servers = {}
+
+    def make_pod(release, sts_suffix, ready):
+        sts = next(d for d in manifests[release] if d["kind"] == "StatefulSet"
+                   and d["metadata"]["name"] == f"{release}-eth-enclave-{sts_suffix}")
+        name = f"{sts['metadata']['name']}-0"
+        containers = []
+        for c in sts["spec"]["template"]["spec"]["containers"]:
+            cports = []
+            for p in c.get("ports", []):
+                p = dict(p)
+                if p["name"] in ("rpc", "http"):
+                    srv = recorder()
+                    servers[(name, p["name"])] = srv
+                    p["containerPort"] = srv.server_address[1]
+                cports.append(p)
+            containers.append({"name": c["name"], "image": c["image"], "ports": cports})
+        labels = dict(sts["spec"]["template"]["metadata"]["labels"],
+                      **{"apps.kubernetes.io/pod-index": "0", "statefulset.kubernetes.io/pod-name": name})
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": ns, "labels": labels},
+               "spec": {"nodeName": "node-1", "automountServiceAccountToken": False, "containers": containers}}
+        cluster.kubectl("create", "-f", "-", input=yaml.safe_dump(pod))
+        set_ready(name, ready)
+        return name
+
+    def set_ready(name, ready):
+        status = {"status": {"phase": "Running", "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}],
+                             "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+        cluster.kubectl("patch", "pod", name, "-n", ns, "--subresource=status", "--type=merge",
+                        "-p", json.dumps(status))
+
+    el = make_pod(RELEASE, "el-1-reth-lighthouse", True)
+    cl = make_pod(RELEASE, "cl-1-lighthouse-reth", False)
+    vc = make_pod(RELEASE, "vc-1-reth-lighthouse", True)
+    other_el = make_pod("u", "el-1-reth-lighthouse", True)
+    other_cl = make_pod("u", "cl-1-lighthouse-reth", True)
+    assert (vc, "rpc") not in servers and (vc, "http") not in servers
+
+    # the watcher of release t: its Deployment as stored, its ServiceAccount's token
+    dep = yaml.safe_load(cluster.kubectl("get", "deployment", sa, "-n", ns, "-o", "yaml").stdout)
+    pod_spec = dep["spec"]["template"]["spec"]
+    assert pod_spec["serviceAccountName"] == sa and pod_spec["automountServiceAccountToken"] is True
+    (c,) = pod_spec["containers"]
+    assert f"--kubernetes.namespace={ns}" in c["args"]
+    token = cluster.kubectl("create", "token", sa, "-n", ns, "--duration=15m").stdout.strip()
+    server = yaml.safe_load(cluster.kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+    kubeconfig = tmp_path / "watcher-kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+        "clusters": [{"name": "c", "cluster": {"server": server, "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "sa", "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sa", "namespace": ns}}],
+    }))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ETHWATCH_", "OTEL_", "KUBERNETES_"))}
+    for e in c["env"]:
+        env[e["name"]] = e.get("value", "test-" + e["name"].lower())
+    env.update(ETHWATCH_WEB_LISTEN_ADDRESS=f"127.0.0.1:{port}", KUBECONFIG=str(kubeconfig), HOME=str(tmp_path))
+    log = open(tmp_path / "watcher.log", "w+")
+    proc = subprocess.Popen([tool("ETHWATCH_BIN"), *c["args"]], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def metrics():
+        assert proc.poll() is None, "the watcher exited:\n" + (tmp_path / "watcher.log").read_text()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                return r.read().decode()
+        except (urllib.error.URLError, OSError):
+            return ""
+
+    def targets(layer):
+        return metric(metrics(), "eth_network_targets", layer=layer)
+
+    try:
+        # the ready execution pod of t is found and polled on its "rpc" port; the unready beacon
+        # pod, the validator client and u's nodes are not
+        wait_for("t's execution node polled", lambda: servers[(el, "rpc")].seen)
+        wait_for("one execution target", lambda: targets("execution") == 1)
+        assert servers[(el, "rpc")].seen[0][0] == "POST"
+        assert not targets("consensus")
+        body = metrics()
+        assert metric(body, "eth_network_node_up", layer="execution", node=el) == 0  # its stand-in answers 503
+        # a pod turning ready is a watch event: t's beacon node is found and polled on "http"
+        set_ready(cl, True)
+        wait_for("t's beacon node polled", lambda: servers[(cl, "http")].seen)
+        wait_for("one consensus target", lambda: targets("consensus") == 1)
+        assert servers[(cl, "http")].seen[0][0] == "GET" and servers[(cl, "http")].seen[0][1].startswith("/eth/")
+        # unready again, then the execution pod deleted: both leave the targets
+        set_ready(cl, False)
+        wait_for("the unready beacon node dropped", lambda: targets("consensus") == 0)
+        cluster.kubectl("delete", "pod", el, "-n", ns, "--wait=false")
+        wait_for("the deleted execution node dropped", lambda: targets("execution") == 0)
+        body = metrics()
+        assert f'node="{el}"' not in body, "a deleted node's series must go with it"
+        # release u's nodes were never asked anything, nor were they reported
+        assert not servers[(other_el, "rpc")].seen and not servers[(other_cl, "http")].seen
+        assert "u-eth-enclave" not in body
+        log.seek(0)
+        text = log.read()
+        assert "pod watch failed" not in text and "forbidden" not in text.lower(), text
+    finally:
+        proc.terminate()
+        rc = proc.wait(timeout=10)
+        log.close()
+        for srv in servers.values():
+            srv.shutdown()
+            srv.server_close()
+    assert rc == 0
+    for release in (RELEASE, "u"):
+        cluster.helm("uninstall", release, "-n", ns, "--no-hooks")

@@ -1,5 +1,6 @@
-"""Assertions on the rendered objects of every scenario: the sidecars, the monitors that select them,
-the rules and dashboards against their source folders, replicas and validator key ranges against the
+"""Assertions on the rendered objects of every scenario: the sidecars, the network watcher (its
+Deployment's flags, its pod selector, its read-only RBAC), the monitors that select them, the rules
+and dashboards against their source folders, replicas and validator key ranges against the
 participants, one JWT per execution/beacon pair, pod security, storage, and the network policies
 (evaluated flow by flow against the list in the chart README)."""
 
@@ -120,6 +121,205 @@ def test_no_sidecar_without_a_node_and_no_node_without_a_sidecar(scenario):
             assert names == ["lighthouse"]
         else:
             assert sorted(names) == sorted([CLIENT[component(sts)], "ethwatch"])
+
+
+# ------------------------------------------------------------------------------------------------
+# The network watcher (`ethwatch network`, docs/network.md)
+
+
+def parse_selector(text):
+    """A Kubernetes label selector string as (key, op, values): `k=v`, `k!=v`, `k in (a,b)`,
+    `k notin (a,b)`, `k`, `!k`."""
+    reqs = []
+    for part in re.findall(r"[^,(]+(?:\([^)]*\))?", text):
+        part = part.strip().lstrip(",").strip()
+        if not part:
+            continue
+        m = re.fullmatch(r"([\w./-]+)\s+(in|notin)\s+\(([^)]*)\)", part)
+        if m:
+            reqs.append((m.group(1), m.group(2), {x.strip() for x in m.group(3).split(",")}))
+        elif "!=" in part:
+            k, val = part.split("!=", 1)
+            reqs.append((k.strip(), "!=", {val.strip()}))
+        elif "=" in part:
+            k, val = part.split("=", 1)
+            reqs.append((k.strip(), "=", {val.strip().lstrip("=")}))
+        elif part.startswith("!"):
+            reqs.append((part[1:].strip(), "!", set()))
+        else:
+            reqs.append((part, "exists", set()))
+    return reqs
+
+
+def selector_matches(reqs, labels):
+    for key, op, vals in reqs:
+        have = labels.get(key)
+        if op in ("=", "in") and have not in vals:
+            return False
+        if op in ("!=", "notin") and have in vals:
+            return False
+        if op == "exists" and key not in labels:
+            return False
+        if op == "!" and key in labels:
+            return False
+    return True
+
+
+def test_parse_selector():
+    reqs = parse_selector("a=1,b in (x, y),c!=2,!d")
+    assert reqs == [("a", "=", {"1"}), ("b", "in", {"x", "y"}), ("c", "!=", {"2"}), ("d", "!", set())]
+    assert selector_matches(reqs, {"a": "1", "b": "y"}) and not selector_matches(reqs, {"a": "1", "b": "z"})
+
+
+def network_objects(docs):
+    return [d for d in docs if (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "network"]
+
+
+def watcher_args(args):
+    """`--flag=value` and bare `--flag` arguments as a dict (values of repeated flags in a list)."""
+    out = {}
+    for a in args[1:]:
+        k, _, val = a.partition("=")
+        out.setdefault(k, []).append(val if _ else True)
+    return out
+
+
+def test_network_watcher_deployment(scenario):
+    v = values(scenario)
+    docs = render(scenario)
+    nw = v["ethwatch"]["network"]
+    if not nw["enabled"]:
+        assert not network_objects(docs), [f"{d['kind']} {d['metadata']['name']}" for d in network_objects(docs)]
+        assert "component: network" not in yaml.safe_dump_all(docs)
+        return
+    dep = one(docs, "Deployment", f"{FULL}-network")
+    assert by_kind(docs, "Deployment") == [dep], "the watcher is the chart's only Deployment"
+    assert dep["spec"]["replicas"] == 1
+    tmpl = dep["spec"]["template"]
+    assert selects(dep["spec"]["selector"], tmpl["metadata"]["labels"])
+    assert tmpl["metadata"]["labels"]["app.kubernetes.io/component"] == "network"
+    spec = tmpl["spec"]
+    (c,) = spec["containers"]
+    assert c["name"] == "ethwatch" and not spec.get("initContainers")
+    # the exact command line
+    port = v["ethwatch"]["port"]
+    assert c["args"] == [
+        "network",
+        "--kubernetes.discovery",
+        "--kubernetes.preset=ethwatch",
+        f"--kubernetes.namespace={NAMESPACE}",
+        f"--kubernetes.selector=app.kubernetes.io/name=eth-enclave,app.kubernetes.io/instance={RELEASE},"
+        "app.kubernetes.io/component in (execution,beacon)",
+        "--kubernetes.execution-port=rpc",
+        "--kubernetes.beacon-port=http",
+        f"--poll-interval={nw['pollInterval']}",
+        f"--request-timeout={nw['requestTimeout']}",
+        f"--cycle-timeout={nw['cycleTimeout']}",
+        f"--concurrency={nw['concurrency']}",
+        *nw["extraArgs"],
+    ]
+    # the same image, environment (log settings, downward API, OTLP) and port as the sidecars
+    sts = node_sets(docs, "execution")[0]
+    side = container(sts["spec"]["template"]["spec"], "ethwatch")
+    assert c["image"] == side["image"] and c["imagePullPolicy"] == side["imagePullPolicy"]
+    assert c["env"] == side["env"]
+    assert ports(c) == {"ethwatch": port}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ethwatch"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "ethwatch"}
+    assert c["resources"] == nw["resources"]
+    assert c["securityContext"] == v["containerSecurityContext"]
+    assert spec["securityContext"] == v["podSecurityContext"]
+    ann = tmpl["metadata"].get("annotations") or {}
+    if v["monitoring"]["podAnnotations"]:
+        assert ann == {"prometheus.io/scrape": "true", "prometheus.io/port": str(port), "prometheus.io/path": "/metrics"}
+    else:
+        assert not ann
+
+
+def test_network_watcher_selects_its_release_nodes_only(scenario):
+    """The selector the watcher is started with: this release's execution and beacon pods, not
+    another release's in the same namespace, not validators, test pods, genesis Jobs or itself."""
+    v = values(scenario)
+    if not v["ethwatch"]["network"]["enabled"]:
+        return
+    docs = render(scenario)
+    dep = one(docs, "Deployment", f"{FULL}-network")
+    text = watcher_args(dep["spec"]["template"]["spec"]["containers"][0]["args"])["--kubernetes.selector"][0]
+    reqs = parse_selector(text)
+    assert ("app.kubernetes.io/instance", "=", {RELEASE}) in reqs
+    assert ("app.kubernetes.io/name", "=", {"eth-enclave"}) in reqs
+    for d, spec in pod_specs(docs):
+        labels = (d["spec"]["template"]["metadata"] if d["kind"] != "Pod" else d["metadata"])["labels"]
+        node = d["kind"] == "StatefulSet" and component(d) in ("execution", "beacon")
+        assert selector_matches(reqs, labels) is node, f"{d['kind']} {d['metadata']['name']}"
+        if node:
+            other = dict(labels, **{"app.kubernetes.io/instance": "other-release"})
+            assert not selector_matches(reqs, other), "another release's nodes would be watched too"
+            # the named ports the watcher looks up exist on the node's pods
+            named = {p["name"] for ct in spec["containers"] for p in ct.get("ports", [])}
+            want = "rpc" if component(d) == "execution" else "http"
+            assert want in named, d["metadata"]["name"]
+            # and pairs are known from the participant label (plus the pod index Kubernetes adds)
+            assert "eth-enclave/participant" in labels
+
+
+def test_network_watcher_rbac_is_read_only_on_pods_in_its_namespace(scenario):
+    v = values(scenario)
+    if not v["ethwatch"]["network"]["enabled"]:
+        return
+    docs = render(scenario)
+    assert not by_kind(docs, "ClusterRole") and not by_kind(docs, "ClusterRoleBinding")
+    spec = one(docs, "Deployment", f"{FULL}-network")["spec"]["template"]["spec"]
+    sa_name = spec["serviceAccountName"]
+    sa = one(docs, "ServiceAccount", sa_name)
+    assert sa["metadata"]["namespace"] == NAMESPACE and not is_hook(sa)
+    bindings = [b for b in by_kind(docs, "RoleBinding")
+                if any(s["kind"] == "ServiceAccount" and s["name"] == sa_name for s in b["subjects"])]
+    assert len(bindings) == 1
+    (b,) = bindings
+    assert b["subjects"] == [{"kind": "ServiceAccount", "name": sa_name, "namespace": NAMESPACE}]
+    assert b["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": b["roleRef"]["name"]}
+    role = one(docs, "Role", b["roleRef"]["name"])
+    assert role["metadata"]["namespace"] == b["metadata"]["namespace"] == NAMESPACE
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+
+
+def network_alert_job():
+    """The job the network alerts' unit tests give the watcher's series."""
+    text = (ROOT / "alerts" / "tests" / "network.test.yaml").read_text()
+    jobs = set(re.findall(r'eth_network_\w+\{job="([^"]+)"', text))
+    assert len(jobs) == 1, jobs
+    return jobs.pop()
+
+
+def test_network_watcher_is_scraped_as_the_alerts_expect(scenario):
+    v = values(scenario)
+    if not v["ethwatch"]["network"]["enabled"]:
+        return
+    docs = render(scenario)
+    dep = one(docs, "Deployment", f"{FULL}-network")
+    pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+    svcs = [s for s in by_kind(docs, "Service") if selects({"matchLabels": s["spec"]["selector"]}, pod_labels)]
+    assert [s["metadata"]["name"] for s in svcs] == [f"{FULL}-network"]
+    (svc,) = svcs
+    # the Service selects the watcher only
+    for sts in node_sets(docs):
+        assert not selects({"matchLabels": svc["spec"]["selector"]}, sts["spec"]["template"]["metadata"]["labels"])
+    assert {(p["name"], p["targetPort"]) for p in svc["spec"]["ports"]} == {("ethwatch", "ethwatch")}
+    monitors = [m for m in by_kind(docs, "ServiceMonitor") if selects(m["spec"]["selector"], svc["metadata"]["labels"])]
+    if not v["prometheus_params"]["enabled"]:
+        assert not monitors
+        return
+    assert len(monitors) == 1, "the watcher is scraped once"
+    (sm,) = monitors
+    assert sm["spec"]["namespaceSelector"]["matchNames"] == [NAMESPACE]
+    (ep,) = sm["spec"]["endpoints"]
+    assert ep["port"] == "ethwatch" and ep["path"] == "/metrics"
+    comp = svc["metadata"]["labels"]["app.kubernetes.io/component"]
+    jobs = [r["replacement"] for r in ep["relabelings"]
+            if r.get("targetLabel") == "job" and re.fullmatch(r["regex"], comp)]
+    assert jobs == [network_alert_job()] == ["ethwatch-network"]
+    assert alerts_job_regex().fullmatch(jobs[0]), "the exporter-down alert would not see the watcher"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -390,7 +590,7 @@ def test_each_pair_shares_one_jwt_and_talks_ordinal_to_ordinal(scenario):
 
 def pod_specs(docs):
     for d in docs:
-        if d["kind"] in ("StatefulSet", "Job"):
+        if d["kind"] in ("StatefulSet", "Job", "Deployment"):
             yield d, d["spec"]["template"]["spec"]
         elif d["kind"] == "Pod":
             yield d, d["spec"]
@@ -403,8 +603,12 @@ def test_pod_security(scenario):
         sc = spec["securityContext"]
         assert sc["runAsNonRoot"] is True and sc["runAsUser"] != 0, where
         assert sc["seccompProfile"]["type"] == "RuntimeDefault", where
-        # only the genesis Jobs talk to the Kubernetes API
-        assert spec["automountServiceAccountToken"] is (d["kind"] == "Job"), where
+        # only the genesis Jobs and the network watcher talk to the Kubernetes API
+        talks = d["kind"] == "Job" or (d["kind"] == "Deployment" and component(d) == "network")
+        assert spec["automountServiceAccountToken"] is talks, where
+        if talks:
+            sa = one(docs, "ServiceAccount", spec["serviceAccountName"])
+            assert sa["automountServiceAccountToken"] is False, "only the pod asks for the token"
         for c in spec["containers"] + spec.get("initContainers", []):
             csc = c["securityContext"]
             assert csc["readOnlyRootFilesystem"] is True, f"{where}/{c['name']}"
@@ -511,6 +715,9 @@ def world(docs, v):
                 name = f"{d['metadata']['name']}-{o}"
                 labels = dict(d["spec"]["template"]["metadata"]["labels"], **{"statefulset.kubernetes.io/pod-name": name})
                 eps.append(Endpoint(name, NAMESPACE, labels, portset))
+        elif d["kind"] == "Deployment":
+            for r in range(d["spec"]["replicas"]):
+                eps.append(Endpoint(f"{d['metadata']['name']}-{r}", NAMESPACE, d["spec"]["template"]["metadata"]["labels"], portset))
         elif d["kind"] == "Job":
             eps.append(Endpoint(d["metadata"]["name"], NAMESPACE, d["spec"]["template"]["metadata"]["labels"]))
         else:
@@ -583,6 +790,8 @@ def expected_flows(docs, v, eps):
         return [e for e in ours if e.labels.get("app.kubernetes.io/component") == c]
 
     EL, CL, VC, TEST, GEN = comp("execution"), comp("beacon"), comp("validator"), comp("test"), comp("genesis")
+    NET = comp("network")
+    assert len(NET) == (1 if v["ethwatch"]["network"]["enabled"] else 0)
     named = {e.name: e for e in eps}
     monitoring = [named["prometheus"], named["tempo"]]
     flows = set()
@@ -617,9 +826,13 @@ def expected_flows(docs, v, eps):
     add(monitoring, EL, [(el["metrics"], "TCP"), (sidecar, "TCP")])
     add(monitoring, CL, [(cl["metrics"], "TCP"), (sidecar, "TCP")])
     add(monitoring, VC, [(vcp, "TCP")])
+    # the network watcher: the nodes' JSON-RPC and Beacon API, the API server; scraped like the sidecars
+    add(NET, EL, [(el["rpc"], "TCP")])
+    add(NET, CL, [(cl["http"], "TCP")])
+    add(monitoring, NET, [(sidecar, "TCP")])
     if v["tracing"]["enabled"]:
-        add(EL + CL, monitoring, [(v["tracing"]["port"], "TCP")])
-    add(GEN, [e for e in eps if e is not None], [(p, "TCP") for p in np_["apiServer"]["ports"]])
+        add(EL + CL + NET, monitoring, [(v["tracing"]["port"], "TCP")])
+    add(GEN + NET, [e for e in eps if e is not None], [(p, "TCP") for p in np_["apiServer"]["ports"]])
     return flows
 
 
@@ -663,3 +876,11 @@ def test_network_policies_allow_exactly_the_listed_flows(scenario):
     assert any(f[2] == v["execution"]["ports"]["engine"] for f in got)
     if v["networkPolicy"]["defaultDeny"]:
         assert not any(f[0] == "same-ns-stranger" for f in got)
+    if v["ethwatch"]["network"]["enabled"]:
+        watcher = f"{FULL}-network-0"
+        assert (watcher, "apiserver", 6443, "TCP") in got
+        assert (watcher, f"{expected_participants(scenario)[0]['el']}-0", v["execution"]["ports"]["rpc"], "TCP") in got
+        assert ("prometheus", watcher, v["ethwatch"]["port"], "TCP") in got
+        # not the websocket, the engine API or the clients' metrics
+        assert not any(f[0] == watcher and f[2] in (v["execution"]["ports"]["ws"], v["execution"]["ports"]["engine"],
+                                                    v["execution"]["ports"]["metrics"]) for f in got)

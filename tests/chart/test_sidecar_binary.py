@@ -1,7 +1,13 @@
-"""The sidecars' rendered arguments and environment, given to the real `ethwatch` binary: it must
-accept them (a wrong flag or value fails at start with a message naming it) and serve /healthz
-and /metrics. Only the listen address is moved to a free loopback port; the node it polls is absent,
-so /readyz stays 503, as it does in a pod until the client answers."""
+"""The sidecars' and the network watcher's rendered arguments and environment, given to the real
+`ethwatch` binary: it must accept them (a wrong flag or value fails at start with a message naming
+it). Only the listen address is moved to a free loopback port.
+
+- A sidecar serves /healthz and /metrics; the node it polls is absent, so /readyz stays 503, as it
+  does in a pod until the client answers.
+- The watcher (`--kubernetes.discovery`) with no Kubernetes configuration at all (no in-cluster
+  variables, no kubeconfig) exits at once with a message naming the flag; with an API server that
+  does not answer it starts, serves /healthz and /metrics, and logs the failed pod watch (which it
+  retries). test_apiserver.py runs it against a real API server with its ServiceAccount's token."""
 
 import os
 import socket
@@ -12,7 +18,9 @@ import urllib.request
 
 import pytest
 
-from conftest import by_kind, render, tool
+import yaml
+
+from conftest import RELEASE, by_kind, one, render, tool
 
 SCENARIOS = ["default-values", "multi-participant-values", "monitoring-off-values"]
 
@@ -65,3 +73,86 @@ def test_sidecar_starts_with_the_rendered_flags(scenario_name, tmp_path):
             proc.terminate()
             proc.wait(timeout=10)
             log.close()
+
+
+def watcher_container(scenario_name):
+    docs = render(scenario_name)
+    dep = one(docs, "Deployment", f"{RELEASE}-eth-enclave-network")
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    return c
+
+
+def watcher_env(c, port, home):
+    """The rendered environment (downward API stand-ins), a free loopback port, and nothing of the
+    Kubernetes client's own configuration from this machine."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("ETHWATCH_", "OTEL_", "KUBERNETES_", "KUBECONFIG"))}
+    for e in c["env"]:
+        env[e["name"]] = e.get("value", "test-" + e["name"].lower())
+    env["ETHWATCH_WEB_LISTEN_ADDRESS"] = f"127.0.0.1:{port}"
+    env["HOME"] = str(home)  # no ~/.kube/config
+    return env
+
+
+@pytest.mark.parametrize("scenario_name", SCENARIOS)
+def test_network_watcher_without_kubernetes_fails_at_start(scenario_name, tmp_path):
+    c = watcher_container(scenario_name)
+    port = free_port()
+    started = time.time()
+    proc = subprocess.run([tool("ETHWATCH_BIN"), *c["args"]], env=watcher_env(c, port, tmp_path),
+                          capture_output=True, text=True, timeout=30)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, f"ethwatch {c['args']} ran without any Kubernetes API:\n{out}"
+    assert time.time() - started < 15, "it should fail at once, not hang"
+    assert "--kubernetes.discovery" in out and "no Kubernetes API access" in out, out
+    assert "panicked" not in out, out
+    # it never listened
+    with pytest.raises(OSError):
+        get(f"http://127.0.0.1:{port}/healthz")
+
+
+@pytest.mark.parametrize("scenario_name", SCENARIOS)
+def test_network_watcher_serves_while_the_api_server_is_unreachable(scenario_name, tmp_path):
+    c = watcher_container(scenario_name)
+    port, dead = free_port(), free_port()  # nothing listens on `dead`
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "t",
+        "clusters": [{"name": "t", "cluster": {"server": f"https://127.0.0.1:{dead}", "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "t", "user": {"token": "x"}}],
+        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}],
+    }))
+    env = watcher_env(c, port, tmp_path)
+    env["KUBECONFIG"] = str(kubeconfig)
+    log = open(tmp_path / "log", "w+")
+    proc = subprocess.Popen([tool("ETHWATCH_BIN"), *c["args"]], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline, status = time.time() + 15, None
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                status, _ = get(f"http://127.0.0.1:{port}/healthz")
+                break
+            except OSError:
+                time.sleep(0.1)
+        log.seek(0)
+        assert proc.poll() is None, f"ethwatch {c['args']} exited:\n{log.read()}"
+        assert status == 200
+        code, body = get(f"http://127.0.0.1:{port}/metrics")
+        assert code == 200 and "ethwatch_build_info" in body
+        # discovery found nothing: no node is polled, none is reported
+        assert "eth_network_node_up{" not in body
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            log.seek(0)
+            text = log.read()
+            if "pod watch failed" in text:
+                break
+            time.sleep(0.2)
+        assert "pod watch failed" in text, text
+        assert f"app.kubernetes.io/instance={RELEASE}" in text, "the log names the selector"
+        assert proc.poll() is None, "a failing watch must not stop the watcher"
+    finally:
+        proc.terminate()
+        rc = proc.wait(timeout=10)
+        log.close()
+    assert rc == 0, "SIGTERM is a clean shutdown"

@@ -267,8 +267,9 @@ affinity:
 {{- end }}
 
 {{/*
-Environment every ethwatch sidecar gets: pod identity from the downward API (resource attributes
-of its traces) and, when tracing is on, the standard OTLP variables.
+Environment every ethwatch container gets (the sidecars and the network watcher): pod identity from
+the downward API (resource attributes of its traces) and, when tracing is on, the standard OTLP
+variables.
 */}}
 {{- define "eth-enclave.sidecarEnv" -}}
 - name: RUST_LOG
@@ -305,7 +306,16 @@ of its traces) and, when tracing is on, the standard OTLP variables.
 {{- end }}
 
 {{/*
-Plain Prometheus annotations for the sidecar port.
+Label selector of the network watcher: this release's execution and beacon pods (name and instance,
+so two releases in one namespace stay two enclaves; validators, tests and the watcher itself are
+left out of the watch).
+*/}}
+{{- define "eth-enclave.networkSelector" -}}
+{{- printf "app.kubernetes.io/name=%s,app.kubernetes.io/instance=%s,app.kubernetes.io/component in (execution,beacon)" (include "eth-enclave.name" .) .Release.Name -}}
+{{- end }}
+
+{{/*
+Plain Prometheus annotations for the ethwatch port (node pods and the network watcher).
 */}}
 {{- define "eth-enclave.scrapeAnnotations" -}}
 {{- if .Values.monitoring.podAnnotations }}
