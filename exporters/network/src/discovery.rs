@@ -184,15 +184,11 @@ pub fn apply(
     };
     match event {
         watcher::Event::Init => *pending = Some(Targets::new()),
-        watcher::Event::InitApply(pod) => {
-            if let Some(p) = pending.as_mut() {
-                upsert(p, &pod);
-            }
-        }
+        // A snapshot starts with its first object when `Init` was not seen (watch_pods drops
+        // it, so that it does not reset the backoff before the list has even been tried).
+        watcher::Event::InitApply(pod) => upsert(pending.get_or_insert_with(Targets::new), &pod),
         watcher::Event::InitDone => {
-            if let Some(p) = pending.take() {
-                *targets = p;
-            }
+            *targets = pending.take().unwrap_or_default();
         }
         watcher::Event::Apply(pod) => upsert(targets, &pod),
         watcher::Event::Delete(pod) => {
@@ -203,19 +199,33 @@ pub fn apply(
     }
 }
 
+/// Whether discovery works: `listed` once the first list of pods completed, `up` (the gauge
+/// `eth_network_discovery_up`) while the watch works.
+#[derive(Debug, Clone, Default)]
+pub struct DiscoveryHealth {
+    pub listed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub up: prometheus_client::metrics::gauge::Gauge,
+}
+
 /// Watches pods and publishes the targets until shutdown. Errors of the watch (API server
-/// unreachable, RBAC) are logged once per kind and retried with backoff by the watcher.
+/// unreachable, RBAC) are logged once, when they start, and retried with exponential backoff.
 pub async fn watch_pods(
     client: kube::Client,
     namespace: String,
     rules: PodRules,
     tx: watch::Sender<Targets>,
+    health: DiscoveryHealth,
     shutdown: CancellationToken,
 ) {
     use kube::runtime::WatchStreamExt;
     let api: kube::Api<Pod> = kube::Api::namespaced(client, &namespace);
     let cfg = watcher::Config::default().labels(rules.selector());
-    let mut stream = watcher(api, cfg).default_backoff().boxed();
+    // `Init` is emitted before the list request is made; letting it through would count as a
+    // success, reset the backoff and log a recovery before every failing attempt.
+    let mut stream = watcher(api, cfg)
+        .filter(|e| futures_util::future::ready(!matches!(e, Ok(watcher::Event::Init))))
+        .default_backoff()
+        .boxed();
     let mut targets = Targets::new();
     let mut pending = None;
     let mut last_error: Option<String> = None;
@@ -227,10 +237,18 @@ pub async fn watch_pods(
         match ev {
             None => return,
             Some(Ok(event)) => {
-                if last_error.take().is_some() {
-                    tracing::info!(namespace, "pod watch works again");
-                }
                 let init = matches!(event, watcher::Event::Init | watcher::Event::InitApply(_));
+                if !init {
+                    if last_error.take().is_some() {
+                        tracing::info!(namespace, "pod watch works again");
+                    }
+                    health.up.set(1);
+                }
+                if matches!(event, watcher::Event::InitDone) {
+                    health
+                        .listed
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 apply(&rules, &mut targets, &mut pending, event);
                 if !init {
                     tx.send_if_modified(|cur| {
@@ -244,8 +262,9 @@ pub async fn watch_pods(
                 }
             }
             Some(Err(e)) => {
+                health.up.set(0);
                 let msg = e.to_string();
-                if last_error.as_deref() != Some(msg.as_str()) {
+                if last_error.is_none() {
                     tracing::warn!(namespace, selector = rules.selector(), error = %msg, "pod watch failed; retrying with backoff");
                     last_error = Some(msg);
                 }

@@ -162,6 +162,10 @@ pub async fn start(args: NetworkArgs, shutdown: CancellationToken) -> anyhow::Re
     let mut frame = Frame::bind(&args.common, shutdown.clone()).await?;
     let status = frame.status.clone();
     let metrics = NetworkMetrics::register(&mut frame.registry);
+    let health = discovery::DiscoveryHealth {
+        listed: Arc::default(),
+        up: metrics.discovery_up.clone(),
+    };
 
     let (upstream_shown, rx) = if args.kubernetes {
         let client = kube::Client::try_default().await.map_err(|e| {
@@ -184,6 +188,7 @@ pub async fn start(args: NetworkArgs, shutdown: CancellationToken) -> anyhow::Re
             ns,
             rules,
             tx,
+            health.clone(),
             shutdown.clone(),
         ));
         (shown, rx)
@@ -193,6 +198,10 @@ pub async fn start(args: NetworkArgs, shutdown: CancellationToken) -> anyhow::Re
                 .map_err(anyhow::Error::msg)?;
         let shown = format!("{} static targets", t.len());
         let (_tx, rx) = watch::channel(t);
+        health.up.set(1);
+        health
+            .listed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         (shown, rx)
     };
     let watcher = Arc::new(Watcher::new(
@@ -211,17 +220,25 @@ pub async fn start(args: NetworkArgs, shutdown: CancellationToken) -> anyhow::Re
     let ready_window = (args.poll_interval * 3).max(args.cycle_timeout);
     let last_cycle = Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
     let lc = last_cycle.clone();
-    let readiness: server::ReadinessCheck =
-        Arc::new(
-            move || match *lc.lock().unwrap_or_else(|e| e.into_inner()) {
-                Some(t) if t.elapsed() <= ready_window => Ok(()),
-                Some(t) => Err(format!(
-                    "the last cycle finished {:.1} s ago",
-                    t.elapsed().as_secs_f64()
-                )),
-                None => Err("no cycle has finished yet".into()),
-            },
-        );
+    // Ready once discovery has listed the nodes and works, and a cycle finished recently: a
+    // watcher that cannot see the pods must not look healthy.
+    let h = health.clone();
+    let readiness: server::ReadinessCheck = Arc::new(move || {
+        if !h.listed.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err("node discovery has not listed the pods yet".into());
+        }
+        if h.up.get() == 0 {
+            return Err("node discovery is failing (see the log)".into());
+        }
+        match *lc.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(t) if t.elapsed() <= ready_window => Ok(()),
+            Some(t) => Err(format!(
+                "the last cycle finished {:.1} s ago",
+                t.elapsed().as_secs_f64()
+            )),
+            None => Err("no cycle has finished yet".into()),
+        }
+    });
     {
         let w = watcher.clone();
         let s = status.clone();

@@ -233,6 +233,8 @@ pub struct NetworkMetrics {
     pub cycle_duration: Gauge<f64, AtomicU64>,
     pub targets:
         prometheus_client::metrics::family::Family<[(&'static str, &'static str); 1], Gauge>,
+    /// `eth_network_discovery_up`: 1 while discovery works (always 1 for static targets).
+    pub discovery_up: Gauge,
 }
 
 impl NetworkMetrics {
@@ -261,11 +263,18 @@ impl NetworkMetrics {
             "Nodes discovered (static list or Kubernetes pods) by layer",
             targets.clone(),
         );
+        let discovery_up = Gauge::default();
+        registry.register(
+            "eth_network_discovery_up",
+            "1 while node discovery works (the Kubernetes pod watch lists and watches; static targets: always 1)",
+            discovery_up.clone(),
+        );
         NetworkMetrics {
             state,
             requests,
             cycle_duration,
             targets,
+            discovery_up,
         }
     }
 }
@@ -283,6 +292,7 @@ pub fn registry_for_docs() -> Registry {
         ethwatch_core::upstream::ErrorKind::Timeout,
     );
     let _ = m.targets.get_or_create(&[("layer", "execution")]);
+    m.discovery_up.set(1);
     let agreement = Agreement {
         common_height: Some(1),
         spread: Some(0),

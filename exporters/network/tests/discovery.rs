@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use ethwatch_network::discovery::{Layer, PodRules, Preset, Targets, watch_pods};
+use ethwatch_network::discovery::{DiscoveryHealth, Layer, PodRules, Preset, Targets, watch_pods};
 use http::{Request, Response};
 use kube::client::Body;
 use serde_json::{Value, json};
@@ -53,11 +53,13 @@ async fn list_then_watch_events_update_the_targets() {
     };
     let (tx, mut rx) = watch::channel(Targets::new());
     let token = CancellationToken::new();
+    let health = DiscoveryHealth::default();
     let task = tokio::spawn(watch_pods(
         client,
         "kt-devnet".into(),
         rules,
         tx,
+        health.clone(),
         token.clone(),
     ));
 
@@ -93,6 +95,12 @@ async fn list_then_watch_events_update_the_targets() {
                 .is_some_and(|t| t.url.as_str() == "http://10.0.0.1:8545/")
     })
     .await;
+
+    assert!(
+        health.listed.load(std::sync::atomic::Ordering::Relaxed),
+        "listed after the first list"
+    );
+    assert_eq!(health.up.get(), 1);
 
     // 2. The watch: continues from the list's resource version.
     let (req, send) = handle.next_request().await.expect("watch request");
@@ -158,4 +166,61 @@ async fn wait(rx: &mut watch::Receiver<Targets>, cond: impl Fn(&Targets) -> bool
         assert!(!left.is_zero(), "targets never matched: {:?}", rx.borrow());
         let _ = tokio::time::timeout(left, rx.changed()).await;
     }
+}
+
+#[tokio::test]
+async fn a_failing_api_server_is_visible_and_retried_with_backoff() {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "kt-devnet");
+    let rules = PodRules {
+        preset: Preset::Kurtosis,
+        selector: None,
+        execution_port: "rpc".into(),
+        beacon_port: "http".into(),
+    };
+    let (tx, _rx) = watch::channel(Targets::new());
+    let token = CancellationToken::new();
+    let health = DiscoveryHealth::default();
+    health.up.set(1);
+    let task = tokio::spawn(watch_pods(
+        client,
+        "kt-devnet".into(),
+        rules,
+        tx,
+        health.clone(),
+        token.clone(),
+    ));
+    let forbidden = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden",
+        "message": "pods is forbidden", "code": 403});
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let (req, send) = tokio::time::timeout(Duration::from_secs(10), handle.next_request())
+            .await
+            .expect("the watcher retries")
+            .expect("a request");
+        times.push(Instant::now());
+        assert!(
+            !req.uri().to_string().contains("watch=true"),
+            "still listing"
+        );
+        send.send_response(
+            Response::builder()
+                .status(403)
+                .body(Body::from(serde_json::to_vec(&forbidden).expect("json")))
+                .expect("response"),
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(health.up.get(), 0, "a failing watch shows as down");
+        assert!(!health.listed.load(std::sync::atomic::Ordering::Relaxed));
+    }
+    // Exponential backoff: the second wait is longer than the first.
+    let first = times[1] - times[0];
+    let second = times[2] - times[1];
+    assert!(first >= Duration::from_millis(700), "no hot retry: {first:?}");
+    assert!(second > first, "backoff grows: {first:?} then {second:?}");
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("stops")
+        .expect("task");
 }
