@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Copy the alert rules (alerts/rules/*.yaml) and the Grafana dashboards (dashboards/*.json) into the
-# chart (charts/eth-enclave/files/), which packages them as a PrometheusRule and dashboard
-# ConfigMaps. alerts/ and dashboards/ stay the single source of truth: edit them, then run this.
+# Bring the chart (charts/eth-enclave) up to date with alerts/ and dashboards/, which stay the single
+# source of truth: edit them, then run this.
+#   - alerts: `alerts/generate.py --chart` writes files/alerts/*.yaml (alerts/templates/ with each
+#     ${key} turned into a Helm expression reading .Values.monitoring.prometheusRule, rendered into
+#     the PrometheusRule by templates/servicemonitor.yaml), the monitoring.prometheusRule block of
+#     values.yaml (alerts/config.yaml's keys, values and comments) and its values.schema.json entries;
+#   - dashboards: dashboards/*.json are copied into files/dashboards (dashboard ConfigMaps).
 #
-#   scripts/sync-chart.sh          # copy (removes copies whose source is gone)
-#   scripts/sync-chart.sh --check  # exit 1 and name every file that differs; copies nothing
+#   scripts/sync-chart.sh          # write (removes copies whose source is gone)
+#   scripts/sync-chart.sh --check  # exit 1 and name every file that differs; writes nothing
 #
 # tests/chart/test_sync.py runs --check, so a change to the sources without a sync fails the tests.
+# The generator needs PyYAML: $ETHWATCH_PYTHON (scripts/tools.sh) if set, else python3.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -19,8 +24,15 @@ case "${1:-}" in
 esac
 
 CHART=charts/eth-enclave/files
-PAIRS=("alerts/rules:$CHART/alerts:yaml" "dashboards:$CHART/dashboards:json")
+PAIRS=("dashboards:$CHART/dashboards:json")
 drift=0
+
+gen=(alerts/generate.py --chart charts/eth-enclave)
+((CHECK)) && gen+=(--check)
+if ! "${ETHWATCH_PYTHON:-python3}" "${gen[@]}"; then
+  drift=1
+  ((CHECK)) || exit 1
+fi
 
 for pair in "${PAIRS[@]}"; do
   IFS=: read -r src dst ext <<<"$pair"
@@ -51,6 +63,6 @@ for pair in "${PAIRS[@]}"; do
 done
 
 if ((CHECK && drift)); then
-  echo "the chart's copies of alerts/ and dashboards/ are out of date: run scripts/sync-chart.sh" >&2
+  echo "the chart's alerts and dashboards are out of date with alerts/ and dashboards/: run scripts/sync-chart.sh" >&2
   exit 1
 fi
