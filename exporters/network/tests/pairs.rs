@@ -1,0 +1,100 @@
+//! Pairing: a beacon node's head execution block against its paired execution node's head.
+//! Real clients cannot show it here (the Lodestar dev chain has no execution payload), so the
+//! fake nodes of the exporters' own tests stand in: the beacon fake's head block at slot S
+//! carries execution block 1000 + S.
+
+#[path = "../../consensus/tests/support/fake.rs"]
+mod cl_fake;
+#[path = "../../execution/tests/support/mod.rs"]
+mod el_support;
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use ethwatch_core::exposition::{self, Sample};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    args: ethwatch_network::NetworkArgs,
+}
+
+async fn wait_for(base: &str, what: &str, cond: impl Fn(&[Sample]) -> bool) -> Vec<Sample> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = reqwest::get(format!("{base}/metrics"))
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("body");
+        let s = exposition::parse(&text);
+        if cond(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_beacon_node_and_its_execution_node_are_compared() {
+    ethwatch_core::upstream::install_crypto();
+    let el = el_support::FakeNode::start(100).await;
+    let cl = cl_fake::FakeBeacon::start().await;
+    let slot = 50;
+    cl.set_all(cl_fake::healthy(
+        ethwatch_core::unix_now() as u64 - 100,
+        slot,
+    ));
+    let cli = Cli::try_parse_from([
+        "t",
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--poll-interval",
+        "300ms",
+        "--execution-target",
+        &format!("el-1={}", el.url()),
+        "--beacon-target",
+        &format!("cl-1={}", cl.url),
+        "--pair",
+        "el-1=cl-1",
+    ])
+    .expect("args");
+    let token = CancellationToken::new();
+    let r = ethwatch_network::start(cli.args, token.clone())
+        .await
+        .expect("start");
+    let base = format!("http://{}", r.addr);
+
+    // The execution node is at 100, the beacon node's head says 1050: a mismatch of 950 blocks.
+    let s = wait_for(&base, "a pair mismatch", |s| {
+        exposition::value(s, "eth_network_pair_mismatch", &[("node", "cl-1")]) == Some(1.0)
+    })
+    .await;
+    assert_eq!(
+        exposition::value(&s, "eth_network_pair_distance_blocks", &[("node", "cl-1")]),
+        Some(-950.0)
+    );
+    assert_eq!(
+        exposition::value(&s, "eth_network_finalized_epoch", &[("stat", "min")]),
+        Some(1.0)
+    );
+
+    // The execution node catches up to within the tolerance: no mismatch.
+    el.mine(949);
+    let s = wait_for(&base, "the pair to agree", |s| {
+        exposition::value(s, "eth_network_pair_mismatch", &[("node", "cl-1")]) == Some(0.0)
+    })
+    .await;
+    assert_eq!(
+        exposition::value(&s, "eth_network_pair_distance_blocks", &[("node", "cl-1")]),
+        Some(-1.0)
+    );
+    token.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), r.task).await;
+}
