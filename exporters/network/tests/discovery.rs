@@ -216,7 +216,10 @@ async fn a_failing_api_server_is_visible_and_retried_with_backoff() {
     // Exponential backoff: the second wait is longer than the first.
     let first = times[1] - times[0];
     let second = times[2] - times[1];
-    assert!(first >= Duration::from_millis(700), "no hot retry: {first:?}");
+    assert!(
+        first >= Duration::from_millis(700),
+        "no hot retry: {first:?}"
+    );
     assert!(second > first, "backoff grows: {first:?} then {second:?}");
     token.cancel();
     tokio::time::timeout(Duration::from_secs(5), task)
