@@ -7,8 +7,8 @@
 //! moment of the scrape.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
 
+use ethwatch_core::metrics::encode_gauge as gauge;
 use ethwatch_core::metrics::{CollectorStatus, register_build_info};
 use ethwatch_core::upstream::{ErrorKind, RequestMetrics};
 use prometheus_client::collector::Collector;
@@ -123,15 +123,7 @@ pub struct NodeState {
 }
 
 /// Shared handle to the state.
-#[derive(Debug, Clone, Default)]
-pub struct SharedState(Arc<Mutex<NodeState>>);
-
-impl SharedState {
-    /// Locks the state (a poisoned lock is recovered: the state is plain data).
-    pub fn lock(&self) -> MutexGuard<'_, NodeState> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
+pub type SharedState = ethwatch_core::metrics::Shared<NodeState>;
 
 /// Encodes [`NodeState`] at scrape time.
 #[derive(Debug)]
@@ -139,20 +131,6 @@ pub struct StateCollector {
     state: SharedState,
     /// Unix time to encode at; `None` is the system clock (tests and docs pin it).
     now: Option<f64>,
-}
-
-fn gauge<V: prometheus_client::encoding::EncodeGaugeValue + fmt::Debug>(
-    enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    unit: Option<&Unit>,
-    v: Option<V>,
-) -> fmt::Result {
-    if let Some(v) = v {
-        let m = enc.encode_descriptor(name, help, unit, MetricType::Gauge)?;
-        ConstGauge::new(v).encode(m)?;
-    }
-    Ok(())
 }
 
 fn labelled(

@@ -128,3 +128,43 @@ pub fn register_build_info(registry: &mut Registry) {
         .set(1);
     registry.register("ethwatch_build_info", "ethwatch build metadata", family);
 }
+
+/// State shared between the pollers that update it and the collector that encodes it at scrape
+/// time. A poisoned lock is recovered: the state is plain data.
+#[derive(Debug, Default)]
+pub struct Shared<T>(Arc<Mutex<T>>);
+
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Shared(self.0.clone())
+    }
+}
+
+impl<T> Shared<T> {
+    /// Locks the state.
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, T> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Encodes one unlabelled gauge when the value is known; an unknown value is left out (absent,
+/// not 0), which is how exporters show what a node does not provide.
+pub fn encode_gauge<V: prometheus_client::encoding::EncodeGaugeValue + std::fmt::Debug>(
+    enc: &mut prometheus_client::encoding::DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    v: Option<V>,
+) -> std::fmt::Result {
+    use prometheus_client::encoding::EncodeMetric;
+    if let Some(v) = v {
+        let m = enc.encode_descriptor(
+            name,
+            help,
+            unit,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        prometheus_client::metrics::gauge::ConstGauge::new(v).encode(m)?;
+    }
+    Ok(())
+}

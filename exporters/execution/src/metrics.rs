@@ -6,8 +6,8 @@
 //! than zero, and `eth_el_head_age_seconds` is computed at the moment of the scrape.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
 
+use ethwatch_core::metrics::encode_gauge as gauge;
 use ethwatch_core::upstream::RequestMetrics;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -50,15 +50,7 @@ pub struct NodeState {
 }
 
 /// Shared handle to the state.
-#[derive(Debug, Clone, Default)]
-pub struct SharedState(Arc<Mutex<NodeState>>);
-
-impl SharedState {
-    /// Locks the state (a poisoned lock is recovered: the state is plain data).
-    pub fn lock(&self) -> MutexGuard<'_, NodeState> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
+pub type SharedState = ethwatch_core::metrics::Shared<NodeState>;
 
 /// A gauge value from a `u64`; values beyond `i64` (no real node sends them) saturate instead
 /// of wrapping to negative numbers.
@@ -69,20 +61,6 @@ fn int(v: u64) -> i64 {
 /// Encodes [`NodeState`] at scrape time.
 #[derive(Debug)]
 pub struct StateCollector(pub SharedState);
-
-fn gauge<V: prometheus_client::encoding::EncodeGaugeValue + fmt::Debug>(
-    enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    unit: Option<&Unit>,
-    v: Option<V>,
-) -> fmt::Result {
-    if let Some(v) = v {
-        let m = enc.encode_descriptor(name, help, unit, MetricType::Gauge)?;
-        ConstGauge::new(v).encode(m)?;
-    }
-    Ok(())
-}
 
 impl Collector for StateCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
