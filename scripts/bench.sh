@@ -183,7 +183,7 @@ cpu_ticks() { # <pid>: utime + stime in clock ticks (fields 14 and 15 of /proc/P
 # over the live threads: far finer than the 10 ms ticks of utime+stime, which an exporter that
 # wakes for well under a millisecond a second barely registers.
 cpu_ns() {
-  cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%d\n", s}'
+  cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'
 }
 # The whole machine from /proc/stat, in ticks: "busy total" (busy includes steal).
 machine_ticks() { awk '/^cpu / {b = $2+$3+$4+$7+$8+$9; print b, b+$5+$6; exit}' /proc/stat; }
