@@ -58,6 +58,12 @@ pub struct ConsensusArgs {
     #[arg(long = "poll-interval", env = "ETHWATCH_POLL_INTERVAL", value_parser = parse_duration)]
     pub poll_interval: Option<Duration>,
 
+    /// While the event stream delivers heads, how often to read sync state, health, peers and
+    /// client info (the head comes from the stream; finality is read once per epoch). Without a
+    /// live stream every poll interval is a full cycle.
+    #[arg(long = "streaming-poll-interval", env = "ETHWATCH_STREAMING_POLL_INTERVAL", default_value = "12s", value_parser = parse_duration)]
+    pub streaming_poll_interval: Duration,
+
     /// Timeout of one request to the node (connect, headers and body).
     #[arg(long = "beacon-timeout", env = "ETHWATCH_BEACON_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub beacon_timeout: Duration,
@@ -183,6 +189,7 @@ impl ConsensusArgs {
             ));
         }
         for (field, d) in [
+            ("streaming-poll-interval", self.streaming_poll_interval),
             ("info-interval", self.info_interval),
             ("peers-interval", self.peers_interval),
             ("reprobe-interval", self.reprobe_interval),
@@ -262,6 +269,7 @@ pub async fn start(args: ConsensusArgs, shutdown: CancellationToken) -> anyhow::
                 validators: args.collector_validators,
             },
             poll_interval: args.poll_interval,
+            streaming_interval: args.streaming_poll_interval,
             info_interval: args.info_interval,
             peers_interval: args.peers_interval,
             reprobe_interval: args.reprobe_interval,
@@ -319,13 +327,14 @@ pub async fn start(args: ConsensusArgs, shutdown: CancellationToken) -> anyhow::
     Ok(Running { addr, poller, task })
 }
 
-/// Polls every [`Poller::poll_interval`] (which follows the slot length once known).
+/// Ticks every [`Poller::poll_interval`] (which follows the slot length once known); see
+/// [`Poller::poll_tick`] for what a tick polls.
 async fn poll_loop(poller: Arc<Poller>, cycle_timeout: Duration, shutdown: CancellationToken) {
     loop {
         let start = tokio::time::Instant::now();
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = tokio::time::timeout(cycle_timeout, poller.poll_once()) => {
+            r = tokio::time::timeout(cycle_timeout, poller.poll_tick()) => {
                 if r.is_err() {
                     tracing::warn!(timeout = ?cycle_timeout, "poll cycle timed out");
                     poller.status().record("head", cycle_timeout, Err("poll cycle timed out".into()));

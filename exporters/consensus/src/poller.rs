@@ -78,6 +78,9 @@ pub struct PollerConfig {
     pub enabled: Enabled,
     /// `None`: half a slot once the slot length is known (1 s before).
     pub poll_interval: Option<Duration>,
+    /// While the event stream delivers heads, the full cycle (sync, health, peers, info) runs
+    /// only this often; see [`Poller::poll_tick`].
+    pub streaming_interval: Duration,
     pub info_interval: Duration,
     pub peers_interval: Duration,
     pub reprobe_interval: Duration,
@@ -108,6 +111,11 @@ struct Schedule {
     participation_retry_at: Option<Instant>,
     rewards_unsupported_until: Option<Instant>,
     peers_list_too_long_logged: bool,
+    /// When the last full cycle started.
+    last_full: Option<Instant>,
+    /// The head's epoch when the finality checkpoints were last read; `None`: read them at the
+    /// next tick.
+    finality_epoch: Option<u64>,
 }
 
 /// Polls one beacon node and keeps its state. Shared by the poll loop, the validators loop and
@@ -131,6 +139,13 @@ pub struct Poller {
     stream_active: AtomicBool,
     /// New heads the poll found before the stream delivered them, since the stream's last head.
     stream_missed_heads: AtomicU32,
+    /// The event stream is open (its response has started).
+    stream_open: AtomicBool,
+    /// Unix milliseconds of the last head event (0: none yet).
+    last_stream_head_ms: AtomicU64,
+    /// The first epoch whose blocks carry an execution payload (`BELLATRIX_FORK_EPOCH`); 0 until
+    /// the spec is read, so every head's block is fetched.
+    payload_from_epoch: AtomicU64,
 }
 
 fn unix_ms() -> u64 {
@@ -170,6 +185,9 @@ impl Poller {
             ready: AtomicBool::new(true),
             stream_active: AtomicBool::new(false),
             stream_missed_heads: AtomicU32::new(0),
+            stream_open: AtomicBool::new(false),
+            last_stream_head_ms: AtomicU64::new(0),
+            payload_from_epoch: AtomicU64::new(0),
         }
     }
 
@@ -224,7 +242,16 @@ impl Poller {
         if last == 0 {
             return Err("the beacon node has not answered yet".into());
         }
-        let age = unix_ms().saturating_sub(last);
+        // A head event is an answer too, good until the stream counts as quiet; the window
+        // starts from there, so a quiet stream hands over to the poll without a gap.
+        let stream_until = match (
+            self.last_stream_head_ms.load(Ordering::Relaxed),
+            self.clock(),
+        ) {
+            (0, _) | (_, None) => 0,
+            (t, Some(c)) => t + stream_grace_ms(c),
+        };
+        let age = unix_ms().saturating_sub(last.max(stream_until));
         let window = (self.poll_interval() * self.cfg.ready.answer_intervals)
             .max(Duration::from_secs(2))
             .as_millis() as u64;
@@ -269,6 +296,7 @@ impl Poller {
     /// The event stream is being opened (`active`), is open (`open`), or neither.
     pub fn set_stream_state(&self, active: bool, open: bool) {
         self.stream_active.store(active || open, Ordering::Relaxed);
+        self.stream_open.store(open, Ordering::Relaxed);
         self.stream_missed_heads.store(0, Ordering::Relaxed);
         self.metrics.stream_connected.set(i64::from(open));
     }
@@ -276,6 +304,81 @@ impl Poller {
     /// New heads the poll saw first since the stream's last head.
     pub fn stream_missed_heads(&self) -> u32 {
         self.stream_missed_heads.load(Ordering::Relaxed)
+    }
+
+    /// The event stream is open and delivered a head within the last two slots (and a second):
+    /// the head comes from the stream, and the poll can slow down.
+    pub fn stream_live(&self) -> bool {
+        if !self.stream_open.load(Ordering::Relaxed) {
+            return false;
+        }
+        let last = self.last_stream_head_ms.load(Ordering::Relaxed);
+        match self.clock() {
+            Some(c) if last > 0 => unix_ms().saturating_sub(last) <= stream_grace_ms(c),
+            _ => false,
+        }
+    }
+
+    /// The time between full cycles now: [`Self::poll_interval`], or the streaming interval
+    /// while [`Self::stream_live`].
+    pub fn cycle_interval(&self) -> Duration {
+        if self.stream_live() {
+            self.cfg.streaming_interval.max(self.poll_interval())
+        } else {
+            self.poll_interval()
+        }
+    }
+
+    /// What the poll loop runs every [`Self::poll_interval`]. Without a live event stream, a
+    /// full cycle. While the stream delivers heads, a full cycle only every streaming interval
+    /// (sync, health, peers and info change slowly; the head comes from the stream), and in
+    /// between only what is due: the finality checkpoints once the head enters a new epoch
+    /// (they change only at epoch processing), and missed slots by the clock. A tick with
+    /// nothing due sends no request.
+    pub async fn poll_tick(&self) {
+        let full_due = {
+            let sc = self.sched();
+            sc.last_full
+                .is_none_or(|t| t.elapsed() + Duration::from_millis(50) >= self.cycle_interval())
+        };
+        if full_due || !self.stream_live() {
+            return self.poll_once().await;
+        }
+        if self.finality_due() {
+            async {
+                let t = Instant::now();
+                let r = self.poll_finality().await;
+                self.record("finality", t, r);
+            }
+            .instrument(collector_span("finality"))
+            .instrument(tracing::info_span!(
+                "poll",
+                otel.name = "poll",
+                otel.kind = "internal"
+            ))
+            .await;
+        }
+        self.decide_by_clock().await;
+    }
+
+    /// The head's epoch differs from the one the finality checkpoints were read at.
+    fn finality_due(&self) -> bool {
+        let head_epoch = {
+            let st = self.metrics.state.lock();
+            match (st.head_slot, st.clock) {
+                (Some(s), Some(c)) => Some(c.epoch_of(s)),
+                _ => None,
+            }
+        };
+        let sc = self.sched();
+        head_epoch.is_none() || sc.finality_epoch.is_none() || sc.finality_epoch != head_epoch
+    }
+
+    async fn decide_by_clock(&self) {
+        if let Some(slot) = self.clock().and_then(|c| c.now_slot()) {
+            let missed = self.tracker.lock().await.on_clock(slot);
+            self.metrics.missed_slots.inc_by(missed);
+        }
     }
 
     /// One poll cycle, traced as a `poll` span with a child span per collector run (and, under
@@ -292,6 +395,12 @@ impl Poller {
 
     async fn poll_cycle(&self) {
         let start = Instant::now();
+        self.sched().last_full = Some(start);
+        // While the stream delivers heads, the head and (within an epoch) the finality
+        // checkpoints need no request: they are current, so their collectors report success.
+        let live = self.stream_live();
+        let poll_head = !live;
+        let poll_finality = !live || self.finality_due();
         let sync_span = collector_span("sync");
         let syncing = self
             .api
@@ -363,13 +472,21 @@ impl Poller {
         .instrument(collector_span("health"));
         let head = async {
             let t = Instant::now();
-            let r = self.poll_head(s.is_syncing).await;
+            let r = if poll_head {
+                self.poll_head(s.is_syncing).await
+            } else {
+                Ok(())
+            };
             self.record("head", t, r);
         }
         .instrument(collector_span("head"));
         let finality = async {
             let t = Instant::now();
-            let r = self.poll_finality().await;
+            let r = if poll_finality {
+                self.poll_finality().await
+            } else {
+                Ok(())
+            };
             self.record("finality", t, r);
         }
         .instrument(collector_span("finality"));
@@ -386,11 +503,7 @@ impl Poller {
             }
         };
         tokio::join!(info, health, head, finality, peers);
-
-        if let Some(slot) = self.clock().and_then(|c| c.now_slot()) {
-            let missed = self.tracker.lock().await.on_clock(slot);
-            self.metrics.missed_slots.inc_by(missed);
-        }
+        self.decide_by_clock().await;
     }
 
     /// Records a collector run; a failure is logged when it starts and when it ends, not per run,
@@ -460,6 +573,9 @@ impl Poller {
         let (slot_ms, slots_per_epoch) = s
             .timing()
             .map_err(|e| self.api.decode_error(api::SPEC, e))?;
+        // Unknown (a spec without the key): every block may carry a payload.
+        self.payload_from_epoch
+            .store(s.BELLATRIX_FORK_EPOCH.map_or(0, |e| e.0), Ordering::Relaxed);
         let clock = Clock {
             genesis_time: g.genesis_time.0,
             slot_ms,
@@ -521,6 +637,10 @@ impl Poller {
     }
 
     async fn poll_finality(&self) -> Result<(), UpstreamError> {
+        let head_epoch = {
+            let st = self.metrics.state.lock();
+            st.head_slot.zip(st.clock).map(|(s, c)| c.epoch_of(s))
+        };
         let f: FinalityCheckpoints = self
             .api
             .get_data(
@@ -531,6 +651,8 @@ impl Poller {
         let mut st = self.metrics.state.lock();
         st.finalized_epoch = Some(f.finalized.epoch.0);
         st.justified_epoch = Some(f.current_justified.epoch.0);
+        drop(st);
+        self.sched().finality_epoch = head_epoch;
         Ok(())
     }
 
@@ -545,6 +667,11 @@ impl Poller {
             pc.connected.0,
             pc.disconnecting.0,
         ]);
+        if pc.connected.0 == 0 {
+            // Nothing to list.
+            self.metrics.state.lock().peers_by_direction = Some([0, 0]);
+            return Ok(());
+        }
         let max = self.cfg.peers_list_max;
         if pc.connected.0 > max {
             self.peers_list_too_long(pc.connected.0);
@@ -622,6 +749,7 @@ impl Poller {
         let mut tracker = self.tracker.lock().await;
         if source == HeadSource::Stream {
             self.stream_missed_heads.store(0, Ordering::Relaxed);
+            self.last_stream_head_ms.store(unix_ms(), Ordering::Relaxed);
         }
         if !tracker.is_new(&seen.root) {
             return Ok(());
@@ -651,21 +779,53 @@ impl Poller {
 
         let mut seen = seen;
         let mut block_err = None;
-        match self.api.block(seen.root).await {
-            Ok(b) if b.message.slot.0 == seen.slot => {
-                self.metrics.state.lock().head_execution_block_number = b.execution_block_number();
-                seen.parent_root.get_or_insert(b.message.parent_root);
+        let payload_from = self.payload_from_epoch.load(Ordering::Relaxed);
+        let no_payload = clock.is_some_and(|c| c.epoch_of(seen.slot) < payload_from);
+        // The slot right after the last head leaves no slot between them to classify: its
+        // parent changes no count (a depth-1 reorg is reported by its own event).
+        let next_slot = seen.parent_root.is_none()
+            && tracker
+                .head()
+                .is_some_and(|(slot, _)| seen.slot == slot + 1 && tracker.decided() == Some(slot));
+        if no_payload && next_slot {
+            // Before Bellatrix a block has no execution payload, so nothing to fetch.
+            self.metrics.state.lock().head_execution_block_number = None;
+        } else if no_payload {
+            // Before Bellatrix the header (parent) suffices.
+            match self.api.header(&seen.root.to_string()).await {
+                Ok(h) if h.slot == seen.slot => {
+                    self.metrics.state.lock().head_execution_block_number = None;
+                    seen.parent_root.get_or_insert(h.parent_root);
+                }
+                Ok(h) => {
+                    block_err = Some(self.api.decode_error(
+                        api::HEADER,
+                        format!(
+                            "header {} is at slot {}, the head said {}",
+                            seen.root, h.slot, seen.slot
+                        ),
+                    ));
+                }
+                Err(e) => block_err = Some(e),
             }
-            Ok(b) => {
-                block_err = Some(self.api.decode_error(
-                    api::BLOCK,
-                    format!(
-                        "block {} is at slot {}, the head said {}",
-                        seen.root, b.message.slot.0, seen.slot
-                    ),
-                ));
+        } else {
+            match self.api.block(seen.root).await {
+                Ok(b) if b.message.slot.0 == seen.slot => {
+                    self.metrics.state.lock().head_execution_block_number =
+                        b.execution_block_number();
+                    seen.parent_root.get_or_insert(b.message.parent_root);
+                }
+                Ok(b) => {
+                    block_err = Some(self.api.decode_error(
+                        api::BLOCK,
+                        format!(
+                            "block {} is at slot {}, the head said {}",
+                            seen.root, b.message.slot.0, seen.slot
+                        ),
+                    ));
+                }
+                Err(e) => block_err = Some(e),
             }
-            Err(e) => block_err = Some(e),
         }
         let outcome = tracker
             .advance(seen, clock_slot, &self.api, may_walk)
@@ -688,6 +848,8 @@ impl Poller {
 
     /// A `chain_reorg` event.
     pub fn on_reorg(&self, slot: u64, depth: u64) {
+        // Another branch may have processed its epoch differently: read finality again.
+        self.sched().finality_epoch = None;
         self.metrics.reorgs.inc();
         self.metrics.reorg_depth.observe(depth as f64);
         tracing::info!(slot, depth, "chain reorg reported by the node");
@@ -790,6 +952,12 @@ impl Poller {
             self.record("participation", t, r.map(|_| ()));
         }
     }
+}
+
+/// How long after its last head event the stream still counts as delivering: two slots (one
+/// may be missed) and a second.
+fn stream_grace_ms(c: Clock) -> u64 {
+    2 * c.slot_ms + 1000
 }
 
 /// A span for one collector run, child of the current (poll) span.

@@ -178,6 +178,9 @@ pub struct SpecTiming {
     pub SLOT_DURATION_MS: Option<U64>,
     #[serde(default)]
     pub SLOTS_PER_EPOCH: Option<U64>,
+    /// The first epoch with execution payloads in blocks (`18446744073709551615`: never).
+    #[serde(default)]
+    pub BELLATRIX_FORK_EPOCH: Option<U64>,
 }
 
 impl SpecTiming {

@@ -53,6 +53,13 @@ pub struct ExecutionArgs {
     #[arg(long = "poll-interval", env = "ETHWATCH_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub poll_interval: Duration,
 
+    /// While the newHeads subscription (--ws-url) is up, how often to poll: the head comes from
+    /// the subscription, so the batch (sync, peers, txpool, safe and finalized blocks, and the
+    /// head as a check) is needed less often. Without a subscription every poll interval is a
+    /// cycle.
+    #[arg(long = "streaming-poll-interval", env = "ETHWATCH_STREAMING_POLL_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub streaming_poll_interval: Duration,
+
     /// Timeout of one request to the node (connect, headers and body).
     #[arg(long = "rpc-timeout", env = "ETHWATCH_RPC_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub rpc_timeout: Duration,
@@ -123,6 +130,15 @@ impl ExecutionArgs {
                 format!("{:?} is below the minimum of 100ms", self.poll_interval),
             ));
         }
+        if self.streaming_poll_interval < Duration::from_millis(100) {
+            return Err(bad(
+                "streaming-poll-interval",
+                format!(
+                    "{:?} is below the minimum of 100ms",
+                    self.streaming_poll_interval
+                ),
+            ));
+        }
         if self.rpc_timeout.is_zero() {
             return Err(bad("rpc-timeout", "must be more than 0".into()));
         }
@@ -183,6 +199,7 @@ pub async fn start(args: ExecutionArgs, shutdown: CancellationToken) -> anyhow::
                 info: args.collector_info,
             },
             poll_interval: args.poll_interval,
+            streaming_interval: args.streaming_poll_interval,
             info_interval: args.info_interval,
             reprobe_interval: args.reprobe_interval,
             expected_interval: args.expected_block_interval,
@@ -190,26 +207,9 @@ pub async fn start(args: ExecutionArgs, shutdown: CancellationToken) -> anyhow::
         },
     ));
 
-    let ready_window_ms = (args.poll_interval * args.ready_intervals)
-        .max(Duration::from_secs(2))
-        .as_millis() as u64;
     let p = poller.clone();
-    let readiness: server::ReadinessCheck = Arc::new(move || {
-        let last = p.last_ok_ms();
-        if last == 0 {
-            return Err("the node has not answered yet".into());
-        }
-        let now = (ethwatch_core::unix_now() * 1000.0) as u64;
-        let age = now.saturating_sub(last);
-        if age > ready_window_ms {
-            Err(format!(
-                "the node last answered {:.1} s ago",
-                age as f64 / 1000.0
-            ))
-        } else {
-            Ok(())
-        }
-    });
+    let intervals = args.ready_intervals;
+    let readiness: server::ReadinessCheck = Arc::new(move || p.readiness(intervals));
     // The poll loop. A cycle gets three request timeouts: the batch, a backfill, and slack.
     {
         let p = poller.clone();
@@ -221,7 +221,7 @@ pub async fn start(args: ExecutionArgs, shutdown: CancellationToken) -> anyhow::
             shutdown.clone(),
             move || {
                 let p = p.clone();
-                async move { p.poll_once().await }
+                async move { p.poll_tick().await }
             },
             move || {
                 tracing::warn!(timeout = ?cycle_timeout, "poll cycle timed out");

@@ -73,6 +73,9 @@ impl Enabled {
 pub struct PollerConfig {
     pub enabled: Enabled,
     pub poll_interval: Duration,
+    /// While the newHeads subscription is up, a cycle runs only this often (see
+    /// [`Poller::poll_tick`]).
+    pub streaming_interval: Duration,
     pub info_interval: Duration,
     pub reprobe_interval: Duration,
     pub expected_interval: Option<Duration>,
@@ -102,6 +105,14 @@ pub struct Poller {
     last_failure: Mutex<Option<&'static str>>,
     /// Collectors whose last run failed, so a failing collector logs once, not every poll.
     failing: Mutex<HashSet<&'static str>>,
+    /// When the last cycle started.
+    last_cycle: Mutex<Option<Instant>>,
+    /// Unix milliseconds of the moment the subscription was last lost (readiness).
+    subscription_lost_ms: AtomicU64,
+}
+
+fn unix_ms() -> u64 {
+    (ethwatch_core::unix_now() * 1000.0) as u64
 }
 
 impl Poller {
@@ -130,6 +141,8 @@ impl Poller {
             last_ok_ms: AtomicU64::new(0),
             last_failure: Mutex::new(None),
             failing: Mutex::default(),
+            last_cycle: Mutex::new(None),
+            subscription_lost_ms: AtomicU64::new(0),
         }
     }
 
@@ -148,6 +161,66 @@ impl Poller {
         self.last_ok_ms.load(Ordering::Relaxed)
     }
 
+    /// The newHeads subscription is up: heads arrive the moment the node has them.
+    pub fn subscription_live(&self) -> bool {
+        self.metrics
+            .subscription_connected
+            .as_ref()
+            .is_some_and(|g| g.get() == 1)
+    }
+
+    /// The subscription was lost now (readiness counts the poll's window from here).
+    pub fn subscription_lost(&self) {
+        self.subscription_lost_ms
+            .store(unix_ms(), Ordering::Relaxed);
+    }
+
+    /// The time between cycles now: the streaming interval while the subscription is up,
+    /// else the poll interval.
+    pub fn cycle_interval(&self) -> Duration {
+        if self.subscription_live() {
+            self.cfg.streaming_interval.max(self.cfg.poll_interval)
+        } else {
+            self.cfg.poll_interval
+        }
+    }
+
+    /// `/readyz`: the node answered within `intervals` cycles (at least 2 s); after the
+    /// subscription is lost, the window starts from that moment.
+    pub fn readiness(&self, intervals: u32) -> Result<(), String> {
+        let last = self.last_ok_ms();
+        if last == 0 {
+            return Err("the node has not answered yet".into());
+        }
+        let window = (self.cycle_interval() * intervals)
+            .max(Duration::from_secs(2))
+            .as_millis() as u64;
+        let since = last.max(self.subscription_lost_ms.load(Ordering::Relaxed));
+        let age = unix_ms().saturating_sub(since);
+        if age > window {
+            Err(format!(
+                "the node last answered {:.1} s ago",
+                unix_ms().saturating_sub(last) as f64 / 1000.0
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// What the poll loop runs every poll interval: a cycle, unless the subscription is up
+    /// and the last cycle is younger than the streaming interval (the head comes from the
+    /// subscription; sync, peers, txpool and finality are read every streaming interval).
+    pub async fn poll_tick(&self) {
+        let due = self
+            .last_cycle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none_or(|t| t.elapsed() + Duration::from_millis(50) >= self.cycle_interval());
+        if due {
+            self.poll_once().await;
+        }
+    }
+
     fn supported(&self, method: &'static str, now: Instant) -> bool {
         let map = self.unsupported.lock().unwrap_or_else(|e| e.into_inner());
         map.get(method).is_none_or(|until| now >= *until)
@@ -163,6 +236,7 @@ impl Poller {
 
     async fn poll_cycle(&self) {
         let start = Instant::now();
+        *self.last_cycle.lock().unwrap_or_else(|e| e.into_inner()) = Some(start);
         let mut plan: Vec<(&'static str, Call)> = Vec::with_capacity(9);
         let latest = || json!(["latest", false]);
         if self.cfg.enabled.head {

@@ -66,6 +66,7 @@ pub async fn run(
         let was_connected = connected.get() == 1;
         connected.set(0);
         if was_connected {
+            poller.subscription_lost();
             logged_down = false;
             backoff = Duration::from_secs(1);
         }
