@@ -514,3 +514,137 @@ async fn stream_events_move_the_metrics_at_once() {
     assert_eq!(must(&s, "eth_cl_events_stream_connected", &[]), 1.0);
     exp.stop().await;
 }
+
+/// While the event stream delivers heads, the poll slows to one full cycle per
+/// --streaming-poll-interval and reads neither the head nor (within an epoch) finality; when the
+/// stream goes quiet, every tick is a full cycle again, and /readyz stays ready throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_stream_slows_the_poll_and_a_quiet_one_restores_it() {
+    let fake = FakeBeacon::start().await;
+    let (genesis, slot) = chain();
+    fake.set_all(healthy(genesis, slot));
+    // A pre-Bellatrix chain: heads in consecutive slots need no request at all.
+    fake.set(
+        "/eth/v1/config/spec",
+        Reply::Body(
+            200,
+            r#"{"data":{"SECONDS_PER_SLOT":"2","SLOTS_PER_EPOCH":"8","BELLATRIX_FORK_EPOCH":"18446744073709551615"}}"#.into(),
+        ),
+    );
+    fake.set(
+        "/eth/v1/beacon/headers/*",
+        Reply::Body(200, support::fake::header(slot)),
+    );
+    fake.stream(Stream::Heads { genesis });
+    let exp = Exporter::start(
+        &fake.url,
+        &[
+            "--poll-interval",
+            "200ms",
+            "--streaming-poll-interval",
+            "3s",
+            "--peers-interval",
+            "1s",
+            "--collector.validators=false",
+        ],
+    )
+    .await;
+    exp.wait_for(12, "two stream heads", |s| {
+        val(s, "eth_cl_events_total", &[("topic", "head")]).unwrap_or(0.0) >= 2.0
+    })
+    .await;
+    let paths = [
+        "/eth/v1/node/syncing",
+        "/eth/v1/node/health",
+        "/eth/v1/node/peer_count",
+        "/eth/v1/beacon/headers/head",
+        "/eth/v1/beacon/states/head/finality_checkpoints",
+    ];
+    let counts = |fake: &FakeBeacon| paths.map(|p| fake.requests(p));
+    let before = counts(&fake);
+    let blocks_before = must(&exp.scrape().await, "eth_cl_blocks_total", &[]);
+    let window = Duration::from_secs(6);
+    let t0 = Instant::now();
+    while t0.elapsed() < window {
+        assert_eq!(
+            exp.status("/readyz").await,
+            200,
+            "ready while the stream is live"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let after = counts(&fake);
+    let d: Vec<u64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+    // 6 s at one full cycle per 3 s: 2 or 3 cycles (30 at every 200 ms tick).
+    assert!(
+        (1..=3).contains(&d[0]),
+        "syncing requests in 6 s while live: {d:?}"
+    );
+    assert!(
+        (1..=3).contains(&d[1]),
+        "health requests in 6 s while live: {d:?}"
+    );
+    assert!(d[2] <= 3, "peer_count requests in 6 s while live: {d:?}");
+    assert_eq!(
+        d[3], 0,
+        "the head is not polled while the stream delivers it: {d:?}"
+    );
+    // An epoch is 16 s: the checkpoints are read at most once more in 6 s.
+    assert!(d[4] <= 1, "finality requests in 6 s while live: {d:?}");
+    assert_eq!(
+        fake.requests(&format!(
+            "/eth/v2/beacon/blocks/{}",
+            support::fake::root(slot)
+        )),
+        0
+    );
+    let s = exp.scrape().await;
+    assert!(
+        must(&s, "eth_cl_blocks_total", &[]) >= blocks_before + 2.0,
+        "stream heads are counted as blocks"
+    );
+    assert_eq!(must(&s, "eth_cl_missed_slots_total", &[]), 0.0);
+    assert_eq!(
+        must(&s, "ethwatch_collector_success", &[("collector", "head")]),
+        1.0
+    );
+    assert_eq!(
+        must(
+            &s,
+            "ethwatch_collector_success",
+            &[("collector", "finality")]
+        ),
+        1.0
+    );
+
+    // The stream goes quiet (open, no more heads): after two slots and a second, full cycles
+    // every tick again, the head polled too.
+    fake.stream(Stream::Send(Vec::new()));
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(7) {
+        assert_eq!(
+            exp.status("/readyz").await,
+            200,
+            "ready while the poll takes over"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let before = counts(&fake);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = counts(&fake);
+    let d: Vec<u64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+    assert!(
+        d[0] >= 6,
+        "syncing requests in 2 s once the stream is quiet: {d:?}"
+    );
+    assert!(
+        d[3] >= 6,
+        "head requests in 2 s once the stream is quiet: {d:?}"
+    );
+    assert!(
+        d[4] >= 6,
+        "finality requests in 2 s once the stream is quiet: {d:?}"
+    );
+    assert_eq!(exp.status("/readyz").await, 200);
+    exp.stop().await;
+}

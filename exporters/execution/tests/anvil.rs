@@ -162,6 +162,8 @@ async fn follows_a_real_node_and_survives_its_death() {
         &ws,
         "--poll-interval",
         "250ms",
+        "--streaming-poll-interval",
+        "1s",
         "--rpc-timeout",
         "500ms",
         "--ready-intervals",
@@ -233,6 +235,26 @@ async fn follows_a_real_node_and_survives_its_death() {
     );
     assert!(val(&s, "eth_el_block_arrival_delay_seconds_count", &[]).is_some_and(|c| c >= 3.0));
     assert_eq!(val(&s, "eth_el_subscription_connected", &[]), Some(1.0));
+    // While subscribed, one poll cycle per --streaming-poll-interval (1 s), not per tick
+    // (250 ms); /readyz stays ready between cycles.
+    let calls = |s: &[Sample]| {
+        val(
+            s,
+            "eth_el_rpc_request_duration_seconds_count",
+            &[("method", "eth_syncing")],
+        )
+        .unwrap_or(0.0)
+    };
+    let c0 = calls(&s);
+    for _ in 0..8 {
+        assert_eq!(status(&base, "/readyz").await, 200);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let polled = calls(&scrape(&base).await) - c0;
+    assert!(
+        (3.0..=6.0).contains(&polled),
+        "{polled} poll cycles in 4 s while subscribed (16 at every tick)"
+    );
     assert_eq!(val(&s, "eth_el_reorgs_total", &[]), Some(0.0));
 
     // Peers: anvil has no net_peerCount. Absent, collector failing, no error storm.

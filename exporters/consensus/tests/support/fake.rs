@@ -41,6 +41,10 @@ pub enum Stream {
     CloseAfter(Vec<u8>, Duration),
     /// Answers with this status.
     Status(u16),
+    /// A live chain: a head event for every wall-clock slot of this genesis (2 s slots) as it
+    /// starts, for as long as the stream setting stays `Heads`; then silent with the connection
+    /// open.
+    Heads { genesis: u64 },
 }
 
 #[derive(Default)]
@@ -231,7 +235,7 @@ async fn serve(
         .or_default() += 1;
     if path == "/eth/v1/events" {
         let s = behaviour.lock().expect("lock").stream.clone();
-        return stream(sock, s, opens, bytes).await;
+        return stream(sock, s, opens, bytes, behaviour).await;
     }
     // An exact path, else the longest `prefix*` route that matches.
     let reply = {
@@ -301,6 +305,7 @@ async fn stream(
     s: Option<Stream>,
     opens: Arc<AtomicU64>,
     bytes: Arc<AtomicU64>,
+    behaviour: Arc<Mutex<Behaviour>>,
 ) -> std::io::Result<()> {
     let s = s.unwrap_or(Stream::Send(Vec::new()));
     if let Stream::Status(code) = s {
@@ -335,6 +340,24 @@ async fn stream(
             sock.write_all(&send(&data)).await?;
             tokio::time::sleep(after).await;
         }
+        Stream::Heads { genesis } => loop {
+            let still = matches!(
+                behaviour.lock().expect("lock").stream,
+                Some(Stream::Heads { .. })
+            );
+            if !still {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                break;
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("time")
+                .as_secs_f64();
+            let slot = ((now - genesis as f64) / 2.0).floor() as u64;
+            sock.write_all(&send(head_event(slot).as_bytes())).await?;
+            let next = genesis as f64 + (slot + 1) as f64 * 2.0;
+            tokio::time::sleep(Duration::from_secs_f64((next - now).max(0.01))).await;
+        },
         Stream::Status(_) => {}
     }
     Ok(())
