@@ -132,7 +132,9 @@ async fn session(
             otel.kind = "internal"
         ),
     ));
-    let mut check = tokio::time::interval(Duration::from_millis(250));
+    // Checks for a half event stuck in the parser and for heads the poll saw first; a second is
+    // fine-grained enough for both, and wakes an idle exporter rarely.
+    let mut check = tokio::time::interval(Duration::from_secs(1));
     let res = loop {
         tokio::select! {
             r = &mut open => match r {

@@ -327,8 +327,8 @@ pub async fn start(args: ConsensusArgs, shutdown: CancellationToken) -> anyhow::
     Ok(Running { addr, poller, task })
 }
 
-/// Ticks every [`Poller::poll_interval`] (which follows the slot length once known); see
-/// [`Poller::poll_tick`] for what a tick polls.
+/// Ticks as [`Poller::next_tick_in`] says (half a slot, or a slot while the event stream is
+/// live), and at once when the stream closes; see [`Poller::poll_tick`] for what a tick polls.
 async fn poll_loop(poller: Arc<Poller>, cycle_timeout: Duration, shutdown: CancellationToken) {
     loop {
         let start = tokio::time::Instant::now();
@@ -341,15 +341,16 @@ async fn poll_loop(poller: Arc<Poller>, cycle_timeout: Duration, shutdown: Cance
                 }
             }
         }
-        let next = start + poller.poll_interval();
+        let next = start + poller.next_tick_in();
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep_until(next) => {}
+            _ = poller.woken() => {}
         }
     }
 }
 
-/// Checks once per poll interval whether the validators collectors are due (once per epoch).
+/// Checks once a slot whether the validators collectors are due (once per epoch).
 async fn validators_loop(
     poller: Arc<Poller>,
     request_timeout: Duration,
@@ -367,9 +368,13 @@ async fn validators_loop(
                 }
             }
         }
+        // Due once per epoch (or a slot after a failure): checking once a slot is enough.
+        let slot = poller
+            .clock()
+            .map_or(Duration::ZERO, |c| Duration::from_millis(c.slot_ms));
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(poller.poll_interval()) => {}
+            _ = tokio::time::sleep(poller.poll_interval().max(slot)) => {}
         }
     }
 }

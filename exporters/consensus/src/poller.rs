@@ -146,6 +146,8 @@ pub struct Poller {
     /// The first epoch whose blocks carry an execution payload (`BELLATRIX_FORK_EPOCH`); 0 until
     /// the spec is read, so every head's block is fetched.
     payload_from_epoch: AtomicU64,
+    /// Wakes the poll loop early: the stream closed, so the poll must take over at once.
+    wake: tokio::sync::Notify,
 }
 
 fn unix_ms() -> u64 {
@@ -188,6 +190,7 @@ impl Poller {
             stream_open: AtomicBool::new(false),
             last_stream_head_ms: AtomicU64::new(0),
             payload_from_epoch: AtomicU64::new(0),
+            wake: tokio::sync::Notify::new(),
         }
     }
 
@@ -296,7 +299,10 @@ impl Poller {
     /// The event stream is being opened (`active`), is open (`open`), or neither.
     pub fn set_stream_state(&self, active: bool, open: bool) {
         self.stream_active.store(active || open, Ordering::Relaxed);
-        self.stream_open.store(open, Ordering::Relaxed);
+        let was_open = self.stream_open.swap(open, Ordering::Relaxed);
+        if was_open && !open {
+            self.wake.notify_one();
+        }
         self.stream_missed_heads.store(0, Ordering::Relaxed);
         self.metrics.stream_connected.set(i64::from(open));
     }
@@ -329,7 +335,31 @@ impl Poller {
         }
     }
 
-    /// What the poll loop runs every [`Self::poll_interval`]. Without a live event stream, a
+    /// How long the poll loop sleeps after a tick: [`Self::poll_interval`] without a live
+    /// stream; with one, a slot (the stream going quiet, an epoch starting and missed slots
+    /// are all noticed within one), but never past the next full cycle.
+    pub fn next_tick_in(&self) -> Duration {
+        let poll = self.poll_interval();
+        if !self.stream_live() {
+            return poll;
+        }
+        let slot = self
+            .clock()
+            .map_or(poll, |c| Duration::from_millis(c.slot_ms))
+            .max(poll);
+        let until_full = self
+            .sched()
+            .last_full
+            .map(|t| (t + self.cycle_interval()).saturating_duration_since(Instant::now()));
+        until_full.map_or(slot, |u| slot.min(u.max(Duration::from_millis(50))))
+    }
+
+    /// Resolves when the poll loop should tick before its sleep ends (the stream closed).
+    pub async fn woken(&self) {
+        self.wake.notified().await
+    }
+
+    /// What the poll loop runs at every tick (see [`Self::next_tick_in`]). Without a live event stream, a
     /// full cycle. While the stream delivers heads, a full cycle only every streaming interval
     /// (sync, health, peers and info change slowly; the head comes from the stream), and in
     /// between only what is due: the finality checkpoints once the head enters a new epoch

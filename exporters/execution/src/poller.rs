@@ -105,10 +105,10 @@ pub struct Poller {
     last_failure: Mutex<Option<&'static str>>,
     /// Collectors whose last run failed, so a failing collector logs once, not every poll.
     failing: Mutex<HashSet<&'static str>>,
-    /// When the last cycle started.
-    last_cycle: Mutex<Option<Instant>>,
     /// Unix milliseconds of the moment the subscription was last lost (readiness).
     subscription_lost_ms: AtomicU64,
+    /// Wakes the poll loop early: the subscription was lost, so the poll must take over at once.
+    wake: tokio::sync::Notify,
 }
 
 fn unix_ms() -> u64 {
@@ -141,8 +141,8 @@ impl Poller {
             last_ok_ms: AtomicU64::new(0),
             last_failure: Mutex::new(None),
             failing: Mutex::default(),
-            last_cycle: Mutex::new(None),
             subscription_lost_ms: AtomicU64::new(0),
+            wake: tokio::sync::Notify::new(),
         }
     }
 
@@ -173,6 +173,12 @@ impl Poller {
     pub fn subscription_lost(&self) {
         self.subscription_lost_ms
             .store(unix_ms(), Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
+    /// Resolves when the poll loop should run before its sleep ends (the subscription was lost).
+    pub async fn woken(&self) {
+        self.wake.notified().await
     }
 
     /// The time between cycles now: the streaming interval while the subscription is up,
@@ -207,20 +213,6 @@ impl Poller {
         }
     }
 
-    /// What the poll loop runs every poll interval: a cycle, unless the subscription is up
-    /// and the last cycle is younger than the streaming interval (the head comes from the
-    /// subscription; sync, peers, txpool and finality are read every streaming interval).
-    pub async fn poll_tick(&self) {
-        let due = self
-            .last_cycle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_none_or(|t| t.elapsed() + Duration::from_millis(50) >= self.cycle_interval());
-        if due {
-            self.poll_once().await;
-        }
-    }
-
     fn supported(&self, method: &'static str, now: Instant) -> bool {
         let map = self.unsupported.lock().unwrap_or_else(|e| e.into_inner());
         map.get(method).is_none_or(|until| now >= *until)
@@ -236,7 +228,6 @@ impl Poller {
 
     async fn poll_cycle(&self) {
         let start = Instant::now();
-        *self.last_cycle.lock().unwrap_or_else(|e| e.into_inner()) = Some(start);
         let mut plan: Vec<(&'static str, Call)> = Vec::with_capacity(9);
         let latest = || json!(["latest", false]);
         if self.cfg.enabled.head {
