@@ -246,13 +246,15 @@ impl Poller {
             return Err("the beacon node has not answered yet".into());
         }
         // A head event is an answer too, good until the stream counts as quiet; the window
-        // starts from there, so a quiet stream hands over to the poll without a gap.
+        // starts from there, so a quiet stream hands over to the poll without a gap. A closed
+        // stream proves nothing (the node may be gone): only the poll's answers count then.
+        let open = self.stream_open.load(Ordering::Relaxed);
         let stream_until = match (
             self.last_stream_head_ms.load(Ordering::Relaxed),
             self.clock(),
         ) {
-            (0, _) | (_, None) => 0,
-            (t, Some(c)) => t + stream_grace_ms(c),
+            (t, Some(c)) if open && t > 0 => t + stream_grace_ms(c),
+            _ => 0,
         };
         let age = unix_ms().saturating_sub(last.max(stream_until));
         let window = (self.poll_interval() * self.cfg.ready.answer_intervals)
