@@ -377,12 +377,21 @@ def test_monitors_select_every_sidecar_and_client(scenario):
                     if r.get("targetLabel") == "job" and re.fullmatch(r["regex"], comp):
                         job = r["replacement"]
                 assert job, f"no job for {comp} in {sm['metadata']['name']}"
+                # every target names its enclave (the release): the "behind the network" alerts
+                # group by it, so two releases in one namespace are two networks
+                enclave = [r for r in ep["relabelings"] if r.get("targetLabel") == "enclave"]
+                assert [(r.get("sourceLabels"), r["replacement"]) for r in enclave] == [(None, RELEASE)], \
+                    f"{sm['metadata']['name']}: enclave relabeling {enclave}"
                 # the Service's pods
                 for sts in node_sets(docs):
                     if selects({"matchLabels": svc["spec"]["selector"]}, sts["spec"]["template"]["metadata"]["labels"]):
                         cports = {p["name"]: p["containerPort"] for c in sts["spec"]["template"]["spec"]["containers"] for p in c.get("ports", [])}
                         assert ep["port"] in cports
                         covered[(sts["metadata"]["name"], ep["port"])] = job
+    rules = [r for pr in by_kind(docs, "PrometheusRule") for g in pr["spec"]["groups"] for r in g["rules"]]
+    behind = [r for r in rules if r.get("alert", "").endswith("HeadBehindNetwork")]
+    for r in behind:
+        assert "max by (namespace, enclave)" in r["expr"], r["expr"]
     ethwatch_jobs = alerts_job_regex()
     for sts in node_sets(docs):
         name, comp = sts["metadata"]["name"], component(sts)
