@@ -7,7 +7,7 @@ turned into failures by --validate=strict on the dry runs).
 There is no controller-manager, scheduler or kubelet: objects are stored, not run. So `helm
 install` runs with --no-hooks (the genesis Job could never finish), and the hooks and helm test
 pods are created with a server-side dry run instead. The network watcher runs for real against
-this server, with its ServiceAccount's token, over node pods this test creates and marks ready.
+this server, with its ServiceAccount's token, over node pods this test creates and marks running.
 """
 
 import base64
@@ -291,8 +291,8 @@ def wait_for(what, check, timeout=30):
 def test_network_watcher_watches_its_release_with_its_own_token(cluster, tmp_path):
     """Two releases in one namespace. The watcher of release t, started with exactly the rendered
     args and env and with a token of the ServiceAccount the chart gives it (so only its Role
-    applies), lists and watches pods: it finds t's ready execution and beacon pods (a pod becoming
-    ready, becoming unready and being deleted are watch events), polls them on their named ports,
+    applies), lists and watches pods: it finds t's execution and beacon pods once they have an IP,
+    Ready or not (a pod starting, failing and being deleted are watch events), polls them on their named ports,
     and leaves t's validator client and release u's nodes alone. The Role allows nothing else."""
     ns = "watch"
     cluster.kubectl("create", "namespace", ns)
@@ -322,7 +322,7 @@ def test_network_watcher_watches_its_release_with_its_own_token(cluster, tmp_pat
                  for r in (RELEASE, "u")}
     servers = {}
 
-    def make_pod(release, sts_suffix, ready):
+    def make_pod(release, sts_suffix, ready, running=True):
         sts = next(d for d in manifests[release] if d["kind"] == "StatefulSet"
                    and d["metadata"]["name"] == f"{release}-eth-enclave-{sts_suffix}")
         name = f"{sts['metadata']['name']}-0"
@@ -343,17 +343,18 @@ def test_network_watcher_watches_its_release_with_its_own_token(cluster, tmp_pat
                "metadata": {"name": name, "namespace": ns, "labels": labels},
                "spec": {"nodeName": "node-1", "automountServiceAccountToken": False, "containers": containers}}
         cluster.kubectl("create", "-f", "-", input=yaml.safe_dump(pod))
-        set_ready(name, ready)
+        if running:
+            set_status(name, "Running", ready)
         return name
 
-    def set_ready(name, ready):
-        status = {"status": {"phase": "Running", "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}],
+    def set_status(name, phase, ready):
+        status = {"status": {"phase": phase, "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}],
                              "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
         cluster.kubectl("patch", "pod", name, "-n", ns, "--subresource=status", "--type=merge",
                         "-p", json.dumps(status))
 
     el = make_pod(RELEASE, "el-1-reth-lighthouse", True)
-    cl = make_pod(RELEASE, "cl-1-lighthouse-reth", False)
+    cl = make_pod(RELEASE, "cl-1-lighthouse-reth", False, running=False)  # pending: no IP yet
     vc = make_pod(RELEASE, "vc-1-reth-lighthouse", True)
     other_el = make_pod("u", "el-1-reth-lighthouse", True)
     other_cl = make_pod("u", "cl-1-lighthouse-reth", True)
@@ -394,22 +395,23 @@ def test_network_watcher_watches_its_release_with_its_own_token(cluster, tmp_pat
         return metric(metrics(), "eth_network_targets", layer=layer)
 
     try:
-        # the ready execution pod of t is found and polled on its "rpc" port; the unready beacon
-        # pod, the validator client and u's nodes are not
+        # the running execution pod of t is found and polled on its "rpc" port; the pending beacon
+        # pod (no IP), the validator client and u's nodes are not
         wait_for("t's execution node polled", lambda: servers[(el, "rpc")].seen)
         wait_for("one execution target", lambda: targets("execution") == 1)
         assert servers[(el, "rpc")].seen[0][0] == "POST"
         assert not targets("consensus")
         body = metrics()
         assert metric(body, "eth_network_node_up", layer="execution", node=el) == 0  # its stand-in answers 503
-        # a pod turning ready is a watch event: t's beacon node is found and polled on "http"
-        set_ready(cl, True)
+        # a pod that starts running is a watch event: t's beacon node is found and polled on
+        # "http", although it is not Ready (a node that is not ready must show in the comparison)
+        set_status(cl, "Running", False)
         wait_for("t's beacon node polled", lambda: servers[(cl, "http")].seen)
         wait_for("one consensus target", lambda: targets("consensus") == 1)
         assert servers[(cl, "http")].seen[0][0] == "GET" and servers[(cl, "http")].seen[0][1].startswith("/eth/")
-        # unready again, then the execution pod deleted: both leave the targets
-        set_ready(cl, False)
-        wait_for("the unready beacon node dropped", lambda: targets("consensus") == 0)
+        # the beacon pod fails (a finished pod), then the execution pod is deleted: both leave
+        set_status(cl, "Failed", False)
+        wait_for("the failed beacon node dropped", lambda: targets("consensus") == 0)
         cluster.kubectl("delete", "pod", el, "-n", ns, "--wait=false")
         wait_for("the deleted execution node dropped", lambda: targets("execution") == 0)
         body = metrics()

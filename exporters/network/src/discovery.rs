@@ -2,8 +2,10 @@
 //!
 //! Discovery keeps a map of node name to [`Target`] in a `watch` channel; the poller reads the
 //! latest map at every cycle. Kubernetes discovery *watches* pods (list once, then a watch
-//! stream) in one namespace by label selector; only pods that are Ready and have an IP count,
-//! and the port comes from a named container port. It needs only namespace-scoped, read-only
+//! stream) in one namespace by label selector; every pod with an IP counts, Ready or not (a
+//! node that is not ready, because it is syncing, behind or not answering, is exactly what the
+//! comparison must show, as behind or down, rather than drop), except pods being deleted or
+//! finished (`Succeeded`, `Failed`). The port comes from a named container port. It needs only namespace-scoped, read-only
 //! RBAC: `get`, `list`, `watch` on `pods`.
 
 use std::collections::BTreeMap;
@@ -89,8 +91,8 @@ impl PodRules {
         self.selector.as_deref().unwrap_or(self.preset.selector())
     }
 
-    /// The target a pod stands for, if it is a ready execution or beacon node with an IP and
-    /// the named port.
+    /// The target a pod stands for, if it is an execution or beacon node with an IP and the
+    /// named port that is neither being deleted nor finished (readiness does not matter).
     pub fn target(&self, pod: &Pod) -> Option<Target> {
         let meta = &pod.metadata;
         let labels = meta.labels.as_ref()?;
@@ -125,12 +127,8 @@ impl PodRules {
             }
         };
         let status = pod.status.as_ref()?;
-        let ready = status
-            .conditions
-            .as_ref()?
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True");
-        if !ready || meta.deletion_timestamp.is_some() {
+        let finished = matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"));
+        if finished || meta.deletion_timestamp.is_some() {
             return None;
         }
         let ip = status.pod_ip.as_ref().filter(|ip| !ip.is_empty())?;
@@ -424,7 +422,19 @@ mod tests {
         );
         let t = r.target(&cl).expect("target");
         assert_eq!((t.layer, t.pair.as_deref()), (Layer::Consensus, Some("1")));
-        // Validators, unready pods, pods without IP or without the named port do not count.
+        // An unready node counts (the comparison shows it behind or down); validators, finished
+        // pods, pods without IP or without the named port do not.
+        let unready = pod(
+            "el-3",
+            &[("kurtosistech.com/id", "el-3-nethermind-teku")],
+            false,
+            Some("10.0.0.9"),
+            ("rpc", 8545),
+        );
+        assert!(r.target(&unready).is_some());
+        let mut failed = unready.clone();
+        failed.status.as_mut().expect("status").phase = Some("Failed".into());
+        assert!(r.target(&failed).is_none());
         assert!(
             r.target(&pod(
                 "vc-1",
@@ -432,16 +442,6 @@ mod tests {
                 true,
                 Some("10.0.0.7"),
                 ("http", 5056)
-            ))
-            .is_none()
-        );
-        assert!(
-            r.target(&pod(
-                "el-2",
-                &[("kurtosistech.com/id", "el-2-geth-teku")],
-                false,
-                Some("10.0.0.8"),
-                ("rpc", 8545)
             ))
             .is_none()
         );
@@ -539,12 +539,21 @@ mod tests {
             watcher::Event::Apply(el(true, "10.0.0.2")),
         );
         assert_eq!(targets["el-1-pod"].url.as_str(), "http://10.0.0.2:8545/");
-        // Becomes unready, ready again, deleted.
+        // Becomes unready (still compared), finishes (left out), runs again, deleted.
         apply(
             &r,
             &mut targets,
             &mut pending,
             watcher::Event::Apply(el(false, "10.0.0.2")),
+        );
+        assert_eq!(targets.len(), 1);
+        let mut failed = el(false, "10.0.0.2");
+        failed.status.as_mut().expect("status").phase = Some("Failed".into());
+        apply(
+            &r,
+            &mut targets,
+            &mut pending,
+            watcher::Event::Apply(failed),
         );
         assert!(targets.is_empty());
         apply(

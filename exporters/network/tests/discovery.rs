@@ -1,5 +1,6 @@
 //! Kubernetes discovery against `tower_test` mocks of the API server: list, then a watch stream
-//! in which a pod becomes ready, another changes IP, one is added and deleted.
+//! in which a pod gets its IP (and counts while not yet ready), another changes IP, one is added
+//! and deleted, and one that has failed is left out.
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 fn pod(id: &str, ready: bool, ip: &str, rv: &str) -> Value {
+    pod_in(id, "Running", ready, ip, rv)
+}
+
+fn pod_in(id: &str, phase: &str, ready: bool, ip: &str, rv: &str) -> Value {
     let port = if id.starts_with("el-") {
         json!({"name": "rpc", "containerPort": 8545})
     } else {
@@ -27,6 +32,7 @@ fn pod(id: &str, ready: bool, ip: &str, rv: &str) -> Value {
         },
         "spec": {"containers": [{"name": "node", "image": "x", "ports": [port]}]},
         "status": {
+            "phase": phase,
             "podIP": ip,
             "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]
         }
@@ -80,7 +86,7 @@ async fn list_then_watch_events_update_the_targets() {
     let list = json!({
         "apiVersion": "v1", "kind": "PodList",
         "metadata": {"resourceVersion": "10"},
-        "items": [pod("el-1-reth-lighthouse", true, "10.0.0.1", "5"), pod("cl-1-lighthouse-reth", false, "10.0.0.2", "6")]
+        "items": [pod("el-1-reth-lighthouse", true, "10.0.0.1", "5"), pod_in("cl-1-lighthouse-reth", "Pending", false, "", "6")]
     });
     send.send_response(
         Response::builder()
@@ -108,10 +114,13 @@ async fn list_then_watch_events_update_the_targets() {
     assert!(uri.contains("watch=true"), "{uri}");
     assert!(uri.contains("resourceVersion=10"), "{uri}");
     let events = [
-        json!({"type": "MODIFIED", "object": pod("cl-1-lighthouse-reth", true, "10.0.0.2", "11")}),
+        json!({"type": "MODIFIED", "object": pod("cl-1-lighthouse-reth", false, "10.0.0.2", "11")}),
         json!({"type": "MODIFIED", "object": pod("el-1-reth-lighthouse", true, "10.0.0.3", "12")}),
-        json!({"type": "ADDED", "object": pod("el-2-geth-teku", true, "10.0.0.4", "13")}),
-        json!({"type": "DELETED", "object": pod("el-2-geth-teku", true, "10.0.0.4", "14")}),
+        // Failed before the others, so no state with only the two expected targets follows
+        // it if it were wrongly counted.
+        json!({"type": "ADDED", "object": pod_in("el-3-besu-teku", "Failed", false, "10.0.0.5", "13")}),
+        json!({"type": "ADDED", "object": pod("el-2-geth-teku", true, "10.0.0.4", "14")}),
+        json!({"type": "DELETED", "object": pod("el-2-geth-teku", true, "10.0.0.4", "15")}),
     ];
     let mut body = Vec::new();
     for e in events {
