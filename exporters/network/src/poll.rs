@@ -158,10 +158,16 @@ impl Watcher {
             ..NetworkState::default()
         };
         for layer in [Layer::Execution, Layer::Consensus] {
+            // A node that says it is syncing is counted (eth_network_nodes) but not compared:
+            // its head would drag the common height back to where it is, hiding a split at the
+            // tip while it catches up.
             let of_layer: Vec<(std::sync::Arc<Node>, String, Option<Head>)> = seen
                 .iter()
                 .filter(|(n, _)| n.target.layer == layer)
-                .map(|(n, s)| (n.clone(), s.name.clone(), s.head))
+                .map(|(n, s)| {
+                    let head = s.head.filter(|_| s.status != NodeStatus::Syncing);
+                    (n.clone(), s.name.clone(), head)
+                })
                 .collect();
             let common = compare::common_height(of_layer.iter().map(|(_, _, h)| h));
             let at_common: Vec<(String, Option<Head>, Option<B256>)> =
@@ -187,17 +193,26 @@ impl Watcher {
                 Layer::Consensus => state.consensus = report,
             }
         }
-        let finalized: Vec<u64> = seen.iter().filter_map(|(_, s)| s.finalized).collect();
+        // Syncing nodes are behind on finality by nature; the range is over the others.
+        let in_sync = |s: &Seen| s.status != NodeStatus::Syncing;
+        let finalized: Vec<u64> = seen
+            .iter()
+            .filter(|(_, s)| in_sync(s))
+            .filter_map(|(_, s)| s.finalized)
+            .collect();
         state.finalized = finalized
             .iter()
             .min()
             .zip(finalized.iter().max())
             .map(|(a, b)| (*a, *b));
-        for (_, cl) in seen.iter().filter(|(_, s)| s.layer == Layer::Consensus) {
+        for (_, cl) in seen
+            .iter()
+            .filter(|(_, s)| s.layer == Layer::Consensus && in_sync(s))
+        {
             let Some(pair) = &cl.pair else { continue };
-            let el = seen
-                .iter()
-                .find(|(_, s)| s.layer == Layer::Execution && s.pair.as_ref() == Some(pair));
+            let el = seen.iter().find(|(_, s)| {
+                s.layer == Layer::Execution && s.pair.as_ref() == Some(pair) && in_sync(s)
+            });
             if let (Some((_, el)), Some(exec)) = (el, cl.exec_block)
                 && let Some((el_head, _)) = el.head
             {

@@ -98,3 +98,92 @@ async fn a_beacon_node_and_its_execution_node_are_compared() {
     token.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), r.task).await;
 }
+
+/// A node that says it is syncing is counted as syncing but left out of the comparison: it does
+/// not drag the common height back to its head, widen the finalized range or make its pair a
+/// mismatch (a new node catching up would otherwise raise finality and pair alerts, and hide a
+/// split at the tip until it has caught up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_syncing_node_is_counted_but_not_compared() {
+    ethwatch_core::upstream::install_crypto();
+    let el = el_support::FakeNode::start(100).await;
+    let genesis = ethwatch_core::unix_now() as u64 - 100;
+    let synced = cl_fake::FakeBeacon::start().await;
+    synced.set_all(cl_fake::healthy(genesis, 50));
+    let syncing = cl_fake::FakeBeacon::start().await;
+    syncing.set_all(cl_fake::healthy(genesis, 10));
+    syncing.set(
+        "/eth/v1/node/syncing",
+        cl_fake::Reply::Body(
+            200,
+            r#"{"data":{"head_slot":"10","sync_distance":"40","is_syncing":true,"is_optimistic":false,"el_offline":false}}"#.into(),
+        ),
+    );
+    let r0 = cl_fake::root(0);
+    syncing.set(
+        "/eth/v1/beacon/states/head/finality_checkpoints",
+        cl_fake::Reply::Body(
+            200,
+            format!(r#"{{"data":{{"previous_justified":{{"epoch":"0","root":"{r0}"}},"current_justified":{{"epoch":"0","root":"{r0}"}},"finalized":{{"epoch":"0","root":"{r0}"}}}}}}"#),
+        ),
+    );
+    let cli = Cli::try_parse_from([
+        "t",
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--poll-interval",
+        "300ms",
+        "--execution-target",
+        &format!("el-1={}", el.url()),
+        "--beacon-target",
+        &format!("cl-1={}", syncing.url),
+        "--beacon-target",
+        &format!("cl-2={}", synced.url),
+        "--pair",
+        "el-1=cl-1",
+    ])
+    .expect("args");
+    let token = CancellationToken::new();
+    let r = ethwatch_network::start(cli.args, token.clone())
+        .await
+        .expect("start");
+    let base = format!("http://{}", r.addr);
+    let s = wait_for(&base, "one syncing and one up beacon node", |s| {
+        exposition::value(
+            s,
+            "eth_network_nodes",
+            &[("layer", "consensus"), ("state", "syncing")],
+        ) == Some(1.0)
+            && exposition::value(
+                s,
+                "eth_network_nodes",
+                &[("layer", "consensus"), ("state", "up")],
+            ) == Some(1.0)
+    })
+    .await;
+    // Compared: only the node in sync, at its own head.
+    assert_eq!(
+        exposition::value(&s, "eth_network_common_height", &[("layer", "consensus")]),
+        Some(50.0)
+    );
+    assert_eq!(
+        exposition::value(&s, "eth_network_finalized_epoch", &[("stat", "min")]),
+        Some(1.0),
+        "the syncing node's finalized epoch 0 is not in the range"
+    );
+    // Its head is still reported, and its pair (1010 against 100) is not a mismatch.
+    assert_eq!(
+        exposition::value(
+            &s,
+            "eth_network_node_head",
+            &[("layer", "consensus"), ("node", "cl-1")]
+        ),
+        Some(10.0)
+    );
+    assert_eq!(
+        exposition::value(&s, "eth_network_pair_mismatch", &[("node", "cl-1")]),
+        None
+    );
+    token.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), r.task).await;
+}
