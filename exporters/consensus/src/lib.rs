@@ -330,24 +330,23 @@ pub async fn start(args: ConsensusArgs, shutdown: CancellationToken) -> anyhow::
 /// Ticks as [`Poller::next_tick_in`] says (half a slot, or a slot while the event stream is
 /// live), and at once when the stream closes; see [`Poller::poll_tick`] for what a tick polls.
 async fn poll_loop(poller: Arc<Poller>, cycle_timeout: Duration, shutdown: CancellationToken) {
-    loop {
-        let start = tokio::time::Instant::now();
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = tokio::time::timeout(cycle_timeout, poller.poll_tick()) => {
-                if r.is_err() {
-                    tracing::warn!(timeout = ?cycle_timeout, "poll cycle timed out");
-                    poller.status().record("head", cycle_timeout, Err("poll cycle timed out".into()));
-                }
-            }
-        }
-        let next = start + poller.next_tick_in();
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep_until(next) => {}
-            _ = poller.woken() => {}
-        }
-    }
+    let (p, pace, s) = (poller.clone(), poller.clone(), poller.clone());
+    ethwatch_core::schedule::paced(
+        cycle_timeout,
+        shutdown,
+        poller.wake(),
+        move || {
+            let p = p.clone();
+            async move { p.poll_tick().await }
+        },
+        move || pace.next_tick_in(),
+        move || {
+            tracing::warn!(timeout = ?cycle_timeout, "poll cycle timed out");
+            s.status()
+                .record("head", cycle_timeout, Err("poll cycle timed out".into()));
+        },
+    )
+    .await
 }
 
 /// Checks once a slot whether the validators collectors are due (once per epoch).

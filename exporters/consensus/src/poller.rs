@@ -147,12 +147,10 @@ pub struct Poller {
     /// the spec is read, so every head's block is fetched.
     payload_from_epoch: AtomicU64,
     /// Wakes the poll loop early: the stream closed, so the poll must take over at once.
-    wake: tokio::sync::Notify,
+    wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
-fn unix_ms() -> u64 {
-    (ethwatch_core::unix_now() * 1000.0) as u64
-}
+use ethwatch_core::unix_now_ms as unix_ms;
 
 impl Poller {
     /// A poller for `api`.
@@ -190,7 +188,7 @@ impl Poller {
             stream_open: AtomicBool::new(false),
             last_stream_head_ms: AtomicU64::new(0),
             payload_from_epoch: AtomicU64::new(0),
-            wake: tokio::sync::Notify::new(),
+            wake: std::sync::Arc::default(),
         }
     }
 
@@ -356,9 +354,9 @@ impl Poller {
         until_full.map_or(slot, |u| slot.min(u.max(Duration::from_millis(50))))
     }
 
-    /// Resolves when the poll loop should tick before its sleep ends (the stream closed).
-    pub async fn woken(&self) {
-        self.wake.notified().await
+    /// Notified when the poll loop should tick before its sleep ends (the stream closed).
+    pub fn wake(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.wake.clone()
     }
 
     /// What the poll loop runs at every tick (see [`Self::next_tick_in`]). Without a live event stream, a
@@ -393,17 +391,17 @@ impl Poller {
         self.decide_by_clock().await;
     }
 
-    /// The head's epoch differs from the one the finality checkpoints were read at.
+    /// The epoch of the current head, once the head and the clock are known.
+    fn head_epoch(&self) -> Option<u64> {
+        let st = self.metrics.state.lock();
+        st.head_slot.zip(st.clock).map(|(s, c)| c.epoch_of(s))
+    }
+
+    /// The head's epoch (or either side unknown) differs from the one the finality checkpoints
+    /// were read at.
     fn finality_due(&self) -> bool {
-        let head_epoch = {
-            let st = self.metrics.state.lock();
-            match (st.head_slot, st.clock) {
-                (Some(s), Some(c)) => Some(c.epoch_of(s)),
-                _ => None,
-            }
-        };
-        let sc = self.sched();
-        head_epoch.is_none() || sc.finality_epoch.is_none() || sc.finality_epoch != head_epoch
+        let head_epoch = self.head_epoch();
+        head_epoch.is_none() || self.sched().finality_epoch != head_epoch
     }
 
     async fn decide_by_clock(&self) {
@@ -669,10 +667,7 @@ impl Poller {
     }
 
     async fn poll_finality(&self) -> Result<(), UpstreamError> {
-        let head_epoch = {
-            let st = self.metrics.state.lock();
-            st.head_slot.zip(st.clock).map(|(s, c)| c.epoch_of(s))
-        };
+        let head_epoch = self.head_epoch();
         let f: FinalityCheckpoints = self
             .api
             .get_data(
@@ -819,45 +814,43 @@ impl Poller {
             && tracker
                 .head()
                 .is_some_and(|(slot, _)| seen.slot == slot + 1 && tracker.decided() == Some(slot));
-        if no_payload && next_slot {
-            // Before Bellatrix a block has no execution payload, so nothing to fetch.
-            self.metrics.state.lock().head_execution_block_number = None;
+        // (route, its answer as slot, parent and execution block number); before Bellatrix a
+        // block has no execution payload, so its header (the parent) suffices, and the next
+        // slot needs nothing at all.
+        let fetched = if no_payload && next_slot {
+            None
         } else if no_payload {
-            // Before Bellatrix the header (parent) suffices.
-            match self.api.header(&seen.root.to_string()).await {
-                Ok(h) if h.slot == seen.slot => {
-                    self.metrics.state.lock().head_execution_block_number = None;
-                    seen.parent_root.get_or_insert(h.parent_root);
-                }
-                Ok(h) => {
-                    block_err = Some(self.api.decode_error(
-                        api::HEADER,
-                        format!(
-                            "header {} is at slot {}, the head said {}",
-                            seen.root, h.slot, seen.slot
-                        ),
-                    ));
-                }
-                Err(e) => block_err = Some(e),
-            }
+            let r = self.api.header(&seen.root.to_string()).await;
+            Some((api::HEADER, r.map(|h| (h.slot, h.parent_root, None))))
         } else {
-            match self.api.block(seen.root).await {
-                Ok(b) if b.message.slot.0 == seen.slot => {
-                    self.metrics.state.lock().head_execution_block_number =
-                        b.execution_block_number();
-                    seen.parent_root.get_or_insert(b.message.parent_root);
-                }
-                Ok(b) => {
-                    block_err = Some(self.api.decode_error(
-                        api::BLOCK,
-                        format!(
-                            "block {} is at slot {}, the head said {}",
-                            seen.root, b.message.slot.0, seen.slot
-                        ),
-                    ));
-                }
-                Err(e) => block_err = Some(e),
+            let r = self.api.block(seen.root).await;
+            Some((
+                api::BLOCK,
+                r.map(|b| {
+                    (
+                        b.message.slot.0,
+                        b.message.parent_root,
+                        b.execution_block_number(),
+                    )
+                }),
+            ))
+        };
+        match fetched {
+            None => self.metrics.state.lock().head_execution_block_number = None,
+            Some((_, Ok((slot, parent, number)))) if slot == seen.slot => {
+                self.metrics.state.lock().head_execution_block_number = number;
+                seen.parent_root.get_or_insert(parent);
             }
+            Some((route, Ok((slot, _, _)))) => {
+                block_err = Some(self.api.decode_error(
+                    route,
+                    format!(
+                        "{} {} is at slot {slot}, the head said {}",
+                        route.0, seen.root, seen.slot
+                    ),
+                ));
+            }
+            Some((_, Err(e))) => block_err = Some(e),
         }
         let outcome = tracker
             .advance(seen, clock_slot, &self.api, may_walk)

@@ -43,6 +43,14 @@ pub const REVISION: &str = match option_env!("ETHWATCH_REVISION") {
     None => "unknown",
 };
 
+/// Milliseconds since the Unix epoch (0 if the clock is before it), for "last answered" marks.
+pub fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// Seconds since the Unix epoch as a float, for timestamps in metrics.
 pub fn unix_now() -> f64 {
     std::time::SystemTime::now()

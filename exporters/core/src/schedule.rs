@@ -37,6 +37,39 @@ pub async fn every<F, Fut>(
     }
 }
 
+/// Calls `f` now, then again `next()` after each run started, or as soon as `wake` is notified
+/// (a stream that carried the data was lost: polling must take over at once), until `shutdown`.
+/// `next` is asked after every run, so the pace can follow what the run saw. Timeouts as in
+/// [`every`].
+pub async fn paced<F, Fut>(
+    timeout: Duration,
+    shutdown: CancellationToken,
+    wake: std::sync::Arc<tokio::sync::Notify>,
+    mut f: F,
+    mut next: impl FnMut() -> Duration,
+    mut on_timeout: impl FnMut(),
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    loop {
+        let start = tokio::time::Instant::now();
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = tokio::time::timeout(timeout, f()) => {
+                if r.is_err() {
+                    on_timeout();
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep_until(start + next()) => {}
+            _ = wake.notified() => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,5 +108,43 @@ mod tests {
         task.await.expect("task");
         assert_eq!(runs.load(Ordering::SeqCst), 6);
         assert_eq!(timeouts.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn paced_follows_next_and_wakes_early() {
+        let runs = Arc::new(AtomicU32::new(0));
+        let token = CancellationToken::new();
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let (r, r2, tok, w) = (runs.clone(), runs.clone(), token.clone(), wake.clone());
+        let task = tokio::spawn(async move {
+            paced(
+                Duration::from_secs(1),
+                tok,
+                w,
+                move || {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    async {}
+                },
+                // 1 s after the first run, 10 s after the others.
+                move || {
+                    if r2.load(Ordering::SeqCst) <= 1 {
+                        Duration::from_secs(1)
+                    } else {
+                        Duration::from_secs(10)
+                    }
+                },
+                || {},
+            )
+            .await
+        });
+        // Runs at 0 s and 1 s, then sleeps until 11 s.
+        tokio::time::sleep(Duration::from_millis(5_000)).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        // A wake runs it at once.
+        wake.notify_one();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+        token.cancel();
+        task.await.expect("task");
     }
 }

@@ -210,13 +210,27 @@ pub async fn start(args: ExecutionArgs, shutdown: CancellationToken) -> anyhow::
     let p = poller.clone();
     let intervals = args.ready_intervals;
     let readiness: server::ReadinessCheck = Arc::new(move || p.readiness(intervals));
-    // The poll loop. A cycle gets three request timeouts: the batch, a backfill, and slack.
-    frame.spawn(poll_loop(
-        poller.clone(),
-        status.clone(),
-        args.rpc_timeout * 3,
-        shutdown.clone(),
-    ));
+    // The poll loop: a cycle every poll interval, or streaming interval while subscribed, and
+    // at once when the subscription is lost. A cycle gets three request timeouts: the batch, a
+    // backfill, and slack.
+    {
+        let (p, pace, s) = (poller.clone(), poller.clone(), status.clone());
+        let cycle_timeout = args.rpc_timeout * 3;
+        frame.spawn(ethwatch_core::schedule::paced(
+            cycle_timeout,
+            shutdown.clone(),
+            poller.wake(),
+            move || {
+                let p = p.clone();
+                async move { p.poll_once().await }
+            },
+            move || pace.cycle_interval(),
+            move || {
+                tracing::warn!(timeout = ?cycle_timeout, "poll cycle timed out");
+                s.record("head", cycle_timeout, Err("poll cycle timed out".into()));
+            },
+        ));
+    }
     if let Some(ws_url) = args.ws_url.clone() {
         frame.spawn(ws::run(
             ws_url,
@@ -229,32 +243,4 @@ pub async fn start(args: ExecutionArgs, shutdown: CancellationToken) -> anyhow::
     }
     let (addr, task) = frame.serve(&args.common, "execution", upstream_shown, readiness)?;
     Ok(Running { addr, poller, task })
-}
-
-/// Runs a cycle, then sleeps [`Poller::cycle_interval`] (the poll interval, or the streaming
-/// interval while the subscription is up); a lost subscription wakes it at once.
-async fn poll_loop(
-    poller: Arc<Poller>,
-    status: ethwatch_core::metrics::CollectorStatus,
-    cycle_timeout: Duration,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let start = tokio::time::Instant::now();
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = tokio::time::timeout(cycle_timeout, poller.poll_once()) => {
-                if r.is_err() {
-                    tracing::warn!(timeout = ?cycle_timeout, "poll cycle timed out");
-                    status.record("head", cycle_timeout, Err("poll cycle timed out".into()));
-                }
-            }
-        }
-        let next = start + poller.cycle_interval();
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep_until(next) => {}
-            _ = poller.woken() => {}
-        }
-    }
 }

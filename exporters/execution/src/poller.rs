@@ -74,7 +74,7 @@ pub struct PollerConfig {
     pub enabled: Enabled,
     pub poll_interval: Duration,
     /// While the newHeads subscription is up, a cycle runs only this often (see
-    /// [`Poller::poll_tick`]).
+    /// [`Poller::cycle_interval`]).
     pub streaming_interval: Duration,
     pub info_interval: Duration,
     pub reprobe_interval: Duration,
@@ -108,11 +108,7 @@ pub struct Poller {
     /// Unix milliseconds of the moment the subscription was last lost (readiness).
     subscription_lost_ms: AtomicU64,
     /// Wakes the poll loop early: the subscription was lost, so the poll must take over at once.
-    wake: tokio::sync::Notify,
-}
-
-fn unix_ms() -> u64 {
-    (ethwatch_core::unix_now() * 1000.0) as u64
+    wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl Poller {
@@ -142,7 +138,7 @@ impl Poller {
             last_failure: Mutex::new(None),
             failing: Mutex::default(),
             subscription_lost_ms: AtomicU64::new(0),
-            wake: tokio::sync::Notify::new(),
+            wake: std::sync::Arc::default(),
         }
     }
 
@@ -172,13 +168,13 @@ impl Poller {
     /// The subscription was lost now (readiness counts the poll's window from here).
     pub fn subscription_lost(&self) {
         self.subscription_lost_ms
-            .store(unix_ms(), Ordering::Relaxed);
+            .store(ethwatch_core::unix_now_ms(), Ordering::Relaxed);
         self.wake.notify_one();
     }
 
-    /// Resolves when the poll loop should run before its sleep ends (the subscription was lost).
-    pub async fn woken(&self) {
-        self.wake.notified().await
+    /// Notified when the poll loop should run before its sleep ends (the subscription was lost).
+    pub fn wake(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.wake.clone()
     }
 
     /// The time between cycles now: the streaming interval while the subscription is up,
@@ -202,11 +198,11 @@ impl Poller {
             .max(Duration::from_secs(2))
             .as_millis() as u64;
         let since = last.max(self.subscription_lost_ms.load(Ordering::Relaxed));
-        let age = unix_ms().saturating_sub(since);
+        let age = ethwatch_core::unix_now_ms().saturating_sub(since);
         if age > window {
             Err(format!(
                 "the node last answered {:.1} s ago",
-                unix_ms().saturating_sub(last) as f64 / 1000.0
+                ethwatch_core::unix_now_ms().saturating_sub(last) as f64 / 1000.0
             ))
         } else {
             Ok(())
@@ -414,11 +410,8 @@ impl Poller {
 
     fn node_answered(&self) {
         self.metrics.state.lock().up = true;
-        let ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        self.last_ok_ms.store(ms, Ordering::Relaxed);
+        self.last_ok_ms
+            .store(ethwatch_core::unix_now_ms(), Ordering::Relaxed);
         let mut last = self.last_failure.lock().unwrap_or_else(|e| e.into_inner());
         if last.take().is_some() {
             tracing::info!(

@@ -41,6 +41,26 @@ async fn wait_for(base: &str, what: &str, cond: impl Fn(&[Sample]) -> bool) -> V
     }
 }
 
+/// Starts the watcher polling every 300 ms with these target and pair flags; returns it, its
+/// shutdown token and its base URL.
+async fn watcher(flags: &[String]) -> (ethwatch_network::Running, CancellationToken, String) {
+    let mut argv = vec![
+        "t".to_string(),
+        "--web.listen-address".into(),
+        "127.0.0.1:0".into(),
+        "--poll-interval".into(),
+        "300ms".into(),
+    ];
+    argv.extend_from_slice(flags);
+    let cli = Cli::try_parse_from(argv).expect("args");
+    let token = CancellationToken::new();
+    let r = ethwatch_network::start(cli.args, token.clone())
+        .await
+        .expect("start");
+    let base = format!("http://{}", r.addr);
+    (r, token, base)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_beacon_node_and_its_execution_node_are_compared() {
     ethwatch_core::upstream::install_crypto();
@@ -51,25 +71,15 @@ async fn a_beacon_node_and_its_execution_node_are_compared() {
         ethwatch_core::unix_now() as u64 - 100,
         slot,
     ));
-    let cli = Cli::try_parse_from([
-        "t",
-        "--web.listen-address",
-        "127.0.0.1:0",
-        "--poll-interval",
-        "300ms",
-        "--execution-target",
-        &format!("el-1={}", el.url()),
-        "--beacon-target",
-        &format!("cl-1={}", cl.url),
-        "--pair",
-        "el-1=cl-1",
+    let (r, token, base) = watcher(&[
+        "--execution-target".into(),
+        format!("el-1={}", el.url()),
+        "--beacon-target".into(),
+        format!("cl-1={}", cl.url),
+        "--pair".into(),
+        "el-1=cl-1".into(),
     ])
-    .expect("args");
-    let token = CancellationToken::new();
-    let r = ethwatch_network::start(cli.args, token.clone())
-        .await
-        .expect("start");
-    let base = format!("http://{}", r.addr);
+    .await;
 
     // The execution node is at 100, the beacon node's head says 1050: a mismatch of 950 blocks.
     let s = wait_for(&base, "a pair mismatch", |s| {
@@ -127,27 +137,17 @@ async fn a_syncing_node_is_counted_but_not_compared() {
             format!(r#"{{"data":{{"previous_justified":{{"epoch":"0","root":"{r0}"}},"current_justified":{{"epoch":"0","root":"{r0}"}},"finalized":{{"epoch":"0","root":"{r0}"}}}}}}"#),
         ),
     );
-    let cli = Cli::try_parse_from([
-        "t",
-        "--web.listen-address",
-        "127.0.0.1:0",
-        "--poll-interval",
-        "300ms",
-        "--execution-target",
-        &format!("el-1={}", el.url()),
-        "--beacon-target",
-        &format!("cl-1={}", syncing.url),
-        "--beacon-target",
-        &format!("cl-2={}", synced.url),
-        "--pair",
-        "el-1=cl-1",
+    let (r, token, base) = watcher(&[
+        "--execution-target".into(),
+        format!("el-1={}", el.url()),
+        "--beacon-target".into(),
+        format!("cl-1={}", syncing.url),
+        "--beacon-target".into(),
+        format!("cl-2={}", synced.url),
+        "--pair".into(),
+        "el-1=cl-1".into(),
     ])
-    .expect("args");
-    let token = CancellationToken::new();
-    let r = ethwatch_network::start(cli.args, token.clone())
-        .await
-        .expect("start");
-    let base = format!("http://{}", r.addr);
+    .await;
     let s = wait_for(&base, "one syncing and one up beacon node", |s| {
         exposition::value(
             s,
