@@ -41,3 +41,26 @@ def test_validator_client_has_no_datadir(scenario):
         text = script(one(docs, "StatefulSet", p["vc"]), "lighthouse")
         assert "--validators-dir=/validator-keys/keys" in text and "--secrets-dir=/validator-keys/secrets" in text
         assert "--datadir" not in text.replace("No --datadir", ""), f"{p['vc']} still passes --datadir"
+
+
+def test_reth_discv5_port_is_set_exposed_and_allowed(scenario):
+    """Reth runs discv5 beside discv4 on its own UDP port: the chart sets it, exposes it and lets
+    execution nodes reach each other on it."""
+    v = values(scenario)
+    port = v["execution"]["ports"]["discv5"]
+    assert port != v["execution"]["ports"]["p2p"], "discv4 and discv5 cannot share one UDP port"
+    docs = render(scenario)
+    for p in expected_participants(scenario):
+        sts = one(docs, "StatefulSet", p["el"])
+        assert f"--discovery.v5.port={port}" in script(sts, "reth")
+        ports = {x["name"]: x for x in container(sts, "reth")["ports"]}
+        assert ports["discv5"] == {"name": "discv5", "containerPort": port, "protocol": "UDP"}
+        svc = {x["name"]: x for x in one(docs, "Service", p["el"])["spec"]["ports"]}
+        assert svc["discv5"]["port"] == port and svc["discv5"]["protocol"] == "UDP"
+    if v["networkPolicy"]["enabled"]:
+        pol = one(docs, "NetworkPolicy", f"{FULL}-execution")["spec"]
+        udp = {"port": port, "protocol": "UDP"}
+        assert any(udp in r.get("ports", []) and any(
+            f.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component") == "execution"
+            for f in r["from"]) for r in pol["ingress"]), "execution pods do not accept discv5"
+        assert any(udp in r.get("ports", []) for r in pol["egress"]), "execution pods may not send discv5"

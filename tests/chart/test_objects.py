@@ -815,7 +815,7 @@ def expected_flows(docs, v, eps):
                         flows.add((s.name, d.name, port, proto))
 
     add(ours, [named["kube-dns"]], [(53, "UDP"), (53, "TCP")])
-    add(EL, EL, [(el["p2p"], "TCP"), (el["p2p"], "UDP"), (el["rpc"], "TCP")])
+    add(EL, EL, [(el["p2p"], "TCP"), (el["p2p"], "UDP"), (el["discv5"], "UDP"), (el["rpc"], "TCP")])
     add(CL, CL, [(cl["p2p"], "TCP"), (cl["p2p"], "UDP"), (cl["quic"], "UDP"), (cl["http"], "TCP")])
     for p in expected_participants_from_docs(docs):
         for o in range(p["count"]):
