@@ -43,6 +43,44 @@ def test_validator_client_has_no_datadir(scenario):
         assert "--datadir" not in text.replace("No --datadir", ""), f"{p['vc']} still passes --datadir"
 
 
+def genesis_and_held(scenario):
+    want = expected_participants(scenario)
+    held = sum(p["count"] * p["validator_count"] for p in want)
+    return max(held, values(scenario)["network_params"]["preregistered_validator_count"]), held
+
+
+def test_every_scenario_can_finalize(scenario):
+    """Finality needs two thirds of the genesis validators attesting; keys no validator client holds
+    never attest."""
+    genesis, held = genesis_and_held(scenario)
+    assert held * 3 >= genesis * 2, f"{scenario}: {held} of {genesis} validators held: it can never finalize"
+
+
+@pytest.mark.parametrize("pre,ok", [(192, True), (193, False), (512, False)])
+def test_a_reserve_over_one_third_is_refused(pre, ok):
+    """The default participant holds 128 keys: up to 192 in genesis (a 64-key reserve, one third)
+    can finalize, 193 never can."""
+    proc = helm("template", "t", str(CHART), "--kube-version", RENDER_KUBE_VERSION,
+                "--set", f"network_params.preregistered_validator_count={pre}", check=False)
+    if ok:
+        assert proc.returncode == 0, proc.stderr
+    else:
+        assert proc.returncode != 0
+        assert (f"preregistered_validator_count is {pre} but validator clients hold only 128 of those keys"
+                in proc.stderr and "could never finalize" in proc.stderr), proc.stderr
+
+
+def test_notes_explain_the_reserve():
+    """helm template leaves NOTES.txt out; a client-side dry-run install renders it."""
+    proc = helm("install", "t", str(CHART), "--dry-run=client", "-n", NAMESPACE,
+                "--set", "network_params.preregistered_validator_count=160")
+    assert "validator clients hold 128 of the 160 genesis validators (80%)" in proc.stdout, proc.stdout
+    # two thirds of 160 is 106.7: 107 must attest, so 21 of the 128 may be offline
+    assert "it stops once more than 21 of the held validators are offline" in proc.stdout
+    plain = helm("install", "t", str(CHART), "--dry-run=client", "-n", NAMESPACE)
+    assert "Key reserve" not in plain.stdout
+
+
 def test_reth_discv5_port_is_set_exposed_and_allowed(scenario):
     """Reth runs discv5 beside discv4 on its own UDP port: the chart sets it, exposes it and lets
     execution nodes reach each other on it."""

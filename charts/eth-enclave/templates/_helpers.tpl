@@ -149,6 +149,11 @@ nodeOffset+ordinal holds keys [keyStart + ordinal*validator_count, +validator_co
 {{- if eq $genesis 0 -}}
 {{- fail "the network has no validators: give at least one participant a validator_count above 0 (or set network_params.preregistered_validator_count)" -}}
 {{- end -}}
+{{- /* Finality needs two thirds of the stake attesting: keys in genesis that no validator client holds
+(a reserve) are silent stake, so held x 3 must reach genesis x 2 or the chain can never finalize. */ -}}
+{{- if lt (mul $key 3) (mul $genesis 2) -}}
+{{- fail (printf "network_params.preregistered_validator_count is %d but validator clients hold only %d of those keys (%d%%): finality needs two thirds of the validators attesting, so this network could never finalize; keep the reserve (now %d keys) at most a third of genesis (here at most %d keys) or give participants more keys" $genesis $key (div (mul $key 100) $genesis) (sub $genesis $key) (div $key 2)) -}}
+{{- end -}}
 {{- dict "items" $items "totalKeys" $key "totalNodes" $node "genesisValidators" $genesis | toJson -}}
 {{- end }}
 
