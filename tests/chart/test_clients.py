@@ -102,3 +102,16 @@ def test_reth_discv5_port_is_set_exposed_and_allowed(scenario):
             f.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component") == "execution"
             for f in r["from"]) for r in pol["ingress"]), "execution pods do not accept discv5"
         assert any(udp in r.get("ports", []) for r in pol["egress"]), "execution pods may not send discv5"
+
+
+def test_genesis_time_leaves_the_pods_time_to_start():
+    """The genesis time is fixed when the Job runs, before any node pod exists: pulling the client
+    images and running the init containers takes minutes on a fresh node, not Kurtosis's 25 s."""
+    v = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert v["genesis"]["podStartupSeconds"] >= 60
+    job = one(render("default-values"), "Job", f"{FULL}-genesis")
+    gen = next(c for c in job["spec"]["template"]["spec"]["initContainers"] if c["name"] == "generate")
+    assert f"+ {v['network_params']['genesis_delay']} + {v['genesis']['podStartupSeconds']} + 5 + 5 * 1 ))" in gen["args"][0]
+    job = one(render("default-values", ("--set", "genesis.podStartupSeconds=0")), "Job", f"{FULL}-genesis")
+    gen = next(c for c in job["spec"]["template"]["spec"]["initContainers"] if c["name"] == "generate")
+    assert "+ 20 + 0 + 5 + 5 * 1 ))" in gen["args"][0]

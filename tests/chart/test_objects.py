@@ -504,7 +504,8 @@ def test_genesis_inputs_follow_network_params(scenario):
         assert f"ENCLAVE_GENESIS_TIMESTAMP={np['genesis_time']}" in text
     else:
         nodes = sum(p["count"] for p in want)
-        assert f"+ {np['genesis_delay']} + 5 + 5 * {nodes} ))" in text
+        startup = v["genesis"]["podStartupSeconds"]
+        assert f"+ {np['genesis_delay']} + {startup} + 5 + 5 * {nodes} ))" in text
 
 
 def run_keys_init(vc_sts, ordinal, tmp_path):
