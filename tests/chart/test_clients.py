@@ -43,6 +43,53 @@ def test_validator_client_has_no_datadir(scenario):
         assert "--datadir" not in text.replace("No --datadir", ""), f"{p['vc']} still passes --datadir"
 
 
+def node_keys(docs):
+    secret = one(docs, "Secret", f"{FULL}-node-keys")
+    return {k: base64.b64decode(v) for k, v in secret["data"].items()}
+
+
+def test_every_node_has_a_fixed_identity_from_the_node_key_secret(scenario):
+    """Reth gets --p2p-secret-key and Lighthouse a pre-seeded <network-dir>/key from one Secret, so a
+    replaced pod keeps the enode id and peer id the other nodes pin, even on emptyDir storage."""
+    docs = render(scenario)
+    keys = node_keys(docs)
+    want = set()
+    for p in expected_participants(scenario):
+        i = p["index"]
+        want |= {f"el-{i}-{o}" for o in range(p["count"])} | {f"cl-{i}-{o}" for o in range(p["count"])}
+        el, cl = one(docs, "StatefulSet", p["el"]), one(docs, "StatefulSet", p["cl"])
+        assert f"--p2p-secret-key=/node-key/el-{i}-${{ORD}}" in script(el, "reth")
+        text = script(cl, "lighthouse")
+        assert f"cp /node-key/cl-{i}-${{ORD}} /data/lighthouse/beacon/network/key" in text
+        assert "--network-dir=/data/lighthouse/beacon/network" in text
+        assert text.index("/beacon/network/key") < text.index("exec lighthouse"), "the key must be there before start"
+        for sts, layer, client in ((el, "el", "reth"), (cl, "cl", "lighthouse")):
+            vol = volumes(sts)["node-key"]["secret"]
+            assert vol["secretName"] == f"{FULL}-node-keys"
+            assert [x["key"] for x in vol["items"]] == [f"{layer}-{i}-{o}" for o in range(p["count"])]
+            mounts = {m["name"]: m for m in container(sts, client)["volumeMounts"]}
+            assert mounts["node-key"] == {"name": "node-key", "mountPath": "/node-key", "readOnly": True}
+    assert set(keys) == want
+    for k, raw in keys.items():
+        if k.startswith("el-"):
+            # Reth parses the file as exactly 64 hex characters (a newline would not parse)
+            assert re.fullmatch(rb"[0-9a-f]{64}", raw), k
+            secret = int(raw, 16)
+        else:
+            assert len(raw) == 32, k  # Lighthouse reads the 32 raw bytes
+            secret = int.from_bytes(raw, "big")
+        assert 0 < secret < SECP256K1_N, f"{k} is not a secp256k1 secret key"
+    assert len(set(keys.values())) == len(keys), "two nodes share a key"
+
+
+def test_node_keys_from_an_existing_secret():
+    docs = render("default-values", ("--set", "secrets.nodeKeys.existingSecret=devnet-node-keys"))
+    assert not [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"].endswith("node-keys")]
+    p = expected_participants("default-values")[0]
+    for name in (p["el"], p["cl"]):
+        assert volumes(one(docs, "StatefulSet", name))["node-key"]["secret"]["secretName"] == "devnet-node-keys"
+
+
 def genesis_and_held(scenario):
     want = expected_participants(scenario)
     held = sum(p["count"] * p["validator_count"] for p in want)

@@ -169,6 +169,57 @@ Name of the (global) node-0 pods, the bootnodes every other node joins through.
 {{- end }}
 
 {{/*
+The fully qualified names of the network's first 16 execution ("el") and beacon ("cl") pods, space
+separated: every node's bootnode init container tries each of them once (one quick request) and
+joins whichever already run, so node 0 finds its way back into a running network after a restart.
+*/}}
+{{- define "eth-enclave.peerHosts" -}}
+{{- $ps := include "eth-enclave.participants" . | fromJson -}}
+{{- $ns := .Release.Namespace -}}
+{{- $d := .Values.clusterDomain -}}
+{{- $el := list -}}
+{{- $cl := list -}}
+{{- range $p := $ps.items -}}
+{{- range $ord := until (int $p.count) -}}
+{{- if lt (len $el) 16 -}}
+{{- $el = append $el (printf "%s-%d.%s.%s.svc.%s" $p.elName $ord $p.elName $ns $d) -}}
+{{- $cl = append $cl (printf "%s-%d.%s.%s.svc.%s" $p.clName $ord $p.clName $ns $d) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- dict "el" (join " " $el) "cl" (join " " $cl) | toJson -}}
+{{- end }}
+
+{{/*
+Node identities: one Secret holds every node's p2p secret key, generated once and kept across
+upgrades (or brought with secrets.nodeKeys.existingSecret), so a replaced pod keeps its enode id and
+libp2p peer id without persistence. Keys: el-<participant>-<ordinal> (Reth, 64 hex characters, for
+--p2p-secret-key) and cl-<participant>-<ordinal> (Lighthouse, the 32 raw bytes of its network/key).
+*/}}
+{{- define "eth-enclave.nodeKeysSecretName" -}}
+{{- if .Values.secrets.nodeKeys.existingSecret -}}
+{{- .Values.secrets.nodeKeys.existingSecret -}}
+{{- else -}}
+{{- printf "%s-node-keys" (include "eth-enclave.fullname" .) -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+The node-key volume of one participant's pods, (dict "root" $ "p" $p "layer" "el"): only its keys.
+*/}}
+{{- define "eth-enclave.nodeKeyVolume" -}}
+- name: node-key
+  secret:
+    secretName: {{ include "eth-enclave.nodeKeysSecretName" .root }}
+    defaultMode: 0440
+    items:
+    {{- range $ord := until (int .p.count) }}
+      - key: {{ $.layer }}-{{ $.p.index }}-{{ $ord }}
+        path: {{ $.layer }}-{{ $.p.index }}-{{ $ord }}
+    {{- end }}
+{{- end }}
+
+{{/*
 Name of the JWT Secret and the key one pair uses: (dict "root" $ "p" $p); the ordinal is only known
 in the pod, so the key is returned with a literal ${ORD} for the container's shell.
 */}}
