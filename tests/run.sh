@@ -22,7 +22,8 @@ if [[ -z "${ETHWATCH_PYTHON:-}" ]]; then
   # shellcheck source=/dev/null
   source "$ETHWATCH_CACHE/tools/env.sh"
 fi
-for var in ETHWATCH_PYTHON ETHWATCH_PROMTOOL ETHWATCH_PROMETHEUS ETHWATCH_ALERTMANAGER ETHWATCH_ANVIL ETHWATCH_LODESTAR; do
+for var in ETHWATCH_PYTHON ETHWATCH_PROMTOOL ETHWATCH_PROMETHEUS ETHWATCH_ALERTMANAGER ETHWATCH_ANVIL ETHWATCH_LODESTAR \
+  ETHWATCH_GETH ETHWATCH_PRYSM_BEACON ETHWATCH_PRYSM_VALIDATOR ETHWATCH_PRYSMCTL ETHWATCH_IPTABLES; do
   [[ -n "${!var:-}" ]] || fail "$var is not set: run scripts/tools.sh (it installs the tools and writes env.sh)"
 done
 
@@ -39,6 +40,16 @@ status=0
 "$ETHWATCH_PYTHON" -m pytest tests/dashboards -p no:cacheprovider -ra -s "$@" || status=$?
 if ((status != 0)); then
   fail "pytest tests/dashboards exited with $status (see above)"
+fi
+
+echo "== real network: geth + Prysm, every signal against the nodes, a partition and heal (tests/realnet)"
+# In a private network namespace with its own loopback: the nodes bind 127.0.0.1 there, and the
+# partition's iptables rules cannot touch the host's network.
+status=0
+unshare --net -- sh -c 'ip link set lo up && exec "$0" -m pytest tests/realnet -p no:cacheprovider -ra -s "$@"' \
+  "$ETHWATCH_PYTHON" "$@" || status=$?
+if ((status != 0)); then
+  fail "pytest tests/realnet exited with $status (see above)"
 fi
 
 # The Helm chart (tests/chart): lint, render, validation, assertions, sync drift, real API server.
