@@ -128,7 +128,9 @@ pub struct Pending {
 
 impl Pending {
     /// Adds the duties of a newly fetched epoch (ones already waiting are not added twice) and
-    /// drops the oldest beyond [`MAX_PENDING_EPOCHS`]; returns how many were dropped.
+    /// drops the oldest beyond [`MAX_PENDING_EPOCHS`], and any after this epoch (left from a
+    /// chain whose clock was ahead: a node restarted on a new genesis); returns how many were
+    /// dropped.
     pub fn add(&mut self, epoch: u64, duties: Vec<Duty>, slots_per_epoch: u64) -> usize {
         self.fetched_epoch = Some(epoch);
         for d in duties {
@@ -140,8 +142,9 @@ impl Pending {
         let oldest = (epoch + 1)
             .saturating_sub(MAX_PENDING_EPOCHS)
             .saturating_mul(slots_per_epoch);
+        let end = (epoch + 1).saturating_mul(slots_per_epoch);
         let before = self.duties.len();
-        self.duties.retain(|d| d.slot >= oldest);
+        self.duties.retain(|d| d.slot >= oldest && d.slot < end);
         before - self.duties.len()
     }
 
@@ -276,5 +279,8 @@ mod tests {
         }
         assert_eq!(p.len(), 4);
         assert_eq!(p.ripe(1000).len(), MAX_JUDGED_PER_RUN);
+        // A new genesis: the clock is back at epoch 2, the old chain's duties go.
+        assert_eq!(p.add(2, vec![duty(13, 5)], 6), 4);
+        assert_eq!(p.ripe(1000), vec![duty(13, 5)]);
     }
 }
