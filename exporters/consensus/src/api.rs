@@ -29,9 +29,10 @@ pub const VALIDATORS: Route = Route("/eth/v1/beacon/states/{state_id}/validators
 pub const REWARDS: Route = Route("/eth/v1/beacon/rewards/attestations/{epoch}");
 pub const DEBUG_STATE: Route = Route("/eth/v2/debug/beacon/states/{state_id}");
 pub const EVENTS: Route = Route("/eth/v1/events");
+pub const PROPOSER_DUTIES: Route = Route("/eth/v1/validator/duties/proposer/{epoch}");
 
 /// Every route, for documentation.
-pub const ROUTES: [Route; 14] = [
+pub const ROUTES: [Route; 15] = [
     GENESIS,
     SPEC,
     SYNCING,
@@ -46,6 +47,7 @@ pub const ROUTES: [Route; 14] = [
     REWARDS,
     DEBUG_STATE,
     EVENTS,
+    PROPOSER_DUTIES,
 ];
 
 /// The event stream path: `topics` repeated, never comma-separated (Lodestar 1.5 hangs on the

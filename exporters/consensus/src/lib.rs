@@ -21,6 +21,7 @@ pub mod events;
 pub mod head;
 pub mod metrics;
 pub mod poller;
+pub mod proposals;
 pub mod sse;
 pub mod types;
 pub mod validators;
@@ -356,7 +357,9 @@ async fn validators_loop(
     shutdown: CancellationToken,
 ) {
     let filter_requests = poller.config().filter.validator_paths().len() as u32;
-    let timeout = request_timeout * (filter_requests + 3);
+    // Counts, participation (two requests at most) and proposals (duties and a few headers).
+    let timeout =
+        request_timeout * (filter_requests + 3 + 1 + crate::proposals::MAX_JUDGED_PER_RUN as u32);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,

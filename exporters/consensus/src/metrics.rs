@@ -384,6 +384,11 @@ pub struct ConsensusMetrics {
     pub events: Family<[(&'static str, &'static str); 1], Counter>,
     pub stream_connected: Gauge,
     pub api: RequestMetrics,
+    /// How many ids `--validators.id` names (0: every validator is counted), so rules can tell a
+    /// node's own validators from the whole network's.
+    pub validators_watched_ids: Gauge,
+    /// Proposals of the watched validators by result (`proposed`, `missed`).
+    pub proposals: Family<[(&'static str, &'static str); 1], Counter>,
 }
 
 impl ConsensusMetrics {
@@ -441,6 +446,18 @@ impl ConsensusMetrics {
             "eth_cl_api_errors",
             "Failed Beacon API requests and stream faults by templated route and kind",
         );
+        let validators_watched_ids = Gauge::default();
+        registry.register(
+            "eth_cl_validators_watched_ids",
+            "Validator ids given with --validators.id (0: every validator is counted, the per-node validator alerts do not apply)",
+            validators_watched_ids.clone(),
+        );
+        let proposals = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        registry.register(
+            "eth_cl_validators_proposals",
+            "Block proposals due to the validators --validators.id names, by result (proposed, missed), each judged once a slot after its slot and never re-counted after a reorg; absent without --validators.id",
+            proposals.clone(),
+        );
         ConsensusMetrics {
             state,
             blocks,
@@ -451,6 +468,8 @@ impl ConsensusMetrics {
             events,
             stream_connected,
             api,
+            validators_watched_ids,
+            proposals,
         }
     }
 
@@ -462,6 +481,13 @@ impl ConsensusMetrics {
             .copied()
             .unwrap_or("other");
         self.events.get_or_create(&[("topic", t)]).inc();
+    }
+
+    /// Counts a judged proposal of a watched validator.
+    pub fn proposal(&self, outcome: crate::proposals::Outcome) {
+        self.proposals
+            .get_or_create(&[("result", outcome.as_str())])
+            .inc();
     }
 
     /// Counts an error for a route.
@@ -525,6 +551,10 @@ pub fn registry_for_docs() -> Registry {
         m.events.get_or_create(&[("topic", t)]).inc();
     }
     m.stream_connected.set(1);
+    m.validators_watched_ids.set(2);
+    for o in crate::proposals::Outcome::ALL {
+        m.proposal(o);
+    }
     for r in ROUTES {
         m.api
             .observe(r.0, std::time::Duration::from_millis(2), None);
@@ -559,11 +589,21 @@ mod tests {
             "eth_cl_validators",
             "eth_cl_epoch_participation_ratio",
         ] {
+            // A sample line of exactly that name (eth_cl_validators_watched_ids is another one).
             assert!(
-                !text.contains(&format!("\n{absent}")),
+                !text.contains(&format!("\n{absent}{{")) && !text.contains(&format!("\n{absent} ")),
                 "{absent} must be absent:\n{text}"
             );
         }
+        // Without --validators.id: no ids watched, and no proposals counted.
+        assert_eq!(
+            exposition::value(&samples, "eth_cl_validators_watched_ids", &[]),
+            Some(0.0)
+        );
+        assert!(
+            !text.contains("\neth_cl_validators_proposals_total"),
+            "{text}"
+        );
         m.state.lock().health = Some(Health::Syncing);
         let samples = exposition::parse(&encode(&r));
         assert_eq!(
@@ -606,6 +646,8 @@ mod tests {
             "eth_cl_validators",
             "eth_cl_validators_balance_gwei",
             "eth_cl_epoch_participation_ratio",
+            "eth_cl_validators_watched_ids",
+            "eth_cl_validators_proposals_total",
             "eth_cl_api_request_duration_seconds_count",
             "eth_cl_api_errors_total",
             "eth_cl_events_total",

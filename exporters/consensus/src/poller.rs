@@ -11,6 +11,7 @@
 //! | `info`          | `GET /eth/v1/node/version`                                        | `--info-interval`                     |
 //! | `validators`    | `GET /eth/v1/beacon/states/head/validators` (64 ids per request with `--validators.id`) | once per epoch |
 //! | `participation` | `POST /eth/v1/beacon/rewards/attestations/{epoch}`, else `GET /eth/v2/debug/beacon/states/{slot}` | once per epoch |
+//! | `proposals`     | `GET /eth/v1/validator/duties/proposer/{epoch}`; `GET /eth/v1/beacon/headers/{slot}` per duty of a watched validator (only with `--validators.id`) | once per epoch; per duty a slot after its slot |
 //!
 //! A cycle runs every `--poll-interval` (default: half a slot). When `/eth/v1/node/syncing`
 //! fails, the rest of the cycle is skipped (a down node would otherwise cost one timeout per
@@ -30,6 +31,7 @@ use crate::api::{self, BeaconApi};
 use crate::clock::Clock;
 use crate::head::{HeadTracker, Seen};
 use crate::metrics::{ConsensusMetrics, Health};
+use crate::proposals;
 use crate::types::{
     FinalityCheckpoints, Genesis, NodeVersion, PeerCount, PeerEntry, SpecTiming, Syncing,
     for_each_at, parse_client_version,
@@ -37,7 +39,7 @@ use crate::types::{
 use crate::validators::{self, ValidatorFilter};
 
 /// Every collector, as named in self-metrics and on the landing page.
-pub const COLLECTORS: [&str; 10] = [
+pub const COLLECTORS: [&str; 11] = [
     "sync",
     "health",
     "head",
@@ -47,6 +49,7 @@ pub const COLLECTORS: [&str; 10] = [
     "info",
     "validators",
     "participation",
+    "proposals",
     "events",
 ];
 
@@ -109,6 +112,9 @@ struct Schedule {
     /// After a failure, the validators collector waits until then.
     validators_retry_at: Option<Instant>,
     participation_retry_at: Option<Instant>,
+    proposals_retry_at: Option<Instant>,
+    /// Proposal duties of watched validators waiting to be judged.
+    proposals: proposals::Pending,
     rewards_unsupported_until: Option<Instant>,
     peers_list_too_long_logged: bool,
     /// When the last full cycle started.
@@ -165,9 +171,19 @@ impl Poller {
                 "events" => cfg.enabled.events,
                 "peers" => cfg.enabled.peers,
                 "validators" | "participation" => cfg.enabled.validators,
+                "proposals" => cfg.enabled.validators && !cfg.filter.is_all(),
                 _ => true,
             };
             status.declare(c, on);
+        }
+        metrics
+            .validators_watched_ids
+            .set(i64::try_from(cfg.filter.len()).unwrap_or(i64::MAX));
+        if cfg.enabled.validators && !cfg.filter.is_all() {
+            // Both results from the start, so the first miss is an increase from 0.
+            for o in proposals::Outcome::ALL {
+                let _ = metrics.proposals.get_or_create(&[("result", o.as_str())]);
+            }
         }
         Poller {
             api,
@@ -898,15 +914,20 @@ impl Poller {
         let epoch = clock.epoch_of(slot);
         let retry_after = Duration::from_millis(clock.slot_ms.max(1000));
         let now = Instant::now();
-        let (counts_due, part_due, try_rewards) = {
+        let (counts_due, part_due, try_rewards, proposals_due) = {
             let sc = self.sched();
             let ready = |t: Option<Instant>| t.is_none_or(|t| now >= t);
+            let proposals_due = !self.cfg.filter.is_all()
+                && ready(sc.proposals_retry_at)
+                && (sc.proposals.fetched_epoch != Some(epoch)
+                    || !sc.proposals.ripe(slot).is_empty());
             (
                 sc.validators_epoch != Some(epoch) && ready(sc.validators_retry_at),
                 epoch >= 2
                     && sc.participation_epoch != Some(epoch - 2)
                     && ready(sc.participation_retry_at),
                 ready(sc.rewards_unsupported_until),
+                proposals_due,
             )
         };
         if counts_due {
@@ -919,6 +940,56 @@ impl Poller {
                 .instrument(collector_span("participation"))
                 .await;
         }
+        if proposals_due {
+            self.poll_proposals(epoch, slot, now, retry_after, clock.slots_per_epoch)
+                .instrument(collector_span("proposals"))
+                .await;
+        }
+    }
+
+    /// Fetches the epoch's proposal duties of the watched validators once, then judges the ones
+    /// whose slot is over by a full slot (see [`proposals`]).
+    async fn poll_proposals(
+        &self,
+        epoch: u64,
+        slot: u64,
+        now: Instant,
+        retry_after: Duration,
+        slots_per_epoch: u64,
+    ) {
+        let t = Instant::now();
+        let r = async {
+            if self.sched().proposals.fetched_epoch != Some(epoch) {
+                let duties = proposals::fetch_duties(&self.api, &self.cfg.filter, epoch).await?;
+                let dropped = self.sched().proposals.add(epoch, duties, slots_per_epoch);
+                if dropped > 0 {
+                    tracing::warn!(
+                        dropped,
+                        "proposal duties dropped unjudged: the node did not answer for {} epochs",
+                        proposals::MAX_PENDING_EPOCHS
+                    );
+                }
+            }
+            let ripe = self.sched().proposals.ripe(slot);
+            for duty in ripe {
+                let outcome = proposals::fetch_outcome(&self.api, duty).await?;
+                self.metrics.proposal(outcome);
+                self.sched().proposals.remove(duty);
+                if outcome == proposals::Outcome::Missed {
+                    tracing::info!(
+                        slot = duty.slot,
+                        validator_index = duty.validator_index,
+                        "a watched validator missed its block proposal"
+                    );
+                }
+            }
+            Ok::<(), UpstreamError>(())
+        }
+        .await;
+        if r.is_err() {
+            self.sched().proposals_retry_at = Some(now + retry_after);
+        }
+        self.record("proposals", t, r);
     }
 
     async fn poll_validator_counts(&self, epoch: u64, now: Instant, retry_after: Duration) {

@@ -94,7 +94,7 @@ impl ValidatorFilter {
         self.ids.is_empty()
     }
 
-    fn matches(&self, index: u64, pubkey: &str) -> bool {
+    pub(crate) fn matches(&self, index: u64, pubkey: &str) -> bool {
         self.is_all()
             || self.indices.contains(&index)
             || (!self.pubkeys.is_empty() && self.pubkeys.contains(&pubkey.to_ascii_lowercase()))
