@@ -3,7 +3,8 @@
 #
 #   scripts/tools.sh                 # everything
 #   scripts/tools.sh anvil lodestar  # only these (anvil lodestar prometheus alertmanager wrk python
-#                                    #   helm k8s-models etcd kube-apiserver prometheus-operator-crds)
+#                                    #   helm k8s-models etcd kube-apiserver prometheus-operator-crds
+#                                    #   chromium jaeger)
 #
 # Node tools go into ${ETHWATCH_CACHE:-$HOME/.cache/ethwatch}/tools/<name>-<version>/ and are
 # marked done only after the binary has run, so a half install is retried. Debian packages are
@@ -26,8 +27,9 @@ K8S_MODELS_SPEC=@kubernetes-models/prometheus-operator@6.0.0
 KUBE_VERSION=1.34.4
 PROMETHEUS_OPERATOR_VERSION=v0.95.2
 CONTROLLER_TOOLS_VERSION=v0.19.0
+JAEGER_VERSION=v1.75.0
 ALL_TOOLS=(anvil lodestar prometheus alertmanager wrk python helm k8s-models etcd kube-apiserver
-  prometheus-operator-crds)
+  prometheus-operator-crds chromium jaeger)
 
 log() { echo "tools.sh: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -237,6 +239,27 @@ install_prometheus-operator-crds() {
   printf '%s\n%s\n' "$CRDS_DIR/crds" "$spec" >"$CRDS_DIR/.installed"
 }
 
+# Jaeger (the trace backend of tests/traces and scripts/jaeger.sh), built with the local Go
+# toolchain from its Go module: `go get -tool` in a scratch module, then `go build`.
+JAEGER_DIR="$TOOLS/jaeger-$JAEGER_VERSION"
+install_jaeger() {
+  local spec="github.com/jaegertracing/jaeger/cmd/jaeger@$JAEGER_VERSION $(go version 2>/dev/null | cut -d' ' -f3)"
+  marker_ok "$JAEGER_DIR/.installed" "$spec" && return 0
+  command -v go >/dev/null || die "jaeger needs the Go toolchain (go) on PATH"
+  log "building jaeger $JAEGER_VERSION in $JAEGER_DIR (about 4 minutes cold on 2 cores)"
+  rm -rf "$JAEGER_DIR"
+  mkdir -p "$JAEGER_DIR/src"
+  (
+    cd "$JAEGER_DIR/src"
+    export GOTOOLCHAIN=local GOFLAGS=-mod=mod
+    printf 'module ethwatch.test/jaeger\n\ngo 1.24\n' >go.mod
+    go get -tool "github.com/jaegertracing/jaeger/cmd/jaeger@$JAEGER_VERSION" >&2
+    go build -o "$JAEGER_DIR/jaeger" -ldflags "-s -w" github.com/jaegertracing/jaeger/cmd/jaeger >&2
+  ) || die "building jaeger failed"
+  "$JAEGER_DIR/jaeger" --help >/dev/null 2>&1 || die "$JAEGER_DIR/jaeger does not run"
+  printf '%s\n%s\n' "$JAEGER_DIR/jaeger" "$spec" >"$JAEGER_DIR/.installed"
+}
+
 # ---------------------------------------------------------------------------------------------
 # Debian packages. apt-get update runs only when a plain install fails (stale or empty lists).
 apt_install() { # <package>...
@@ -259,6 +282,8 @@ need_apt() { # <package> <binary>...: install <package> unless all binaries are 
 install_prometheus() { need_apt prometheus prometheus promtool; }
 install_alertmanager() { need_apt prometheus-alertmanager prometheus-alertmanager amtool; }
 install_wrk() { need_apt wrk wrk; }
+# Chromium for the status page's headless browser test (driven over the DevTools pipe).
+install_chromium() { need_apt chromium chromium; }
 
 # ---------------------------------------------------------------------------------------------
 # env.sh lists every tool that is installed now, selected this run or not.
@@ -289,8 +314,11 @@ env_lines() {
   if [[ -f "$CRDS_DIR/.installed" && -d "$(marker_bin "$CRDS_DIR/.installed")" ]]; then
     printf 'export ETHWATCH_PROMETHEUS_OPERATOR_CRDS=%q\n' "$(marker_bin "$CRDS_DIR/.installed")"
   fi
+  if [[ -f "$JAEGER_DIR/.installed" && -x "$(marker_bin "$JAEGER_DIR/.installed")" ]]; then
+    printf 'export ETHWATCH_JAEGER=%q\n' "$(marker_bin "$JAEGER_DIR/.installed")"
+  fi
   local var bin
-  for var in ETCD:etcd PROMTOOL:promtool PROMETHEUS:prometheus ALERTMANAGER:prometheus-alertmanager WRK:wrk; do
+  for var in ETCD:etcd PROMTOOL:promtool PROMETHEUS:prometheus ALERTMANAGER:prometheus-alertmanager WRK:wrk CHROMIUM:chromium; do
     if bin="$(command -v "${var#*:}")"; then printf 'export ETHWATCH_%s=%q\n' "${var%%:*}" "$bin"; fi
   done
 }
