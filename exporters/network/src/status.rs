@@ -25,6 +25,9 @@ pub const MAX_EVENTS: usize = 20;
 /// The version of the `/api/v1/status` document; raised only on an incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// Per node of one layer: its name, head and hash at the common height (as compared).
+pub type AtCommon = Vec<(String, Option<Head>, Option<B256>)>;
+
 /// One node as the cycle saw it (the poller's input to [`Board::update`]).
 #[derive(Debug, Clone)]
 pub struct NodeSeen {
@@ -213,7 +216,7 @@ impl Board {
     pub fn update(
         &self,
         seen: Vec<NodeSeen>,
-        compared: &[(Layer, Vec<(String, Option<Head>, Option<B256>)>)],
+        compared: &[(Layer, AtCommon)],
         state: &NetworkState,
         took: Duration,
     ) {
@@ -225,7 +228,7 @@ impl Board {
         &self,
         now_ms: u64,
         mut seen: Vec<NodeSeen>,
-        compared: &[(Layer, Vec<(String, Option<Head>, Option<B256>)>)],
+        compared: &[(Layer, AtCommon)],
         state: &NetworkState,
         took: Duration,
     ) {
