@@ -24,6 +24,8 @@ import urllib.request
 
 import pytest
 
+import trace_view
+
 from e2e.devnet import ROOT, build_ethwatch, child_env, die_with_parent, tool
 from e2e.stack import HOST, Stack, free_port, http_get, metric_value, wait_until
 
@@ -155,9 +157,23 @@ def net(tmp_path_factory):
             wait_until(f"{service} polling anvil",
                        lambda: metric_value(http_get(f"http://{HOST}:{web}/metrics").decode(), "eth_el_up") == 1,
                        30, stack)
-        yield dict(stack=stack, jaeger=jaeger, exporters=exporters, anvil_port=anvil_port)
+        yield dict(stack=stack, jaeger=jaeger, exporters=exporters, anvil_port=anvil_port, tmp=tmp)
     finally:
         stack.stop_all()
+
+
+def screenshot(page: pathlib.Path, out: pathlib.Path, tmp: pathlib.Path):
+    """A picture of the drawn trace, for docs/traces.md, in the headless browser of tests/browser."""
+    import sys
+    sys.path.insert(0, str(ROOT / "tests" / "browser"))
+    from cdp import Browser, find_chromium
+    chromium = find_chromium()
+    assert chromium, "ETHWATCH_UPDATE_SCREENSHOTS=1 needs chromium (scripts/tools.sh chromium)"
+    with Browser(chromium, tmp) as b:
+        p = b.new_page(1400, 460)
+        p.goto(page.as_uri())
+        p.screenshot(out)
+        assert p.errors() == []
 
 
 def span_tree(trace: dict):
@@ -224,6 +240,10 @@ def test_exemplar_traces_are_in_jaeger_with_the_documented_tree(net):
         assert pt.get("http.response.status_code") == 200, pt
         # Every span of the tree belongs to the exemplar's trace.
         assert all(s["traceID"].rjust(32, "0") == trace_id for s in spans.values())
+        page = net["tmp"] / f"{service}-trace.html"
+        page.write_text(trace_view.render(trace, "A poll of ethwatch execution, from Jaeger's query API"))
+        if service.endswith("grpc") and os.environ.get("ETHWATCH_UPDATE_SCREENSHOTS") == "1":
+            screenshot(page, ROOT / "docs" / "img" / "trace-jaeger.png", net["tmp"])
 
 
 def test_a_backend_that_goes_away_and_comes_back(net):
