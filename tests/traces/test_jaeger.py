@@ -276,3 +276,26 @@ def test_a_backend_that_goes_away_and_comes_back(net):
         assert counter(web, "ethwatch_trace_spans_dropped_total") > dropped0, "the loss was not counted"
         wait_until(f"{service} exporting again",
                    lambda: counter(web, "ethwatch_trace_spans_exported_total") > exported0, 30, stack)
+
+
+def test_jaeger_script_starts_prints_and_stops(tmp_path):
+    """scripts/jaeger.sh start|status|stop, as a devnet calls it."""
+    env = {**child_env(), "JAEGER_STATE": str(tmp_path / "state"), "ETHWATCH_JAEGER": jaeger_bin()}
+    run = lambda *a: subprocess.run([str(ROOT / "scripts/jaeger.sh"), *a], env=env, capture_output=True,
+                                    text=True, timeout=60)
+    started = run("start")
+    try:
+        assert started.returncode == 0, started.stderr
+        lines = dict(re.findall(r"^export (\w+)=(\S+)$", started.stdout, re.M))
+        assert lines["OTEL_EXPORTER_OTLP_PROTOCOL"] == "grpc"
+        ui = lines["JAEGER_UI"]
+        assert ui.startswith(f"http://{HOST}:") and lines["OTEL_EXPORTER_OTLP_ENDPOINT"].startswith(f"http://{HOST}:")
+        assert "data" in json.loads(http_get(f"{ui}/api/services"))  # the query API answers
+        pid = int((tmp_path / "state" / "pid").read_text())
+        assert all(p.startswith("127.0.0.1:") for p in listening_ports(pid)), listening_ports(pid)
+        assert run("status").returncode == 0
+    finally:
+        stopped = run("stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert not pathlib.Path(f"/proc/{pid}").exists() or "zombie" in pathlib.Path(f"/proc/{pid}/status").read_text()
+    assert run("status").returncode == 1
