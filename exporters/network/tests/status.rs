@@ -1,6 +1,6 @@
 //! The status page (`/`) and its JSON (`/api/v1/status`) against real nodes: two anvil chains
-//! (a split on the execution layer), a target nobody answers, and a Lodestar dev chain paired
-//! with one of the anvils; then a node dies. Also the execution and consensus exporters'
+//! (a split on the execution layer), a stalled copy of one (behind), a target nobody answers,
+//! and a Lodestar dev chain paired with one of the anvils; then a node dies. Also the execution and consensus exporters'
 //! landing pages with their live values, over the same nodes. Tools come from `scripts/test.sh`
 //! (ETHWATCH_ANVIL, ETHWATCH_LODESTAR).
 
@@ -51,6 +51,22 @@ fn anvil(accounts: u32) -> (Proc, String) {
             .stdout(Stdio::null())
             .spawn()
             .expect("anvil"),
+    );
+    wait_port(port, 20);
+    (p, format!("http://127.0.0.1:{port}"))
+}
+
+/// A node that stopped following `of`: anvil forked from it at its current block, mining
+/// nothing. It shares the chain's history, so it agrees at the common height, and falls behind.
+fn stalled_copy(of: &str) -> (Proc, String) {
+    let port = free_port();
+    let p = Proc(
+        Command::new(tool("ETHWATCH_ANVIL"))
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--fork-url", of, "--no-mining", "--silent"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("anvil --fork-url"),
     );
     wait_port(port, 20);
     (p, format!("http://127.0.0.1:{port}"))
@@ -196,6 +212,7 @@ async fn status_page_and_api_show_every_node_a_split_and_a_death() {
     let (_a, a) = anvil(10);
     let (b_proc, b) = anvil(3);
     let (_l, cl) = lodestar();
+    let (_s, stalled) = stalled_copy(&a);
     let dead = format!("http://127.0.0.1:{}", free_port());
     let mut argv: Vec<String> = LISTEN.iter().map(|s| s.to_string()).collect();
     for f in [
@@ -205,6 +222,7 @@ async fn status_page_and_api_show_every_node_a_split_and_a_death() {
         format!("--execution-target=el-a2={a}"),
         format!("--execution-target=el-b={b}"),
         format!("--execution-target=el-dead={dead}"),
+        format!("--execution-target=el-stalled={stalled}"),
         format!("--beacon-target=cl-1={cl}"),
         "--pair=el-a1=cl-1".into(),
     ] {
@@ -217,8 +235,9 @@ async fn status_page_and_api_show_every_node_a_split_and_a_death() {
     let base = format!("http://{}", r.addr);
 
     let s = wait_status(&base, 90, "every node seen, Lodestar past slot 1", |s| {
-        s["nodes"].as_array().is_some_and(|n| n.len() == 5)
+        s["nodes"].as_array().is_some_and(|n| n.len() == 6)
             && node(s, "cl-1")["head"].as_u64().is_some_and(|h| h >= 1)
+            && node(s, "el-stalled")["lag"].as_u64().is_some_and(|l| l > 2)
             && node(s, "el-a1")["version"].is_string()
             && node(s, "cl-1")["version"].is_string()
     })
@@ -231,7 +250,10 @@ async fn status_page_and_api_show_every_node_a_split_and_a_death() {
         .iter()
         .map(|n| n["name"].as_str().expect("name"))
         .collect();
-    assert_eq!(names, ["el-a1", "el-a2", "el-b", "el-dead", "cl-1"]);
+    assert_eq!(
+        names,
+        ["el-a1", "el-a2", "el-b", "el-dead", "el-stalled", "cl-1"]
+    );
 
     let a1 = node(&s, "el-a1");
     assert_eq!(
@@ -252,6 +274,11 @@ async fn status_page_and_api_show_every_node_a_split_and_a_death() {
     // el-b is its own chain: a minority at the common height.
     assert_eq!(node(&s, "el-b")["on_majority"], false);
     assert_eq!(a1["on_majority"], true);
+
+    // The stalled copy is on the majority's chain, but more than --behind-tolerance behind.
+    let stalled_node = node(&s, "el-stalled");
+    assert_eq!(stalled_node["state"], "behind", "{stalled_node}");
+    assert_eq!(stalled_node["on_majority"], true, "{stalled_node}");
 
     let dead_node = node(&s, "el-dead");
     assert_eq!(dead_node["state"], "down");
@@ -288,7 +315,10 @@ async fn status_page_and_api_show_every_node_a_split_and_a_death() {
                 .collect()
         })
         .collect();
-    assert_eq!(groups, vec![vec!["el-a1", "el-a2"], vec!["el-b"]]);
+    assert_eq!(
+        groups,
+        vec![vec!["el-a1", "el-a2", "el-stalled"], vec!["el-b"]]
+    );
     assert_eq!(layer(&s, "consensus")["distinct_heads"], 1);
     // The pair is listed; Lodestar's dev chain has no execution payload, so no distance.
     assert_eq!(s["pairs"][0]["execution"], "el-a1");
@@ -305,7 +335,7 @@ async fn status_page_and_api_show_every_node_a_split_and_a_death() {
     // The server-rendered page: a row per node, the split, and no external asset.
     let (ctype, html) = get(&format!("{base}/")).await;
     assert_eq!(ctype, "text/html; charset=utf-8");
-    for n in ["el-a1", "el-a2", "el-b", "el-dead", "cl-1"] {
+    for n in ["el-a1", "el-a2", "el-b", "el-dead", "el-stalled", "cl-1"] {
         assert!(
             html.contains(&format!("<tr data-node=\"{n}\"")),
             "no row for {n}:\n{html}"
@@ -313,6 +343,11 @@ async fn status_page_and_api_show_every_node_a_split_and_a_death() {
     }
     assert!(
         html.contains("<tr data-node=\"el-dead\" data-layer=\"execution\" data-state=\"down\">")
+    );
+    assert!(
+        html.contains(
+            "<tr data-node=\"el-stalled\" data-layer=\"execution\" data-state=\"behind\">"
+        )
     );
     assert!(
         html.contains("data-layer=\"execution\" data-distinct=\"2\""),
