@@ -4,7 +4,7 @@
 #   scripts/tools.sh                 # everything
 #   scripts/tools.sh anvil lodestar  # only these (anvil lodestar prometheus alertmanager wrk python
 #                                    #   helm k8s-models etcd kube-apiserver prometheus-operator-crds
-#                                    #   geth prysm iptables)
+#                                    #   geth prysm iptables chromium jaeger)
 #
 # Node tools go into ${ETHWATCH_CACHE:-$HOME/.cache/ethwatch}/tools/<name>-<version>/ and are
 # marked done only after the binary has run, so a half install is retried. Debian packages are
@@ -29,8 +29,9 @@ PROMETHEUS_OPERATOR_VERSION=v0.95.2
 CONTROLLER_TOOLS_VERSION=v0.19.0
 GETH_VERSION=v1.17.10
 PRYSM_VERSION=v6.0.4
+JAEGER_VERSION=v1.75.0
 ALL_TOOLS=(anvil lodestar prometheus alertmanager wrk python helm k8s-models etcd kube-apiserver
-  prometheus-operator-crds geth prysm iptables)
+  prometheus-operator-crds geth prysm iptables chromium jaeger)
 
 log() { echo "tools.sh: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -242,6 +243,27 @@ install_prometheus-operator-crds() {
   printf '%s\n%s\n' "$CRDS_DIR/crds" "$spec" >"$CRDS_DIR/.installed"
 }
 
+# Jaeger (the trace backend of tests/traces and scripts/jaeger.sh), built with the local Go
+# toolchain from its Go module: `go get -tool` in a scratch module, then `go build`.
+JAEGER_DIR="$TOOLS/jaeger-$JAEGER_VERSION"
+install_jaeger() {
+  local spec="github.com/jaegertracing/jaeger/cmd/jaeger@$JAEGER_VERSION $(go version 2>/dev/null | cut -d' ' -f3)"
+  marker_ok "$JAEGER_DIR/.installed" "$spec" && return 0
+  command -v go >/dev/null || die "jaeger needs the Go toolchain (go) on PATH"
+  log "building jaeger $JAEGER_VERSION in $JAEGER_DIR (about 4 minutes cold on 2 cores)"
+  rm -rf "$JAEGER_DIR"
+  mkdir -p "$JAEGER_DIR/src"
+  (
+    cd "$JAEGER_DIR/src"
+    export GOTOOLCHAIN=local GOFLAGS=-mod=mod
+    printf 'module ethwatch.test/jaeger\n\ngo 1.24\n' >go.mod
+    go get -tool "github.com/jaegertracing/jaeger/cmd/jaeger@$JAEGER_VERSION" >&2
+    go build -o "$JAEGER_DIR/jaeger" -ldflags "-s -w" github.com/jaegertracing/jaeger/cmd/jaeger >&2
+  ) || die "building jaeger failed"
+  "$JAEGER_DIR/jaeger" --help >/dev/null 2>&1 || die "$JAEGER_DIR/jaeger does not run"
+  printf '%s\n%s\n' "$JAEGER_DIR/jaeger" "$spec" >"$JAEGER_DIR/.installed"
+}
+
 # ---------------------------------------------------------------------------------------------
 # Real clients for the post-merge devnet (see docs/devnet.md): geth and Prysm, built with the local
 # Go toolchain from the Go module proxy into $TOOLS/<name>-<version>/. They share Go's build and
@@ -328,6 +350,8 @@ install_alertmanager() { need_apt prometheus-alertmanager prometheus-alertmanage
 install_wrk() { need_apt wrk wrk; }
 # iptables splits the real devnet's two pairs inside the tests' private network namespace.
 install_iptables() { need_apt iptables iptables; }
+# Chromium for the status page's headless browser test (driven over the DevTools pipe).
+install_chromium() { need_apt chromium chromium; }
 
 # ---------------------------------------------------------------------------------------------
 # env.sh lists every tool that is installed now, selected this run or not.
@@ -366,8 +390,12 @@ env_lines() {
     printf 'export ETHWATCH_PRYSM_VALIDATOR=%q\n' "$PRYSM_DIR/validator"
     printf 'export ETHWATCH_PRYSMCTL=%q\n' "$PRYSM_DIR/prysmctl"
   fi
+  if [[ -f "$JAEGER_DIR/.installed" && -x "$(marker_bin "$JAEGER_DIR/.installed")" ]]; then
+    printf 'export ETHWATCH_JAEGER=%q\n' "$(marker_bin "$JAEGER_DIR/.installed")"
+  fi
   local var bin
-  for var in ETCD:etcd PROMTOOL:promtool PROMETHEUS:prometheus ALERTMANAGER:prometheus-alertmanager WRK:wrk IPTABLES:iptables; do
+  for var in ETCD:etcd PROMTOOL:promtool PROMETHEUS:prometheus ALERTMANAGER:prometheus-alertmanager WRK:wrk IPTABLES:iptables \
+    CHROMIUM:chromium; do
     if bin="$(command -v "${var#*:}")"; then printf 'export ETHWATCH_%s=%q\n' "${var%%:*}" "$bin"; fi
   done
 }

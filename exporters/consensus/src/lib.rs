@@ -324,6 +324,9 @@ pub async fn start(args: ConsensusArgs, shutdown: CancellationToken) -> anyhow::
             shutdown.clone(),
         ));
     }
+    frame.set_pages(Arc::new(metrics::LandingValues(
+        poller.metrics().state.clone(),
+    )));
     let (addr, task) = frame.serve(&args.common, "consensus", upstream_shown, readiness)?;
     Ok(Running { addr, poller, task })
 }

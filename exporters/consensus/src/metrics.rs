@@ -563,6 +563,34 @@ pub fn registry_for_docs() -> Registry {
     registry
 }
 
+/// The landing page's live values: head slot, its age, peers, sync, finality, client.
+pub struct LandingValues(pub SharedState);
+
+impl ethwatch_core::server::Pages for LandingValues {
+    fn landing_html(&self) -> Option<String> {
+        let s = self.0.lock().clone();
+        let now = ethwatch_core::unix_now();
+        let age = s
+            .clock
+            .zip(s.head_slot)
+            .map(|(c, slot)| format!("{:.1} s", (now - c.slot_start(slot)).max(0.0)));
+        let sync = s.syncing.map(|x| match (x, s.sync_distance) {
+            (true, Some(d)) => format!("syncing ({d} slots behind)"),
+            (true, None) => "syncing".to_string(),
+            (false, _) => "synced".to_string(),
+        });
+        Some(ethwatch_core::server::live_values(&[
+            ("node", Some(if s.up { "up" } else { "down" }.to_string())),
+            ("head slot", s.head_slot.map(|n| n.to_string())),
+            ("head age", age),
+            ("peers", s.peers.map(|p| p[2].to_string())),
+            ("sync", sync),
+            ("finalized epoch", s.finalized_epoch.map(|n| n.to_string())),
+            ("client", s.client.as_ref().map(|(c, v)| format!("{c} {v}"))),
+        ]))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::CommonArgs;
 use crate::metrics::{CollectorStatus, register_build_info};
-use crate::server::{self, ReadinessCheck, ServerState};
+use crate::server::{self, Pages, ReadinessCheck, ServerState};
 use crate::volume::VolumeMetrics;
 
 /// See the module docs.
@@ -30,6 +30,7 @@ pub struct Frame {
     /// Per-collector status (self-metrics and the landing page).
     pub status: CollectorStatus,
     volume: VolumeMetrics,
+    pages: Option<Arc<dyn Pages>>,
     listener: TcpListener,
     tracker: TaskTracker,
     shutdown: CancellationToken,
@@ -50,6 +51,7 @@ impl Frame {
             registry,
             status,
             volume,
+            pages: None,
             listener,
             tracker: TaskTracker::new(),
             shutdown,
@@ -64,6 +66,11 @@ impl Frame {
     /// The shutdown token every task watches.
     pub fn shutdown(&self) -> CancellationToken {
         self.shutdown.clone()
+    }
+
+    /// Adds the exporter's live values to the landing page and its own routes to the server.
+    pub fn set_pages(&mut self, pages: Arc<dyn Pages>) {
+        self.pages = Some(pages);
     }
 
     /// Runs a task that must drain before the exporter stops.
@@ -99,6 +106,7 @@ impl Frame {
             exporter,
             upstream,
             status: self.status,
+            pages: self.pages,
         });
         self.tracker.spawn(server::serve(
             self.listener,

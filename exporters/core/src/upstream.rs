@@ -425,11 +425,11 @@ impl Upstream {
         };
         match &res {
             Ok(r) => {
-                span.record("http.response.status_code", r.status().as_u16());
+                span.record("http.response.status_code", i64::from(r.status().as_u16()));
             }
             Err(e) => {
                 if let UpstreamError::HttpStatus { status, .. } = e {
-                    span.record("http.response.status_code", status);
+                    span.record("http.response.status_code", i64::from(*status));
                 }
                 span.record("error.type", e.kind().as_str());
                 span.record("otel.status_code", "ERROR");
@@ -470,7 +470,9 @@ impl Upstream {
             http.request.method = method,
             url.template = template,
             server.address = self.base.host_str().unwrap_or(""),
-            server.port = self.base.port_or_known_default(),
+            // Integers as i64: the OpenTelemetry layer turns unsigned ones into strings, and the
+            // semantic conventions type these attributes as int.
+            server.port = self.base.port_or_known_default().map(i64::from),
             http.response.status_code = tracing::field::Empty,
             error.type = tracing::field::Empty,
         )
@@ -503,11 +505,11 @@ impl Upstream {
         let elapsed = start.elapsed();
         match &result {
             Ok((status, _)) => {
-                span.record("http.response.status_code", status);
+                span.record("http.response.status_code", i64::from(*status));
             }
             Err(e) => {
                 if let UpstreamError::HttpStatus { status, .. } = e {
-                    span.record("http.response.status_code", status);
+                    span.record("http.response.status_code", i64::from(*status));
                 }
                 span.record("error.type", e.kind().as_str());
                 span.record("otel.status_code", "ERROR");

@@ -341,3 +341,40 @@ pub fn registry_for_docs() -> Registry {
     };
     registry
 }
+
+/// The landing page's live values: head, its age, peers, sync, client.
+pub struct LandingValues(pub SharedState);
+
+impl ethwatch_core::server::Pages for LandingValues {
+    fn landing_html(&self) -> Option<String> {
+        let s = self.0.lock().clone();
+        let now = ethwatch_core::unix_now();
+        let head = s.head_number.map(|n| n.to_string());
+        let age = s
+            .head_timestamp
+            .map(|t| format!("{:.1} s", (now - t as f64).max(0.0)));
+        let sync = s.syncing.map(|x| {
+            if x {
+                match (s.sync_current, s.sync_highest) {
+                    (Some(c), Some(h)) => format!("syncing ({c} of {h})"),
+                    _ => "syncing".to_string(),
+                }
+            } else {
+                "synced".to_string()
+            }
+        });
+        let client = s
+            .client
+            .as_ref()
+            .map(|c| format!("{} {}", c.client, c.version));
+        Some(ethwatch_core::server::live_values(&[
+            ("node", Some(if s.up { "up" } else { "down" }.to_string())),
+            ("head", head),
+            ("head age", age),
+            ("peers", s.peers.map(|p| p.to_string())),
+            ("sync", sync),
+            ("finalized", s.finalized.map(|n| n.to_string())),
+            ("client", client),
+        ]))
+    }
+}
