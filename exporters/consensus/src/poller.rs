@@ -50,8 +50,15 @@ pub const COLLECTORS: [&str; 10] = [
     "events",
 ];
 
-/// Collectors that run every cycle after `sync`; they fail with it when the node is down.
-const EVERY_CYCLE: [&str; 4] = ["sync", "health", "head", "finality"];
+/// Whether collector `c` runs with this configuration.
+fn collector_enabled(cfg: &PollerConfig, c: &str) -> bool {
+    match c {
+        "events" => cfg.enabled.events,
+        "peers" => cfg.enabled.peers,
+        "validators" | "participation" => cfg.enabled.validators,
+        _ => true,
+    }
+}
 
 /// Which optional collectors run.
 #[derive(Debug, Clone, Copy)]
@@ -161,13 +168,7 @@ impl Poller {
         cfg: PollerConfig,
     ) -> Self {
         for c in COLLECTORS {
-            let on = match c {
-                "events" => cfg.enabled.events,
-                "peers" => cfg.enabled.peers,
-                "validators" | "participation" => cfg.enabled.validators,
-                _ => true,
-            };
-            status.declare(c, on);
+            status.declare(c, collector_enabled(&cfg, c));
         }
         Poller {
             api,
@@ -392,6 +393,10 @@ impl Poller {
     }
 
     /// The epoch of the current head, once the head and the clock are known.
+    fn collector_enabled(&self, c: &str) -> bool {
+        collector_enabled(&self.cfg, c)
+    }
+
     fn head_epoch(&self) -> Option<u64> {
         let st = self.metrics.state.lock();
         st.head_slot.zip(st.clock).map(|(s, c)| c.epoch_of(s))
@@ -442,10 +447,20 @@ impl Poller {
             Err(e) => {
                 sync_span.record("otel.status_code", "ERROR");
                 self.node_failed(&e);
+                // Every collector that asks the node is as blind, not only those of every cycle;
+                // the ones on their own schedule run again as soon as the node answers. The
+                // event stream reports its own state.
                 let msg = e.to_string();
-                for c in EVERY_CYCLE {
-                    self.status.record(c, start.elapsed(), Err(msg.clone()));
+                for c in COLLECTORS {
+                    if c != "events" && self.collector_enabled(c) {
+                        self.status.record(c, start.elapsed(), Err(msg.clone()));
+                    }
                 }
+                let mut sc = self.sched();
+                sc.next_info = None;
+                sc.next_peers = None;
+                sc.validators_epoch = None;
+                sc.participation_epoch = None;
                 return;
             }
         };
@@ -890,7 +905,9 @@ impl Poller {
 
     /// The validators and participation collectors, when their epoch is due.
     pub async fn poll_validators(&self) {
-        if !self.cfg.enabled.validators || self.last_ok_ms() == 0 {
+        // Not before the node first answered, nor while it is down (the poll cycle marks these
+        // collectors failed then, and they run again once it answers).
+        if !self.cfg.enabled.validators || self.last_ok_ms() == 0 || !self.metrics.state.lock().up {
             return;
         }
         let Some(clock) = self.clock() else { return };

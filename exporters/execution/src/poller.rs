@@ -305,14 +305,16 @@ impl Poller {
             Ok(r) => r,
             Err(e) => {
                 self.node_failed(&e);
+                // Every enabled collector depends on the node, so every one reports the failure,
+                // not only those in this batch (info runs every --info-interval but is as blind);
+                // info runs again as soon as the node answers.
                 let elapsed = start.elapsed();
-                let mut seen: Vec<&str> = Vec::new();
-                for (c, _) in &plan {
-                    if !seen.contains(c) {
-                        seen.push(c);
+                for c in COLLECTORS {
+                    if self.cfg.enabled.get(c) {
                         self.status.record(c, elapsed, Err(e.to_string()));
                     }
                 }
+                *self.next_info.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 return;
             }
         };

@@ -328,6 +328,14 @@ async fn follows_a_real_node_and_survives_its_death() {
         )
         .is_some_and(|v| v >= 1.0)
     );
+    // Every collector is blind, info included (it is polled only every --info-interval).
+    for c in ["head", "info", "sync", "txpool", "finality"] {
+        assert_eq!(
+            val(&s, "ethwatch_collector_success", &[("collector", c)]),
+            Some(0.0),
+            "collector {c} while the node is down"
+        );
+    }
     assert!(
         val(&s, "eth_el_head_block_number", &[]).is_some_and(|v| v >= head_before_kill),
         "last value kept"

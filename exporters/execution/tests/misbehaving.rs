@@ -458,6 +458,10 @@ async fn misbehave(e: Expect) {
             Some(0.0),
             "eth_el_up is 0 while the node misbehaves"
         );
+        // Info is polled every --info-interval only, but is as blind as the rest.
+        for c in ["info", "sync", "peers", "txpool", "finality"] {
+            assert_eq!(s.success(c), Some(0.0), "collector {c} reports the failure");
+        }
     } else {
         assert_eq!(s.up(), Some(1.0), "the node answered the batch");
     }
@@ -521,6 +525,7 @@ async fn misbehave(e: Expect) {
                 && s.head() == Some(105.0)
                 && s.success("head") == Some(1.0)
                 && s.last_success("head").is_some_and(|t| t > frozen_at)
+                && s.success("info") == Some(1.0)
         })
         .await;
     let recovered_after = back.elapsed();
