@@ -278,13 +278,18 @@ impl ExecutionMetrics {
             );
             g
         });
-        let rpc = RequestMetrics::register(
+        let mut rpc = RequestMetrics::register(
             registry,
             "method",
             "eth_el_rpc_request_duration",
             "JSON-RPC request latency by method; the methods of one batch share its round trip",
             "eth_el_rpc_errors",
-            "Failed JSON-RPC calls by method and kind",
+            "JSON-RPC failures by method and kind: a request that fails as a whole (no answer, a bad status, an unreadable body, one error object for the whole batch) counts once, under its method or method=\"batch\" when it carried several calls; a call answered with an error object or an undecodable result counts once under its method; eth_subscribe counts failed subscription attempts and undecodable notifications",
+        );
+        rpc.register_requests(
+            registry,
+            "eth_el_rpc_requests",
+            "JSON-RPC requests to the node, counted as eth_el_rpc_errors_total counts failures: one per HTTP request, under its method or method=\"batch\" when it carried several calls; eth_subscribe counts subscription attempts and notifications",
         );
         ExecutionMetrics {
             state,
@@ -314,6 +319,7 @@ pub fn registry_for_docs() -> Registry {
     let m = ExecutionMetrics::register(&mut registry, true);
     m.rpc
         .observe("eth_getBlockByNumber", std::time::Duration::ZERO, None);
+    m.rpc.request(ethwatch_core::upstream::BATCH);
     m.rpc.error(
         "eth_getBlockByNumber",
         ethwatch_core::upstream::ErrorKind::Timeout,

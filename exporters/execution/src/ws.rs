@@ -59,6 +59,7 @@ pub async fn run(
     let mut logged_down = false;
     loop {
         let started = Instant::now();
+        poller.metrics().rpc.request("eth_subscribe");
         let result = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = session(&url, &poller, &status, &connected, max_message_bytes, timeout) => r,
@@ -164,6 +165,9 @@ async fn session(
             _ => continue,
         };
         let start = Instant::now();
+        if subscribed {
+            poller.metrics().rpc.request("eth_subscribe");
+        }
         let n: Notification = match serde_json::from_str(text.as_str()) {
             Ok(n) => n,
             Err(e) => {

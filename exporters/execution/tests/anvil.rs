@@ -315,18 +315,34 @@ async fn follows_a_real_node_and_survives_its_death() {
     let head_before_kill = val(&head_before_kill, "eth_el_head_block_number", &[]).expect("head");
 
     // Kill the node: up 0, connect errors counted, last values served, not ready.
+    let requests =
+        |s: &[Sample]| val(s, "eth_el_rpc_requests_total", &[("method", "batch")]).unwrap_or(0.0);
+    let requests_before = requests(&scrape(&base).await);
     anvil.kill();
     let s = wait_for(&base, 5, "eth_el_up 0", |s| {
         val(s, "eth_el_up", &[]) == Some(0.0)
     })
     .await;
+    // Each refused request is one error (under method="batch"), not one per call in it.
+    let refused = val(
+        &s,
+        "eth_el_rpc_errors_total",
+        &[("method", "batch"), ("kind", "connect")],
+    )
+    .unwrap_or(0.0);
     assert!(
+        refused >= 1.0 && refused <= requests(&s) - requests_before,
+        "{refused} connect errors for {} requests since the kill",
+        requests(&s) - requests_before
+    );
+    assert_eq!(
         val(
             &s,
             "eth_el_rpc_errors_total",
             &[("method", "eth_getBlockByNumber"), ("kind", "connect")]
-        )
-        .is_some_and(|v| v >= 1.0)
+        ),
+        None,
+        "a refused batch is not an error of each of its methods"
     );
     // Every collector is blind, info included (it is polled only every --info-interval).
     for c in ["head", "info", "sync", "txpool", "finality"] {

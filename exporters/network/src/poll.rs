@@ -242,7 +242,11 @@ impl Watcher {
 
 fn calls_of(layer: Layer) -> &'static [&'static str] {
     match layer {
-        Layer::Execution => &["eth_getBlockByNumber", "eth_syncing"],
+        Layer::Execution => &[
+            "eth_getBlockByNumber",
+            "eth_syncing",
+            ethwatch_core::upstream::BATCH,
+        ],
         Layer::Consensus => &[api::HEADER.0, api::SYNCING.0, api::FINALITY.0, api::BLOCK.0],
     }
 }
