@@ -239,7 +239,7 @@ impl ExecutionMetrics {
         let state = SharedState::default();
         registry.register_collector(Box::new(StateCollector(state.clone())));
         let blocks = Counter::default();
-        registry.register("eth_el_blocks", "New head blocks observed, including blocks the poll skipped over; rate() is the block rate", blocks.clone());
+        registry.register("eth_el_blocks", "New head blocks observed, including blocks the poll skipped over; rate() is the block rate. Each height counts once: after a reorg to a lower height, the heights counted before are not counted again", blocks.clone());
         let block_interval = Histogram::new(BLOCK_TIME_BUCKETS);
         registry.register_with_unit(
             "eth_el_block_interval",

@@ -405,3 +405,71 @@ async fn follows_a_real_node_and_survives_its_death() {
         .expect("drains within 5 s")
         .expect("task");
 }
+
+/// Sends `n` plain transfers (mining stopped, they wait in the pool).
+async fn send_transfers(url: &str, n: usize) {
+    let accounts = rpc(url, "eth_accounts", json!([])).await;
+    let from = accounts[0].as_str().expect("account").to_string();
+    let to = accounts[1].as_str().expect("account").to_string();
+    for _ in 0..n {
+        rpc(
+            url,
+            "eth_sendTransaction",
+            json!([{"from": from, "to": to, "value": "0x1"}]),
+        )
+        .await;
+    }
+}
+
+/// A reorg to a lower height (anvil's evm_revert to a snapshot, then a different block at the
+/// next height): eth_el_blocks_total grows by the chain's height gain, never counting a height
+/// twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reorg_to_a_lower_height_counts_no_height_twice() {
+    ethwatch_core::upstream::install_crypto();
+    let anvil = Anvil::start();
+    let url = anvil.url();
+    rpc(&url, "evm_setIntervalMining", json!([0])).await;
+    rpc(&url, "evm_setAutomine", json!([false])).await;
+    let (running, token, base) = exporter(&["--rpc-url", &url, "--poll-interval", "200ms"]).await;
+    let h0 = hex(&rpc(&url, "eth_blockNumber", json!([])).await);
+    let s = wait_for(&base, 10, "the head", |s| {
+        val(s, "eth_el_head_block_number", &[]) == Some(h0 as f64)
+    })
+    .await;
+    let b0 = val(&s, "eth_el_blocks_total", &[]).expect("blocks");
+
+    let snapshot = rpc(&url, "evm_snapshot", json!([])).await;
+    send_transfers(&url, 2).await;
+    rpc(&url, "anvil_mine", json!(["0xa"])).await;
+    wait_for(&base, 10, "ten blocks", |s| {
+        val(s, "eth_el_head_block_number", &[]) == Some((h0 + 10) as f64)
+    })
+    .await;
+    // Back to h0, then another block at h0 + 1 (a different transaction makes it differ).
+    assert_eq!(
+        rpc(&url, "evm_revert", json!([snapshot])).await,
+        json!(true)
+    );
+    send_transfers(&url, 1).await;
+    rpc(&url, "evm_mine", json!([])).await;
+    let s = wait_for(&base, 10, "the reorg to h0 + 1", |s| {
+        val(s, "eth_el_head_block_number", &[]) == Some((h0 + 1) as f64)
+    })
+    .await;
+    assert_eq!(val(&s, "eth_el_reorgs_total", &[]), Some(1.0));
+    assert_eq!(val(&s, "eth_el_reorg_depth_sum", &[]), Some(10.0));
+    // The chain grows again through heights counted before, to h0 + 12.
+    rpc(&url, "anvil_mine", json!(["0xb"])).await;
+    let s = wait_for(&base, 10, "h0 + 12", |s| {
+        val(s, "eth_el_head_block_number", &[]) == Some((h0 + 12) as f64)
+    })
+    .await;
+    assert_eq!(
+        val(&s, "eth_el_blocks_total", &[]).map(|b| b - b0),
+        Some(12.0),
+        "12 heights above h0, each counted once"
+    );
+    token.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), running.task).await;
+}
