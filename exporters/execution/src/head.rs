@@ -7,10 +7,12 @@
 //!
 //! # Counting each height once
 //!
-//! The tracker keeps the highest height it has counted. A new head adds to the block count only
-//! the heights above that mark: after a reorg to a lower height the chain grows back through
-//! heights already counted, and those are not counted again. So `eth_el_blocks_total` grows by
-//! exactly the chain's height gain, and a rate of it is the block rate, whatever reorgs happened.
+//! The tracker keeps the highest height it has counted. A new head adds to the block count (and
+//! to the transaction count) only the heights above that mark: after a reorg to a lower height
+//! the chain grows back through heights already counted, and those are not counted again (the
+//! transactions of a replacing block at such a height are not added; those of the block it
+//! replaced stay counted). So `eth_el_blocks_total` grows by exactly the chain's height gain, and
+//! a rate of it is the block rate, whatever reorgs happened.
 
 use std::collections::VecDeque;
 use std::ops::RangeInclusive;
@@ -35,6 +37,8 @@ struct Entry {
     number: u64,
     hash: B256,
     timestamp: u64,
+    /// Transactions in the block, when the header said (a `newHeads` header does not).
+    transactions: Option<u64>,
 }
 
 /// What a new head meant.
@@ -45,6 +49,9 @@ pub struct Advance {
     /// Heights above the highest counted so far (new blocks observed, including skipped-over
     /// ones; a height is counted once, whatever reorgs happen).
     pub new_blocks: u64,
+    /// Transactions in the blocks at those heights, as far as the tracker saw them (a gap beyond
+    /// the backfill bound leaves the unfetched blocks' transactions out).
+    pub new_transactions: u64,
     /// Intervals in seconds between consecutive new blocks' timestamps (for fetched blocks).
     pub intervals: Vec<f64>,
     /// Depth of the reorg (old head height minus common ancestor height), if there was one.
@@ -115,6 +122,7 @@ impl HeadTracker {
             number: head.number(),
             hash: head.hash,
             timestamp: head.timestamp(),
+            transactions: head.transactions,
         };
         let Some(last) = self.window.back().copied() else {
             self.window.push_back(new);
@@ -173,6 +181,7 @@ impl HeadTracker {
                     number: b.number(),
                     hash: b.hash,
                     timestamp: b.timestamp(),
+                    transactions: b.transactions,
                 });
                 parent_hash = b.parent_hash;
                 if let Some(e) = b.number().checked_sub(1).and_then(|n| self.known(n))
@@ -193,6 +202,11 @@ impl HeadTracker {
         };
         self.highest = Some(counted.max(new.number));
         segment.reverse(); // oldest first
+        out.new_transactions = segment
+            .iter()
+            .filter(|e| e.number > counted)
+            .filter_map(|e| e.transactions)
+            .sum();
         match ancestor {
             Some(a) => {
                 if a.number < last.number {
@@ -395,6 +409,28 @@ mod tests {
             blocks, 14,
             "each height once: the chain is 14 blocks above genesis"
         );
+    }
+
+    #[tokio::test]
+    async fn transactions_of_new_heights_are_counted_once() {
+        let mut node = Node::linear(10);
+        for n in 0..=10 {
+            node.canonical.get_mut(&n).expect("block").transactions = Some(n);
+        }
+        let mut t = HeadTracker::new(64, 32);
+        assert_eq!(adv(&mut t, &mut node, 5).await.new_transactions, 0);
+        assert_eq!(adv(&mut t, &mut node, 6).await.new_transactions, 6);
+        // Skipped blocks 7 and 8 are fetched and counted with the head 9.
+        assert_eq!(adv(&mut t, &mut node, 9).await.new_transactions, 7 + 8 + 9);
+        // A same-height reorg of 9: the replacing block's transactions are not added.
+        let mut b = block(9, 1, 0);
+        b.transactions = Some(100);
+        node.canonical.insert(9, b);
+        assert_eq!(adv(&mut t, &mut node, 9).await.new_transactions, 0);
+        let mut b = block(10, 1, 1);
+        b.transactions = Some(3);
+        node.canonical.insert(10, b);
+        assert_eq!(adv(&mut t, &mut node, 10).await.new_transactions, 3);
     }
 
     #[tokio::test]

@@ -121,7 +121,7 @@ impl Collector for StateCollector {
         gauge(
             e,
             "eth_el_head_transactions",
-            "Transactions in the polled head block",
+            "Transactions in the head block (the block of eth_el_head_block_number; with --ws-url it is fetched for every announced head)",
             None,
             s.head_transactions.map(int),
         )?;
@@ -223,6 +223,8 @@ impl Collector for StateCollector {
 pub struct ExecutionMetrics {
     pub state: SharedState,
     pub blocks: Counter,
+    /// `eth_el_transactions_total`: transactions of the blocks counted in `blocks`.
+    pub transactions: Counter,
     pub block_interval: Histogram,
     pub reorgs: Counter,
     pub reorg_depth: Histogram,
@@ -240,6 +242,8 @@ impl ExecutionMetrics {
         registry.register_collector(Box::new(StateCollector(state.clone())));
         let blocks = Counter::default();
         registry.register("eth_el_blocks", "New head blocks observed, including blocks the poll skipped over; rate() is the block rate. Each height counts once: after a reorg to a lower height, the heights counted before are not counted again", blocks.clone());
+        let transactions = Counter::default();
+        registry.register("eth_el_transactions", "Transactions in new canonical blocks, each block counted once when its height is first counted in eth_el_blocks_total (skipped blocks are fetched; beyond --max-backfill their transactions are left out); rate() is the transaction rate whatever the scrape interval. A reorg adds nothing for heights already counted: the replaced block's transactions stay counted, the replacing block's are not added", transactions.clone());
         let block_interval = Histogram::new(BLOCK_TIME_BUCKETS);
         registry.register_with_unit(
             "eth_el_block_interval",
@@ -294,6 +298,7 @@ impl ExecutionMetrics {
         ExecutionMetrics {
             state,
             blocks,
+            transactions,
             block_interval,
             reorgs,
             reorg_depth,
