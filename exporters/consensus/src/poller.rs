@@ -10,7 +10,7 @@
 //! | `clock`         | `GET /eth/v1/beacon/genesis`, `GET /eth/v1/config/spec`           | start, `--info-interval`, node back   |
 //! | `info`          | `GET /eth/v1/node/version`                                        | `--info-interval`                     |
 //! | `validators`    | `GET /eth/v1/beacon/states/head/validators` (64 ids per request with `--validators.id`) | once per epoch |
-//! | `participation` | `POST /eth/v1/beacon/rewards/attestations/{epoch}`, else `GET /eth/v2/debug/beacon/states/{slot}` | once per epoch |
+//! | `participation` | `POST /eth/v1/beacon/rewards/attestations/{epoch}`, else `GET /eth/v1/beacon/headers/{slot}` (back to the epoch's last block) and `GET /eth/v2/debug/beacon/states/{slot}` | once per epoch, also after a failure |
 //!
 //! A cycle runs every `--poll-interval` (default: half a slot). When `/eth/v1/node/syncing`
 //! fails, the rest of the cycle is skipped (a down node would otherwise cost one timeout per
@@ -115,7 +115,10 @@ struct Schedule {
     participation_epoch: Option<u64>,
     /// After a failure, the validators collector waits until then.
     validators_retry_at: Option<Instant>,
-    participation_retry_at: Option<Instant>,
+    /// The clock epoch in which participation last failed: it is asked again in the next epoch
+    /// at the earliest (a failure is mostly a large state the node cannot serve: asking every
+    /// cycle would fetch it again and again).
+    participation_failed_in: Option<u64>,
     rewards_unsupported_until: Option<Instant>,
     peers_list_too_long_logged: bool,
     /// When the last full cycle started.
@@ -922,7 +925,7 @@ impl Poller {
                 sc.validators_epoch != Some(epoch) && ready(sc.validators_retry_at),
                 epoch >= 2
                     && sc.participation_epoch != Some(epoch - 2)
-                    && ready(sc.participation_retry_at),
+                    && sc.participation_failed_in != Some(epoch),
                 ready(sc.rewards_unsupported_until),
             )
         };
@@ -932,7 +935,7 @@ impl Poller {
                 .await;
         }
         if part_due {
-            self.poll_participation(epoch, now, retry_after, clock.slots_per_epoch, try_rewards)
+            self.poll_participation(epoch, now, clock.slots_per_epoch, try_rewards)
                 .instrument(collector_span("participation"))
                 .await;
         }
@@ -960,7 +963,6 @@ impl Poller {
         &self,
         epoch: u64,
         now: Instant,
-        retry_after: Duration,
         slots_per_epoch: u64,
         try_rewards: bool,
     ) {
@@ -989,7 +991,7 @@ impl Poller {
                         );
                     }
                 }
-                Err(_) => self.sched().participation_retry_at = Some(now + retry_after),
+                Err(_) => self.sched().participation_failed_in = Some(epoch),
             }
             self.record("participation", t, r.map(|_| ()));
         }
