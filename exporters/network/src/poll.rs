@@ -15,7 +15,7 @@ use std::time::Instant;
 use alloy_primitives::B256;
 use ethwatch_consensus::api::{self, BeaconApi};
 use ethwatch_consensus::types::{FinalityCheckpoints, Syncing};
-use ethwatch_core::upstream::{Upstream, UpstreamError, UpstreamOptions};
+use ethwatch_core::upstream::{Upstream, UpstreamOptions};
 use ethwatch_execution::rpc::{Call, RpcClient};
 use ethwatch_execution::types::{Header, SyncStatus};
 use futures_util::StreamExt;
@@ -327,9 +327,10 @@ async fn phase2(n: &Node, height: u64) -> Option<B256> {
             .ok()
             .flatten()
             .map(|h| h.hash),
-        Client::Consensus(api) => match api.header(&height.to_string()).await {
-            Ok(h) => Some(B256::from(h.root.0)),
-            Err(UpstreamError::HttpStatus { status: 404, .. }) => Some(B256::ZERO),
+        // The 404 of an empty slot is the expected answer, not a request error.
+        Client::Consensus(api) => match api.header_at_slot(height).await {
+            Ok(Some(h)) => Some(B256::from(h.root.0)),
+            Ok(None) => Some(B256::ZERO),
             Err(_) => None,
         },
     }
