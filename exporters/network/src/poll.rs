@@ -64,6 +64,9 @@ pub struct Watcher {
     nodes: Mutex<HashMap<String, std::sync::Arc<Node>>>,
     metrics: NetworkMetrics,
     cfg: CycleConfig,
+    /// Whether each layer (execution, consensus) is split, so a split and its heal are logged
+    /// once each.
+    splits: Mutex<[compare::SplitWatch; 2]>,
 }
 
 impl Watcher {
@@ -79,6 +82,7 @@ impl Watcher {
             nodes: Mutex::new(HashMap::new()),
             metrics,
             cfg,
+            splits: Mutex::default(),
         })
     }
 
@@ -131,6 +135,37 @@ impl Watcher {
                 .set(n as i64);
         }
         nodes.values().cloned().collect()
+    }
+
+    /// One line when a layer splits (naming the distinct heads and their nodes) and one when it
+    /// heals; nothing while it stays as it was.
+    fn log_split(
+        &self,
+        layer: Layer,
+        a: &compare::Agreement,
+        nodes: &[(String, Option<Head>, Option<B256>)],
+    ) {
+        let i = match layer {
+            Layer::Execution => 0,
+            Layer::Consensus => 1,
+        };
+        let change = self.splits.lock().unwrap_or_else(|e| e.into_inner())[i].observe(a, nodes);
+        match change {
+            Some(compare::SplitChange::Split { height, heads }) => tracing::warn!(
+                layer = layer.as_str(),
+                height,
+                distinct = a.distinct,
+                heads = %heads,
+                "network split: the nodes have different blocks at the common height"
+            ),
+            Some(compare::SplitChange::Healed { height, head }) => tracing::info!(
+                layer = layer.as_str(),
+                height,
+                head = %head,
+                "network healed: the nodes agree at the common height again"
+            ),
+            None => {}
+        }
     }
 
     fn per_node(&self, t: &Target) -> ethwatch_core::upstream::RequestMetrics {
@@ -188,6 +223,7 @@ impl Watcher {
             let report = LayerReport {
                 agreement: compare::agree(&at_common),
             };
+            self.log_split(layer, &report.agreement, &at_common);
             match layer {
                 Layer::Execution => state.execution = report,
                 Layer::Consensus => state.consensus = report,
