@@ -336,7 +336,7 @@ impl Collector for StateCollector {
             labelled(
                 e,
                 "eth_cl_validators",
-                "Validators by status (all validators, or the ones --validators.id names)",
+                "Validators by status (all validators, or the ones --validators.id names), read from the head state once per epoch: up to one epoch (and one slot) old",
                 "status",
                 &values,
             )?;
@@ -344,7 +344,7 @@ impl Collector for StateCollector {
         gauge(
             e,
             "eth_cl_validators_balance_gwei",
-            "Total balance of the counted validators, in gwei",
+            "Total balance of the counted validators, in gwei, read from the head state once per epoch (at the exporter's first validators run in the epoch): up to one epoch (and one slot) old; proposer and sync-committee rewards within the epoch show at the next read",
             None,
             s.validators_balance_gwei.map(as_i64),
         )?;
