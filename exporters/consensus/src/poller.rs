@@ -827,7 +827,8 @@ impl Poller {
         let payload_from = self.payload_from_epoch.load(Ordering::Relaxed);
         let no_payload = clock.is_some_and(|c| c.epoch_of(seen.slot) < payload_from);
         // The slot right after the last head leaves no slot between them to classify: its
-        // parent changes no count (a depth-1 reorg is reported by its own event).
+        // parent changes no count (a depth-1 reorg there goes unseen when the block cannot be
+        // fetched; the node's chain_reorg event then only logs it).
         let next_slot = seen.parent_root.is_none()
             && tracker
                 .head()
@@ -876,6 +877,13 @@ impl Poller {
         drop(tracker);
         self.metrics.blocks.inc_by(outcome.new_blocks);
         self.metrics.missed_slots.inc_by(outcome.missed);
+        if let Some(d) = outcome.reorg_depth {
+            // Another branch may have processed its epoch differently: read finality again.
+            self.sched().finality_epoch = None;
+            self.metrics.reorgs.inc();
+            self.metrics.reorg_depth.observe(d as f64);
+            tracing::warn!(depth = d, new_head = seen.slot, "reorg");
+        }
         if outcome.unresolved > 0 {
             tracing::debug!(
                 slots = outcome.unresolved,
@@ -889,13 +897,17 @@ impl Poller {
         }
     }
 
-    /// A `chain_reorg` event.
+    /// A `chain_reorg` event. The reorg itself is counted from the heads (see [`crate::head`]),
+    /// like on the execution side: clients compute the event's `depth` differently (Prysm and
+    /// Lodestar do not count the old chain's blocks above the common ancestor).
     pub fn on_reorg(&self, slot: u64, depth: u64) {
         // Another branch may have processed its epoch differently: read finality again.
         self.sched().finality_epoch = None;
-        self.metrics.reorgs.inc();
-        self.metrics.reorg_depth.observe(depth as f64);
-        tracing::info!(slot, depth, "chain reorg reported by the node");
+        tracing::info!(
+            slot,
+            client_depth = depth,
+            "chain reorg reported by the node"
+        );
     }
 
     /// A `finalized_checkpoint` event: finality moves at once, the poll confirms it.
