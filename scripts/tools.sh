@@ -65,7 +65,10 @@ install_anvil() {
 # ---------------------------------------------------------------------------------------------
 # Lodestar: 1.5.1 is the only version whose whole dependency tree is on the registry reached here;
 # the overrides keep npm from pulling newer, missing or Node-22-only packages (see TOOLS.md).
-LODESTAR_DIR="$TOOLS/lodestar-$LODESTAR_VERSION"
+# @multiformats/multiaddr is pinned to one copy: with three, libp2p's identify fails ("multiaddr
+# must be an instance of Multiaddr") and two nodes never gossip (each builds its own chain while
+# both report a peer). The directory is named after the package.json's hash, so a change of the
+# overrides installs beside the old copy instead of under a node that may be running.
 lodestar_package_json() {
   local v="$LODESTAR_VERSION" pkgs="" p
   for p in api beacon-node config db fork-choice light-client params reqresp state-transition \
@@ -83,15 +86,20 @@ lodestar_package_json() {
   "overrides": {
 ${pkgs}    "mortice": "3.0.1",
     "@libp2p/tcp": "6.1.2",
-    "@multiformats/mafmt": "11.1.1"
+    "@multiformats/mafmt": "11.1.1",
+    "@multiformats/multiaddr": "11.6.1"
   }
 }
 EOF
 }
+lodestar_spec() {
+  printf 'lodestar-%s-%s' "$LODESTAR_VERSION" "$(printf '%s' "$(lodestar_package_json)" | sha256sum | cut -c1-16)"
+}
+LODESTAR_DIR="$TOOLS/$(lodestar_spec)"
 install_lodestar() {
   local pkg spec
   pkg="$(lodestar_package_json)"
-  spec="lodestar-$LODESTAR_VERSION-$(printf '%s' "$pkg" | sha256sum | cut -c1-16)"
+  spec="$(lodestar_spec)"
   marker_ok "$LODESTAR_DIR/.installed" "$spec" && return 0
   log "installing Lodestar $LODESTAR_VERSION into $LODESTAR_DIR (about 70 s cold)"
   rm -f "$LODESTAR_DIR/.installed"

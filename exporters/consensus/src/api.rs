@@ -130,6 +130,23 @@ impl BeaconApi {
         })
     }
 
+    /// The header of the block at `slot`; `None` when the slot has no block. The node's 404 for
+    /// an empty slot is the expected answer, not an error, and is not counted as one.
+    pub async fn header_at_slot(&self, slot: u64) -> Result<Option<HeaderInfo>, UpstreamError> {
+        let (status, body) = self
+            .get_raw(HEADER, &format!("/eth/v1/beacon/headers/{slot}"), &[404])
+            .await?;
+        if status == 404 {
+            return Ok(None);
+        }
+        let h: HeaderData = self.parse(HEADER, &body)?;
+        Ok(Some(HeaderInfo {
+            slot: h.header.message.slot.0,
+            root: h.root,
+            parent_root: h.header.message.parent_root,
+        }))
+    }
+
     /// A block by root: slot, parent and the execution payload's number.
     pub async fn block(&self, root: Root) -> Result<BlockData, UpstreamError> {
         self.get_data(BLOCK, &format!("/eth/v2/beacon/blocks/{root}"))

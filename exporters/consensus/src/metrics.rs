@@ -336,7 +336,7 @@ impl Collector for StateCollector {
             labelled(
                 e,
                 "eth_cl_validators",
-                "Validators by status (all validators, or the ones --validators.id names)",
+                "Validators by status (all validators, or the ones --validators.id names), read from the head state once per epoch: up to one epoch (and one slot) old",
                 "status",
                 &values,
             )?;
@@ -344,7 +344,7 @@ impl Collector for StateCollector {
         gauge(
             e,
             "eth_cl_validators_balance_gwei",
-            "Total balance of the counted validators, in gwei",
+            "Total balance of the counted validators, in gwei, read from the head state once per epoch (at the exporter's first validators run in the epoch): up to one epoch (and one slot) old; proposer and sync-committee rewards within the epoch show at the next read",
             None,
             s.validators_balance_gwei.map(as_i64),
         )?;
@@ -404,9 +404,9 @@ impl ConsensusMetrics {
             now,
         }));
         let blocks = Counter::default();
-        registry.register("eth_cl_blocks", "New head blocks observed, including blocks found walking back over a gap; rate() is the block rate", blocks.clone());
+        registry.register("eth_cl_blocks", "Slots with a block on the chain followed, including blocks found walking back over a gap; rate() is the block rate. Each slot is counted once, here or in eth_cl_missed_slots_total: a reorg or a late block adds nothing for a slot already counted (the first classification stays), and the slots counted after it follow the new chain", blocks.clone());
         let missed_slots = Counter::default();
-        registry.register("eth_cl_missed_slots", "Slots that passed with no block on the canonical chain (see docs/consensus.md for the exact definition)", missed_slots.clone());
+        registry.register("eth_cl_missed_slots", "Slots that passed with no block on the canonical chain (see docs/consensus.md for the exact definition). Each slot is counted once, here or in eth_cl_blocks_total: a reorg or a late block adds nothing for a slot already counted (the first classification stays), and the slots counted after it follow the new chain", missed_slots.clone());
         let arrival_delay = Histogram::new(ARRIVAL_BUCKETS);
         registry.register_with_unit(
             "eth_cl_block_arrival_delay",
@@ -417,13 +417,13 @@ impl ConsensusMetrics {
         let reorgs = Counter::default();
         registry.register(
             "eth_cl_reorgs",
-            "Reorgs reported by the node's chain_reorg events",
+            "Reorgs seen: a new head that does not descend from the previous head (from the heads, as eth_el_reorgs_total; the node's chain_reorg events are only logged)",
             reorgs.clone(),
         );
         let reorg_depth = Histogram::new(REORG_DEPTH_BUCKETS);
         registry.register(
             "eth_cl_reorg_depth",
-            "Depth in slots of the node's chain_reorg events",
+            "Depth of reorgs in blocks: the previous chain's blocks above the common ancestor (old head minus common ancestor, as eth_el_reorg_depth; not the client's own chain_reorg depth, which clients compute differently)",
             reorg_depth.clone(),
         );
         let events = Family::<[(&'static str, &'static str); 1], Counter>::default();

@@ -28,7 +28,7 @@ pub struct CommonArgs {
     #[arg(long = "web.max-requests", env = "ETHWATCH_WEB_MAX_REQUESTS", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_requests: u32,
 
-    /// Log line format.
+    /// Log line format. Text lines carry colour codes only when stderr is a terminal.
     #[arg(long = "log.format", env = "ETHWATCH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 

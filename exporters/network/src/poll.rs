@@ -77,6 +77,9 @@ pub struct Watcher {
     cfg: CycleConfig,
     /// What the status page and `/api/v1/status` show.
     board: Board,
+    /// Whether each layer (execution, consensus) is split, so a split and its heal are logged
+    /// once each.
+    splits: Mutex<[compare::SplitWatch; 2]>,
 }
 
 impl Watcher {
@@ -93,6 +96,7 @@ impl Watcher {
             metrics,
             board: Board::new(cfg.behind_tolerance, cfg.pair_tolerance),
             cfg,
+            splits: Mutex::default(),
         })
     }
 
@@ -154,6 +158,37 @@ impl Watcher {
         nodes.values().cloned().collect()
     }
 
+    /// One line when a layer splits (naming the distinct heads and their nodes) and one when it
+    /// heals; nothing while it stays as it was.
+    fn log_split(
+        &self,
+        layer: Layer,
+        a: &compare::Agreement,
+        nodes: &[(String, Option<Head>, Option<B256>)],
+    ) {
+        let i = match layer {
+            Layer::Execution => 0,
+            Layer::Consensus => 1,
+        };
+        let change = self.splits.lock().unwrap_or_else(|e| e.into_inner())[i].observe(a, nodes);
+        match change {
+            Some(compare::SplitChange::Split { height, heads }) => tracing::warn!(
+                layer = layer.as_str(),
+                height,
+                distinct = a.distinct,
+                heads = %heads,
+                "network split: the nodes have different blocks at the common height"
+            ),
+            Some(compare::SplitChange::Healed { height, head }) => tracing::info!(
+                layer = layer.as_str(),
+                height,
+                head = %head,
+                "network healed: the nodes agree at the common height again"
+            ),
+            None => {}
+        }
+    }
+
     fn per_node(&self, t: &Target) -> ethwatch_core::upstream::RequestMetrics {
         self.metrics.requests.with_constant_labels(vec![
             ("layer", t.layer.as_str().to_string()),
@@ -210,6 +245,7 @@ impl Watcher {
             let report = LayerReport {
                 agreement: compare::agree(&at_common),
             };
+            self.log_split(layer, &report.agreement, &at_common);
             compared.push((layer, at_common));
             match layer {
                 Layer::Execution => state.execution = report,
@@ -286,6 +322,7 @@ fn calls_of(layer: Layer) -> &'static [&'static str] {
             "eth_syncing",
             "net_peerCount",
             "web3_clientVersion",
+            ethwatch_core::upstream::BATCH,
         ],
         Layer::Consensus => &[
             api::HEADER.0,
@@ -435,9 +472,10 @@ async fn phase2(n: &Node, height: u64) -> Option<B256> {
             .ok()
             .flatten()
             .map(|h| h.hash),
-        Client::Consensus(api) => match api.header(&height.to_string()).await {
-            Ok(h) => Some(B256::from(h.root.0)),
-            Err(UpstreamError::HttpStatus { status: 404, .. }) => Some(B256::ZERO),
+        // The 404 of an empty slot is the expected answer, not a request error.
+        Client::Consensus(api) => match api.header_at_slot(height).await {
+            Ok(Some(h)) => Some(B256::from(h.root.0)),
+            Ok(None) => Some(B256::ZERO),
             Err(_) => None,
         },
     }
