@@ -135,6 +135,23 @@ def test_execution_series_equal_geth(env):
             return got == want, (got, want)
         settle(f"{p.el_name} safe and finalized", checkpoints, attempts=120)
 
+        # Counters over a window: every new canonical block counted once, with all its
+        # transactions, whatever the scrapes sampled.
+        def counters():
+            m = scrape(p.el_metrics)
+            n = int(p.el("eth_blockNumber"), 16)
+            return val(m, "eth_el_head_block_number") == n, (
+                n, val(m, "eth_el_blocks_total"), val(m, "eth_el_transactions_total"))
+        n0, b0, t0 = settle(f"{p.el_name} counters", counters)
+        traffic.send(25)
+        time.sleep(3 * SLOT_SECONDS)
+        n1, b1, t1 = settle(f"{p.el_name} counters", counters)
+        txs = sum(len(p.el("eth_getBlockByNumber", hex(k), False)["transactions"])
+                  for k in range(n0 + 1, n1 + 1))
+        assert b1 - b0 == n1 - n0, f"blocks_total grew {b1 - b0} for heights {n0}..{n1}"
+        assert t1 - t0 == txs and txs >= 25, (
+            f"transactions_total grew {t1 - t0}; blocks {n0 + 1}..{n1} hold {txs}")
+
         m = scrape(p.el_metrics)
         assert val(m, "eth_el_up") == 1
         assert val(m, "eth_el_peers") == int(p.el("net_peerCount"), 16) == 1
@@ -257,8 +274,10 @@ def test_stopped_validator_client_misses_exactly_its_slots(env):
     def reading():
         m = scrape(p1.cl_metrics)
         s = int(p1.beacon("/eth/v1/beacon/headers/head")["data"]["header"]["message"]["slot"])
-        return val(m, "eth_cl_head_slot") == s, (s, val(m, "eth_cl_missed_slots_total"))
-    s0, m0 = settle("a reading at the head", reading)
+        return val(m, "eth_cl_head_slot") == s, (
+            s, val(m, "eth_cl_missed_slots_total"), val(m, "eth_cl_blocks_total"))
+    watcher = f"http://127.0.0.1:{net.net_port}/metrics"
+    s0, m0, k0 = settle("a reading at the head", reading)
     t_stop = time.time()
     net.stop_validator(p2)
     try:
@@ -270,12 +289,17 @@ def test_stopped_validator_client_misses_exactly_its_slots(env):
                        lambda n=name: hook.first(n, "firing", after=t_stop, pod=own[2]), within,
                        env["stack"], interval=0.5)
         time.sleep(SLOT_SECONDS)
-        s1, m1 = settle("a reading at the head", reading, attempts=4 * SLOT_SECONDS * 4)
+        s1, m1, k1 = settle("a reading at the head", reading, attempts=4 * SLOT_SECONDS * 4)
         empty = [s for s in range(s0 + 1, s1 + 1) if not _has_block(p1, s)]
         assert m1 - m0 == len(empty), (
             f"missed slots grew by {m1 - m0} over slots {s0 + 1}..{s1}; the node has no block at "
             f"{len(empty)} of them: {empty}")
         assert len(empty) >= SLOTS_PER_EPOCH // 2, f"half the proposers are offline: {empty}"
+        assert (k1 - k0) + (m1 - m0) == s1 - s0, "every slot is a block or a miss, exactly once"
+        # An empty slot's 404 is an answer, not an error, for the network watcher too.
+        errs = [ln for ln in scrape(watcher).splitlines()
+                if ln.startswith("eth_network_request_errors_total") and 'layer="consensus"' in ln]
+        assert not errs, f"the watcher counted errors on a healthy chain with empty slots: {errs}"
 
         # Participation of an epoch wholly without the second validator client: node 2's own
         # validators did not vote; node 1's did.
@@ -315,8 +339,13 @@ def test_partition_pages_and_heals(env):
     # Both validator clients must be producing again (test 4 restarted the second).
     wait_until("both validator clients proposing", lambda: _recent_proposers(net) == {1, 2},
                4 * EPOCH, env["stack"], interval=2)
-    before = {p.index: (val(scrape(p.el_metrics), "eth_el_reorgs_total") or 0,
-                        val(scrape(p.cl_metrics), "eth_cl_reorgs_total") or 0) for p in net.pairs}
+    def reorgs(p):
+        el, cl = scrape(p.el_metrics), scrape(p.cl_metrics)
+        return (val(el, "eth_el_reorgs_total") or 0, val(cl, "eth_cl_reorgs_total") or 0,
+                val(el, "eth_el_reorg_depth_sum") or 0, val(cl, "eth_cl_reorg_depth_sum") or 0)
+    before = {p.index: reorgs(p) for p in net.pairs}
+    watcher_log = env["stack"].children[[c.name for c in env["stack"].children].index(
+        "ethwatch-network")].log
     t_split = time.time()
     net.split()
     wait_until("two heads on both layers",
@@ -345,13 +374,28 @@ def test_partition_pages_and_heals(env):
     wait_until("EthwatchNetworkChainSplit resolved",
                lambda: hook.first("EthwatchNetworkChainSplit", "resolved", after=t_heal), 90,
                env["stack"], interval=0.5)
-    # One side reorged on both layers.
-    after = {p.index: (val(scrape(p.el_metrics), "eth_el_reorgs_total") or 0,
-                       val(scrape(p.cl_metrics), "eth_cl_reorgs_total") or 0) for p in net.pairs}
+    # One side reorged, on both layers, by the same depth (old head minus common ancestor, in
+    # blocks, on both).
+    time.sleep(2 * SLOT_SECONDS)
+    after = {p.index: reorgs(p) for p in net.pairs}
     reorged = [i for i in after if after[i][0] > before[i][0]]
     assert reorged, f"no execution node reorged: {before} -> {after}"
     for i in reorged:
         assert after[i][1] > before[i][1], f"node {i} reorged on the execution layer only"
+        el_depth, cl_depth = after[i][2] - before[i][2], after[i][3] - before[i][3]
+        assert el_depth == cl_depth > 0, (
+            f"node {i}: reorg depth {el_depth} blocks on the execution layer, {cl_depth} on the "
+            "consensus layer")
+    # The watcher said so in its log, one line per split and one per heal on each layer, the
+    # split naming both heads.
+    text = watcher_log.read_text(errors="replace")
+    for layer in ("execution", "consensus"):
+        events = [("split" if "network split" in ln else "healed", ln) for ln in text.splitlines()
+                  if ("network split" in ln or "network healed" in ln) and f"layer={layer}" in ln]
+        kinds = [k for k, _ in events]
+        assert kinds[:1] == ["split"] and kinds[-1:] == ["healed"], f"{layer}: {events}"
+        assert all(a != b for a, b in zip(kinds, kinds[1:])), f"{layer}: repeated lines {events}"
+        assert events[0][1].count("0x") >= 2, f"the split line names the heads: {events[0][1]}"
 
 
 def _recent_proposers(net: RealNet) -> set[int]:
