@@ -251,8 +251,7 @@ async fn handle(poller: &Poller, ev: &SseEvent) -> Result<(), String> {
                 root: h.block,
                 parent_root: None,
             };
-            let syncing = poller.metrics().state.lock().syncing == Some(true);
-            if let Err(e) = poller.on_head(seen, HeadSource::Stream, !syncing).await {
+            if let Err(e) = poller.on_head(seen, HeadSource::Stream, poller.may_walk()).await {
                 tracing::debug!(error = %e, "processing a head event");
             }
         }

@@ -95,11 +95,12 @@ pub struct ConsensusArgs {
     #[arg(long = "reprobe-interval", env = "ETHWATCH_REPROBE_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub reprobe_interval: Duration,
 
-    /// Most headers fetched to walk back over a gap for one new head.
+    /// Most headers fetched to walk back over a gap or a reorg for one new head (as many as the
+    /// execution exporter fetches, so both layers measure reorgs up to the same depth).
     #[arg(
         long = "max-backfill",
         env = "ETHWATCH_MAX_BACKFILL",
-        default_value_t = 16
+        default_value_t = 64
     )]
     pub max_backfill: u64,
 

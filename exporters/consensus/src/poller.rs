@@ -54,6 +54,13 @@ pub const COLLECTORS: [&str; 11] = [
 ];
 
 /// Whether collector `c` runs with this configuration.
+/// A new head may walk back over headers unless the node is syncing a backlog longer than one
+/// walk may fetch. A node that reports syncing a few slots behind (as one does while it switches
+/// to the other side of a healed split) still has its reorg measured.
+fn walkable(syncing: bool, sync_distance: Option<u64>, max_backfill: u64) -> bool {
+    !syncing || sync_distance.is_some_and(|d| d <= max_backfill)
+}
+
 fn collector_enabled(cfg: &PollerConfig, c: &str) -> bool {
     match c {
         "events" => cfg.enabled.events,
@@ -537,7 +544,8 @@ impl Poller {
         let head = async {
             let t = Instant::now();
             let r = if poll_head {
-                self.poll_head(s.is_syncing).await
+                self.poll_head(walkable(s.is_syncing, Some(s.sync_distance.0), self.cfg.max_backfill))
+                    .await
             } else {
                 Ok(())
             };
@@ -785,14 +793,20 @@ impl Poller {
         }
     }
 
-    async fn poll_head(&self, syncing: bool) -> Result<(), UpstreamError> {
+    /// Whether a new head may walk back over headers now (see [`walkable`]).
+    pub fn may_walk(&self) -> bool {
+        let st = self.metrics.state.lock();
+        walkable(st.syncing == Some(true), st.sync_distance, self.cfg.max_backfill)
+    }
+
+    async fn poll_head(&self, may_walk: bool) -> Result<(), UpstreamError> {
         let h = self.api.header("head").await?;
         let seen = Seen {
             slot: h.slot,
             root: h.root,
             parent_root: Some(h.parent_root),
         };
-        self.on_head(seen, HeadSource::Poll, !syncing).await
+        self.on_head(seen, HeadSource::Poll, may_walk).await
     }
 
     /// Processes a head from a poll or the event stream: the head slot and the arrival delay at
@@ -1095,4 +1109,21 @@ fn collector_span(name: &'static str) -> tracing::Span {
         otel.status_code = tracing::field::Empty,
         ethwatch.collector = name,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::walkable;
+
+    #[test]
+    fn a_node_a_few_slots_behind_still_has_its_reorgs_walked() {
+        assert!(walkable(false, None, 64));
+        assert!(walkable(false, Some(10_000), 64));
+        // A healed split: the node reports syncing, 9 slots behind (seen with Prysm v6.0.4).
+        assert!(walkable(true, Some(9), 64));
+        assert!(walkable(true, Some(64), 64));
+        // A real backlog: no walk per head.
+        assert!(!walkable(true, Some(65), 64));
+        assert!(!walkable(true, None, 64));
+    }
 }
