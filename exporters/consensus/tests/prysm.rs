@@ -298,9 +298,8 @@ fn normalize(text: &str) -> String {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prysm_fixtures_in_exposition_out() {
-    let fake = FakeBeacon::start().await;
+/// Serves every recorded Prysm answer at its path.
+fn serve_prysm(fake: &FakeBeacon) {
     let ok = |rel: &str| Reply::Body(200, fixture(rel));
     fake.set("/eth/v1/beacon/genesis", ok("beacon_genesis.json"));
     fake.set("/eth/v1/config/spec", ok("config_spec.json"));
@@ -336,6 +335,12 @@ async fn prysm_fixtures_in_exposition_out() {
         "/eth/v2/debug/beacon/states/*",
         Reply::Body(500, fixture("debug_state_future_500.json")),
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prysm_fixtures_in_exposition_out() {
+    let fake = FakeBeacon::start().await;
+    serve_prysm(&fake);
     fake.stream(Stream::Status(404));
 
     let exp = Exporter::start(
@@ -401,5 +406,47 @@ async fn prysm_fixtures_in_exposition_out() {
     assert!(
         expected == normalized,
         "exposition differs from tests/golden/consensus-prysm.prom (bless with ETHWATCH_BLESS=1 if intended):\n--- expected\n{expected}\n--- got\n{normalized}"
+    );
+}
+
+/// The recorded stream served to a running exporter: every event is counted under its topic,
+/// and the keep-alive comment lines are neither events nor errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recorded_stream_through_the_exporter() {
+    let fake = FakeBeacon::start().await;
+    serve_prysm(&fake);
+    fake.stream(Stream::Send(fixture("events.txt").into_bytes()));
+    let exp = Exporter::start(&fake.url, &["--poll-interval", "100ms"]).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let want = [("head", 7.0), ("block", 7.0), ("finalized_checkpoint", 2.0)];
+    let s = loop {
+        let s = exp.scrape().await;
+        if want
+            .iter()
+            .all(|(t, n)| support::val(&s, "eth_cl_events_total", &[("topic", t)]) == Some(*n))
+        {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "events not counted as recorded:\n{}",
+            exp.text().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    exp.stop().await;
+    assert_eq!(
+        support::val(&s, "eth_cl_events_total", &[("topic", "chain_reorg")]).unwrap_or(0.0),
+        0.0
+    );
+    assert_eq!(
+        support::val(
+            &s,
+            "eth_cl_api_errors_total",
+            &[("route", "/eth/v1/events")]
+        )
+        .unwrap_or(0.0),
+        0.0,
+        "the stream decoded without an error"
     );
 }
