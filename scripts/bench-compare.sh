@@ -283,6 +283,8 @@ stop_all() {
   for pid in "${PIDS[@]}"; do alive "$pid" && live+=("$pid"); done
   ((${#live[@]})) && stop_pids "${live[@]}"
   log "stopped everything started in the namespace"
+  # The real devnet's chain data is about 1 GiB after a run; its logs stay.
+  if [[ "$BENCH_NODES" == real ]]; then rm -rf "$RUN"/realnet/pair-*; fi
 }
 trap stop_all EXIT
 trap 'exit 130' INT
