@@ -37,6 +37,13 @@
 #   BENCH_PEER_TOPICS=head,block,chain_reorg,finalized_checkpoint   the peer's event topics
 #                           (the ones ethwatch subscribes to; empty: the peer's own default list)
 #   BENCH_NETWORK=1         also run scripts/bench-network.sh (0 skips it)
+#   BENCH_NODES=standin     which nodes: standin (anvil + Lodestar dev chain, above) or real: one
+#                           participant of the real post-merge devnet (tests/e2e/realnet.py: geth
+#                           v1.17.10 + Prysm v6.0.4 beacon node + validator client holding all 64
+#                           validators, 4 s slots, Traffic's signed transfers: 20 every 6 s),
+#                           started inside the namespace without exporters; ethwatch subscribes to
+#                           newHeads on geth's own websocket port, freshness listens there too.
+#                           Needs `scripts/tools.sh geth prysm` (run here) and its Python venv.
 #   BENCH_EL_ARGS="" BENCH_CL_ARGS=""   more flags for `ethwatch execution` / `ethwatch consensus`
 #                           (word-split), for experiments such as --poll-interval 5s
 #   ETHWATCH_BIN=path       benchmark this ethwatch binary instead of building one
@@ -59,6 +66,7 @@ BENCH_LOAD_SECONDS="${BENCH_LOAD_SECONDS:-20}"
 BENCH_SCRAPE_EVERY="${BENCH_SCRAPE_EVERY:-15}"
 BENCH_PEER_TOPICS="${BENCH_PEER_TOPICS-head,block,chain_reorg,finalized_checkpoint}"
 BENCH_NETWORK="${BENCH_NETWORK:-1}"
+BENCH_NODES="${BENCH_NODES:-standin}"
 BENCH_EL_ARGS="${BENCH_EL_ARGS:-}"
 BENCH_CL_ARGS="${BENCH_CL_ARGS:-}"
 
@@ -74,15 +82,26 @@ for v in BENCH_RUNS BENCH_WARMUP BENCH_SECONDS BENCH_BLOCKS BENCH_RATE BENCH_LOA
   [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, got '${!v}'"
 done
 [[ "$BENCH_SCRAPE_EVERY" =~ ^[0-9]+$ ]] || die "BENCH_SCRAPE_EVERY must be an integer"
+[[ "$BENCH_NODES" == standin || "$BENCH_NODES" == real ]] ||
+  die "BENCH_NODES must be standin or real, got '$BENCH_NODES'"
+export BENCH_NODES
 
 # =============================================================================================
 # Outside the namespace: installs, builds, then the namespace, the network run and the report.
 # =============================================================================================
 if [[ "${BENCH_COMPARE_INNER:-0}" != 1 ]]; then
-  scripts/tools.sh anvil lodestar >/dev/null
-  # shellcheck source=/dev/null
-  source "$CACHE/tools/env.sh"
-  [[ -n "${ETHWATCH_ANVIL:-}" && -n "${ETHWATCH_LODESTAR:-}" ]] || die "tools.sh did not provide anvil and Lodestar"
+  if [[ "$BENCH_NODES" == real ]]; then
+    scripts/tools.sh geth prysm python >/dev/null
+    # shellcheck source=/dev/null
+    source "$CACHE/tools/env.sh"
+    [[ -n "${ETHWATCH_GETH:-}" && -n "${ETHWATCH_PRYSM_BEACON:-}" && -n "${ETHWATCH_PYTHON:-}" ]] ||
+      die "tools.sh did not provide geth, Prysm and the Python venv"
+  else
+    scripts/tools.sh anvil lodestar >/dev/null
+    # shellcheck source=/dev/null
+    source "$CACHE/tools/env.sh"
+    [[ -n "${ETHWATCH_ANVIL:-}" && -n "${ETHWATCH_LODESTAR:-}" ]] || die "tools.sh did not provide anvil and Lodestar"
+  fi
   command -v go >/dev/null || die "the peer and vegeta are built with the Go toolchain, and 'go' is not on PATH"
   { command -v unshare && command -v ip; } >/dev/null ||
     die "needs unshare and ip (util-linux, iproute2) for the private network namespace"
@@ -190,7 +209,7 @@ if [[ "${BENCH_COMPARE_INNER:-0}" != 1 ]]; then
   # unshare --fork ignores SIGINT/SIGTERM while it waits, so the inner script writes its pid and
   # is signalled directly; --kill-child stops it should unshare itself be killed.
   BENCH_COMPARE_INNER=1 RUN="$RUN" ETHWATCH_BIN="$ETHWATCH_BIN" PEER_BIN="$PEER_BIN" \
-    VEGETA_BIN="$VEGETA_BIN" ETHWATCH_ANVIL="$ETHWATCH_ANVIL" ETHWATCH_LODESTAR="$ETHWATCH_LODESTAR" \
+    VEGETA_BIN="$VEGETA_BIN" ETHWATCH_ANVIL="${ETHWATCH_ANVIL:-}" ETHWATCH_LODESTAR="${ETHWATCH_LODESTAR:-}" \
     unshare --net --fork --kill-child=TERM bash "$ROOT/scripts/bench-compare.sh" &
   UNSHARE_PID=$!
   for _ in $(seq 50); do [[ -s "$RUN/inner.pid" ]] && break; sleep 0.1; done
@@ -264,6 +283,8 @@ stop_all() {
   for pid in "${PIDS[@]}"; do alive "$pid" && live+=("$pid"); done
   ((${#live[@]})) && stop_pids "${live[@]}"
   log "stopped everything started in the namespace"
+  # The real devnet's chain data is about 1 GiB after a run; its logs stay.
+  if [[ "$BENCH_NODES" == real ]]; then rm -rf "$RUN"/realnet/pair-*; fi
 }
 trap stop_all EXIT
 trap 'exit 130' INT
@@ -306,25 +327,41 @@ cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {pri
 machine_ticks() { awk '/^cpu / {b = $2+$3+$4+$7+$8+$9; printf "%.0f %.0f\n", b, b+$5+$6; exit}' /proc/stat; }
 
 read -r EL_PORT CL_PORT CL_P2P_PORT PX_EW PX_EP PX_CW PX_CP M_EW M_CW M_P < <(free_ports 10)
-EL_URL="http://127.0.0.1:$EL_PORT"
-CL_URL="http://127.0.0.1:$CL_PORT"
 
 # --- nodes ------------------------------------------------------------------------------------
-start anvil "$RUN" "$ETHWATCH_ANVIL" --host 127.0.0.1 --port "$EL_PORT" --block-time 1 --prune-history
-wait_until anvil "$CHILD" 30 rpc "$EL_URL" eth_blockNumber
+if [[ "$BENCH_NODES" == real ]]; then
+  # One participant of the real devnet, without exporters; the harness writes its URLs to a file
+  # once execution blocks advance (geth's HTTP and websocket are separate ports).
+  SLOT_S=4
+  mkdir -p "$RUN/realnet"
+  start realnet "$ROOT" "$ETHWATCH_PYTHON" -m tests.e2e.realnet --dir "$RUN/realnet" --pairs 1 \
+    --no-exporters --endpoints-json "$RUN/realnet/endpoints.json"
+  REALNET_PID=$CHILD
+  wait_until realnet "$REALNET_PID" 600 test -s "$RUN/realnet/endpoints.json"
+  read -r EL_URL EL_WS CL_URL < <(python3 -c 'import json,sys; p=json.load(open(sys.argv[1]))["pairs"][0]; print(p["el_url"], p["ws_url"], p["beacon_url"])' "$RUN/realnet/endpoints.json")
+  cl_has_block() { curl -sf -m 2 "$CL_URL/eth/v1/beacon/headers/head" | grep -Eq '"slot":"[1-9]'; }
+  wait_until realnet "$REALNET_PID" 120 cl_has_block
+else
+  SLOT_S=2
+  EL_URL="http://127.0.0.1:$EL_PORT"
+  EL_WS="ws://127.0.0.1:$EL_PORT"
+  CL_URL="http://127.0.0.1:$CL_PORT"
+  start anvil "$RUN" "$ETHWATCH_ANVIL" --host 127.0.0.1 --port "$EL_PORT" --block-time 1 --prune-history
+  wait_until anvil "$CHILD" 30 rpc "$EL_URL" eth_blockNumber
 
-mkdir -p "$RUN/lodestar"
-start lodestar "$RUN/lodestar" "$ETHWATCH_LODESTAR" dev \
-  --genesisValidators 8 --startValidators 0..7 --reset \
-  --rest --rest.address 127.0.0.1 --rest.port "$CL_PORT" --rest.namespace '*' \
-  --beaconNodes "$CL_URL" \
-  --listenAddress 127.0.0.1 --port "$CL_P2P_PORT" --discv5 false --mdns false --targetPeers 0 \
-  --params.SECONDS_PER_SLOT 2 --params.ALTAIR_FORK_EPOCH 0 \
-  --dataDir "$RUN/lodestar/data"
-LODESTAR_PID=$CHILD
-wait_until lodestar "$LODESTAR_PID" 90 http_ok "$CL_URL/eth/v1/node/version"
-cl_has_block() { curl -sf -m 2 "$CL_URL/eth/v1/beacon/headers/head" | grep -Eq '"slot":"[1-9]'; }
-wait_until lodestar "$LODESTAR_PID" 90 cl_has_block
+  mkdir -p "$RUN/lodestar"
+  start lodestar "$RUN/lodestar" "$ETHWATCH_LODESTAR" dev \
+    --genesisValidators 8 --startValidators 0..7 --reset \
+    --rest --rest.address 127.0.0.1 --rest.port "$CL_PORT" --rest.namespace '*' \
+    --beaconNodes "$CL_URL" \
+    --listenAddress 127.0.0.1 --port "$CL_P2P_PORT" --discv5 false --mdns false --targetPeers 0 \
+    --params.SECONDS_PER_SLOT 2 --params.ALTAIR_FORK_EPOCH 0 \
+    --dataDir "$RUN/lodestar/data"
+  LODESTAR_PID=$CHILD
+  wait_until lodestar "$LODESTAR_PID" 90 http_ok "$CL_URL/eth/v1/node/version"
+  cl_has_block() { curl -sf -m 2 "$CL_URL/eth/v1/beacon/headers/head" | grep -Eq '"slot":"[1-9]'; }
+  wait_until lodestar "$LODESTAR_PID" 90 cl_has_block
+fi
 
 # --- one counting proxy per exporter per node ---------------------------------------------------
 # proxy <name> <script> <port> <upstream>
@@ -359,9 +396,15 @@ proxy cl-peer streamproxy.py "$PX_CP" "$CL_URL"
   echo "  enabled: false"
 } >"$RUN/peer.yaml"
 
+cl_version() { curl -sf "$CL_URL/eth/v1/node/version" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["version"])'; }
 {
-  printf 'node_el\t%s\n' "$("$ETHWATCH_ANVIL" --version | head -n1), --block-time 1 --prune-history"
-  printf 'node_cl\t%s\n' "Lodestar $(curl -sf "$CL_URL/eth/v1/node/version" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["version"])'), dev chain, 8 validators, 2 s slots"
+  if [[ "$BENCH_NODES" == real ]]; then
+    printf 'node_el\t%s\n' "$(rpc "$EL_URL" web3_clientVersion | python3 -c 'import json,sys; print(json.load(sys.stdin)["result"])'), post-merge (tests/e2e/realnet.py, one participant), signed transfers: 20 every 6 s"
+    printf 'node_cl\t%s\n' "$(cl_version), Electra from genesis, 64 validators in one Prysm validator client, 4 s slots, no peers"
+  else
+    printf 'node_el\t%s\n' "$("$ETHWATCH_ANVIL" --version | head -n1), --block-time 1 --prune-history"
+    printf 'node_cl\t%s\n' "Lodestar $(cl_version), dev chain, 8 validators, 2 s slots"
+  fi
   printf 'ethwatch_flags\t%s\n' "execution --ws-url (direct) --rpc-url (proxy)${BENCH_EL_ARGS:+ $BENCH_EL_ARGS}, consensus --beacon-url (proxy)${BENCH_CL_ARGS:+ $BENCH_CL_ARGS}; defaults otherwise"
   printf 'peer_flags\t%s\n' "--config peer.yaml: modules eth, net, web3, txpool; eventStream on, topics ${BENCH_PEER_TOPICS:-(its defaults)}"
   printf 'method\t%s\n' "$BENCH_RUNS run(s): ${BENCH_WARMUP}s warm-up, ${BENCH_SECONDS}s window (scrape every ${BENCH_SCRAPE_EVERY}s), freshness over >= $BENCH_BLOCKS blocks per layer, /metrics at $BENCH_RATE req/s for ${BENCH_LOAD_SECONDS}s per endpoint"
@@ -403,7 +446,7 @@ measure() {
   # shellcheck disable=SC2206
   cl_extra=($BENCH_CL_ARGS)
   start "ethwatch-execution-$run" "$RUN" "$ETHWATCH_BIN" execution --rpc-url "http://127.0.0.1:$PX_EW" \
-    --ws-url "ws://127.0.0.1:$EL_PORT" --web.listen-address "127.0.0.1:$M_EW" "${el_extra[@]}"
+    --ws-url "$EL_WS" --web.listen-address "127.0.0.1:$M_EW" "${el_extra[@]}"
   local ew=$CHILD
   start "ethwatch-consensus-$run" "$RUN" "$ETHWATCH_BIN" consensus --beacon-url "http://127.0.0.1:$PX_CW" \
     --web.listen-address "127.0.0.1:$M_CW" "${cl_extra[@]}"
@@ -435,8 +478,8 @@ measure() {
   curl -sf -m 5 -H 'Accept-Encoding: identity' "$P_URL" >"$RUN/metrics-peer-$run.txt"
 
   log "run $run: freshness over at least $BENCH_BLOCKS blocks per layer"
-  python3 "$ROOT/scripts/bench/freshness.py" --el-ws "ws://127.0.0.1:$EL_PORT" --cl-url "$CL_URL" \
-    --blocks "$BENCH_BLOCKS" --timeout $((BENCH_BLOCKS * 2 * 3 + 120)) --out "$RUN/freshness-$run.json" \
+  python3 "$ROOT/scripts/bench/freshness.py" --el-ws "$EL_WS" --cl-url "$CL_URL" \
+    --blocks "$BENCH_BLOCKS" --timeout $((BENCH_BLOCKS * SLOT_S * 3 + 120)) --out "$RUN/freshness-$run.json" \
     --target "ethwatch_el=el=$EW_URL=eth_el_head_block_number" \
     --target "peer_el=el=$P_URL=eth_exe_block_most_recent_number{identifier=\"head\"}" \
     --target "ethwatch_cl=cl=$CW_URL=eth_cl_head_slot" \

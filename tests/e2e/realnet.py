@@ -557,6 +557,11 @@ def main() -> None:
     ap.add_argument("--rules", type=pathlib.Path,
                     help="a rules directory; default: alerts/ rendered with realnet-overlay.yaml")
     ap.add_argument("--no-traffic", action="store_true")
+    ap.add_argument("--no-exporters", action="store_true",
+                    help="only the nodes: no ethwatch, no Prometheus or Alertmanager (for recording "
+                    "fixtures and for scripts/bench-compare.sh BENCH_NODES=real)")
+    ap.add_argument("--endpoints-json", type=pathlib.Path,
+                    help="also write every participant's URLs and ports to this JSON file (for scripts)")
     args = ap.parse_args()
     stack = Stack(args.dir)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -566,29 +571,44 @@ def main() -> None:
         print(f"devnet: starting {args.pairs} geth + Prysm pairs ({args.validators} validators) "
               f"in {args.dir}", flush=True)
         net = RealNet.start(stack, args.dir, args.ethwatch, pairs=args.pairs,
-                            validators=args.validators)
+                            validators=args.validators, exporters=not args.no_exporters)
         rules = args.rules
-        if rules is None:
+        if args.no_exporters:
+            mon = None
+        elif rules is None:
             rules = args.dir / "rules"
             root = pathlib.Path(__file__).resolve().parents[2]
             subprocess.run([sys.executable, str(root / "alerts" / "generate.py"), "--overlay",
                             str(pathlib.Path(__file__).with_name("realnet-overlay.yaml")),
                             "--out", str(rules)], check=True)
-        mon = net.start_monitoring(rules)
+        if not args.no_exporters:
+            mon = net.start_monitoring(rules)
         if not args.no_traffic:
             traffic = Traffic(net.pairs[0].el_url)
             traffic.start()
         lines = [f"devnet is up in {time.monotonic() - t0:.0f} s (logs in {stack.logdir})"]
         for p in net.pairs:
             lines += [f"  participant {p.index}: geth {p.el_url} (ws {p.ws_url})",
-                      f"                 prysm beacon node {p.beacon_url}",
-                      f"                 execution metrics {p.el_metrics}",
-                      f"                 consensus metrics {p.cl_metrics}"]
-        lines += [f"  network watcher:  http://{HOST}:{net.net_port}/  (metrics: /metrics)",
-                  f"  prometheus:       {mon['prometheus_url']}  (try: ALERTS, eth_el_head_block_number)",
-                  f"  alertmanager:     {mon['alertmanager_url']}",
-                  f"  test key (devnet only): {TEST_ADDRESS}",
+                      f"                 prysm beacon node {p.beacon_url}"]
+            if mon:
+                lines += [f"                 execution metrics {p.el_metrics}",
+                          f"                 consensus metrics {p.cl_metrics}"]
+        if mon:
+            lines += [f"  network watcher:  http://{HOST}:{net.net_port}/  (metrics: /metrics)",
+                      f"  prometheus:       {mon['prometheus_url']}  (try: ALERTS, eth_el_head_block_number)",
+                      f"  alertmanager:     {mon['alertmanager_url']}"]
+        lines += [f"  test key (devnet only): {TEST_ADDRESS}",
                   "Ctrl-C stops everything."]
+        if args.endpoints_json:
+            tmp_json = args.endpoints_json.with_suffix(".tmp")
+            tmp_json.write_text(json.dumps({
+                "genesis_time": net.genesis_time, "slot_seconds": SLOT_SECONDS,
+                "slots_per_epoch": SLOTS_PER_EPOCH, "logs": str(stack.logdir),
+                "pairs": [{"index": p.index, "el_url": p.el_url, "ws_url": p.ws_url,
+                           "beacon_url": p.beacon_url, "validators": [p.validators.start,
+                                                                      p.validators.stop],
+                           "ports": p.ports} for p in net.pairs]}, indent=1))
+            tmp_json.replace(args.endpoints_json)  # appears whole: a script may poll for it
         (args.dir / "endpoints.txt").write_text("\n".join(lines) + "\n")
         print("\n".join(lines), flush=True)
         while True:
