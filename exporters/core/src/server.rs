@@ -61,7 +61,7 @@ pub fn to_prometheus_text(om: &str) -> String {
         if line == "# EOF" || line.starts_with("# UNIT ") {
             continue;
         }
-        out.push_str(line.split(" # ").next().unwrap_or(line));
+        out.push_str(crate::exposition::strip_exemplar(line));
         out.push('\n');
     }
     flush_help(&mut out, help, "");

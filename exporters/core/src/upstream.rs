@@ -110,7 +110,7 @@ impl prometheus_client::encoding::EncodeLabelSet for CallLabels {
     ) -> Result<(), std::fmt::Error> {
         use prometheus_client::encoding::EncodeLabel;
         for (k, v) in self.constant.iter().flat_map(|c| c.iter()) {
-            (*k, v.as_str()).encode(encoder.encode_label())?;
+            (*k, crate::metrics::Escaped(v.as_str())).encode(encoder.encode_label())?;
         }
         (self.key, self.target).encode(encoder.encode_label())?;
         if let Some(kind) = self.kind {

@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use ethwatch_core::metrics::Escaped;
 use ethwatch_core::metrics::encode_gauge as gauge;
 use ethwatch_core::upstream::RequestMetrics;
 use prometheus_client::collector::Collector;
@@ -196,8 +197,8 @@ impl Collector for StateCollector {
                 MetricType::Gauge,
             )?;
             let labels = [
-                ("client", c.client.as_str()),
-                ("version", c.version.as_str()),
+                ("client", Escaped(c.client.as_str())),
+                ("version", Escaped(c.version.as_str())),
             ];
             ConstGauge::new(1i64).encode(m.encode_family(&labels)?)?;
         }
