@@ -24,9 +24,29 @@ pub struct CommonArgs {
     #[arg(long = "web.telemetry-path", env = "ETHWATCH_WEB_TELEMETRY_PATH", default_value = "/metrics", value_parser = parse_telemetry_path)]
     pub telemetry_path: String,
 
-    /// Maximum number of HTTP requests served at once; more get 503.
+    /// Maximum number of HTTP requests served at once (counted until the answer is handed over);
+    /// more get 503. /healthz and /readyz are not counted, so probes keep working.
     #[arg(long = "web.max-requests", env = "ETHWATCH_WEB_MAX_REQUESTS", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_requests: u32,
+
+    /// Maximum number of open HTTP connections; more are closed right after accept.
+    #[arg(long = "web.max-connections", env = "ETHWATCH_WEB_MAX_CONNECTIONS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub max_connections: u32,
+
+    /// A request head (request line and headers) must arrive within this from its first byte;
+    /// otherwise the connection is closed.
+    #[arg(long = "web.read-header-timeout", env = "ETHWATCH_WEB_READ_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    pub read_header_timeout: Duration,
+
+    /// A connection waiting for its next request, or on which no byte moves while it is being
+    /// answered, is closed after this.
+    #[arg(long = "web.idle-timeout", env = "ETHWATCH_WEB_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_positive_duration)]
+    pub idle_timeout: Duration,
+
+    /// On SIGTERM, open connections get this long to finish their request; then they are
+    /// closed and the exporter exits.
+    #[arg(long = "web.shutdown-timeout", env = "ETHWATCH_WEB_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
 
     /// Log line format.
     #[arg(long = "log.format", env = "ETHWATCH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -61,6 +81,15 @@ fn parse_telemetry_path(s: &str) -> Result<String, String> {
         return Err(format!("{s} is reserved"));
     }
     Ok(s.to_string())
+}
+
+/// Parses a duration (see [`parse_duration`]) that must be more than zero.
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!("'{s}' must be more than 0"));
+    }
+    Ok(d)
 }
 
 /// Parses `500ms`, `2s`, `1m`, `1h`, or a plain number of seconds (`2`, `0.5`).
@@ -316,6 +345,8 @@ mod tests {
         assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("-1s").is_err());
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86400)));
+        assert!(parse_positive_duration("0s").is_err());
     }
 
     #[test]

@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::CommonArgs;
 use crate::metrics::{CollectorStatus, register_build_info};
-use crate::server::{self, ReadinessCheck, ServerState};
+use crate::server::{self, ReadinessCheck, ServeOptions, ServerMetrics, ServerState};
 use crate::volume::VolumeMetrics;
 
 /// See the module docs.
@@ -30,6 +30,7 @@ pub struct Frame {
     /// Per-collector status (self-metrics and the landing page).
     pub status: CollectorStatus,
     volume: VolumeMetrics,
+    server_metrics: ServerMetrics,
     listener: TcpListener,
     tracker: TaskTracker,
     shutdown: CancellationToken,
@@ -46,10 +47,12 @@ impl Frame {
         crate::traces::register_metrics(&mut registry);
         registry.register_collector(Box::new(crate::process::ProcessCollector));
         let volume = VolumeMetrics::register(&mut registry, common.volume_paths.clone());
+        let server_metrics = ServerMetrics::register(&mut registry);
         Ok(Frame {
             registry,
             status,
             volume,
+            server_metrics,
             listener,
             tracker: TaskTracker::new(),
             shutdown,
@@ -99,11 +102,12 @@ impl Frame {
             exporter,
             upstream,
             status: self.status,
+            metrics: self.server_metrics,
         });
         self.tracker.spawn(server::serve(
             self.listener,
             state,
-            common.max_requests as usize,
+            ServeOptions::from_args(common),
             self.shutdown,
         ));
         self.tracker.close();

@@ -312,6 +312,7 @@ pub fn registry_for_docs() -> Registry {
     let volume =
         ethwatch_core::volume::VolumeMetrics::register(&mut registry, vec![std::env::temp_dir()]);
     let _ = volume.update();
+    let _ = ethwatch_core::server::ServerMetrics::register(&mut registry);
     let m = ExecutionMetrics::register(&mut registry, true);
     m.rpc
         .observe("eth_getBlockByNumber", std::time::Duration::ZERO, None);
