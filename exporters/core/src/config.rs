@@ -83,6 +83,10 @@ fn parse_telemetry_path(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// The longest duration any flag takes: longer ones are typos (`1e20`) and would overflow the
+/// clock arithmetic.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
 /// Parses a duration (see [`parse_duration`]) that must be more than zero.
 pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
@@ -92,7 +96,8 @@ pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// Parses `500ms`, `2s`, `1m`, `1h`, or a plain number of seconds (`2`, `0.5`).
+/// Parses `500ms`, `2s`, `1m`, `1h`, or a plain number of seconds (`2`, `0.5`), at most
+/// [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
@@ -113,7 +118,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if !v.is_finite() || v < 0.0 {
         return Err(format!("'{s}' must be a non-negative duration"));
     }
-    Ok(Duration::from_secs_f64(v * mult))
+    match Duration::try_from_secs_f64(v * mult) {
+        Ok(d) if d <= MAX_DURATION => Ok(d),
+        _ => Err(format!("'{s}' is longer than a year")),
+    }
 }
 
 /// Parses a URL and checks it is http(s) (or ws(s) when `ws` is true).
@@ -345,6 +353,9 @@ mod tests {
         assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("1e20").is_err());
+        assert!(parse_duration("1e20h").is_err());
+        assert!(parse_duration("9000h").is_err());
         assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86400)));
         assert!(parse_positive_duration("0s").is_err());
     }
