@@ -375,12 +375,27 @@ impl Upstream {
         path: &str,
         accept_status: &[u16],
     ) -> Result<(u16, Bytes), UpstreamError> {
+        self.get_capped(target, path, accept_status, self.opts.max_body_bytes)
+            .await
+    }
+
+    /// [`Upstream::get`] with a smaller body cap for this call (at most the endpoint's): a list
+    /// whose useful length is bounded (`--peers.list-max`) is cut as soon as it is longer, instead
+    /// of being buffered up to the general cap.
+    pub async fn get_capped(
+        &self,
+        target: &'static str,
+        path: &str,
+        accept_status: &[u16],
+        max_body_bytes: usize,
+    ) -> Result<(u16, Bytes), UpstreamError> {
         let url = self.join(path)?;
         let req = self
             .client
             .get(url)
             .header(reqwest::header::ACCEPT, "application/json");
-        self.send_accepting(&[target], "GET", Some(target), req, accept_status)
+        let limit = max_body_bytes.min(self.opts.max_body_bytes);
+        self.send_with_limit(&[target], "GET", Some(target), req, accept_status, limit)
             .await
     }
 
@@ -493,8 +508,22 @@ impl Upstream {
         targets: &[&'static str],
         method: &'static str,
         template: Option<&'static str>,
+        req: reqwest::RequestBuilder,
+        accept_status: &[u16],
+    ) -> Result<(u16, Bytes), UpstreamError> {
+        let limit = self.opts.max_body_bytes;
+        self.send_with_limit(targets, method, template, req, accept_status, limit)
+            .await
+    }
+
+    async fn send_with_limit(
+        &self,
+        targets: &[&'static str],
+        method: &'static str,
+        template: Option<&'static str>,
         mut req: reqwest::RequestBuilder,
         accept_status: &[u16],
+        limit: usize,
     ) -> Result<(u16, Bytes), UpstreamError> {
         use tracing::Instrument;
         if let Some((u, p)) = &self.user {
@@ -502,7 +531,6 @@ impl Upstream {
         }
         let span = self.http_span(method, template);
         let start = Instant::now();
-        let limit = self.opts.max_body_bytes;
         let result = match tokio::time::timeout(
             self.opts.timeout,
             exchange(req, limit, accept_status).instrument(span.clone()),
