@@ -39,7 +39,11 @@ async fn redirects_are_errors_and_never_followed() {
             .into(),
     )
     .await;
-    for status in ["307 Temporary Redirect", "302 Found", "308 Permanent Redirect"] {
+    for status in [
+        "307 Temporary Redirect",
+        "302 Found",
+        "308 Permanent Redirect",
+    ] {
         let (node, _) = server(format!(
             "HTTP/1.1 {status}\r\nLocation: http://user:secret@127.0.0.1:{elsewhere}/steal?token=x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         ))
