@@ -94,15 +94,19 @@ def attack(kind, port, n, hold, stop):
         time.sleep(0.5)
     alive = 0
     for s in socks:
+        # Open means: no EOF and no reset; an answer (431) followed by EOF counts as closed.
+        state = "open"
         try:
-            if s.recv(1) == b"":
-                pass
-            else:
-                alive += 1
+            while True:
+                chunk = s.recv(65536)
+                if chunk == b"":
+                    state = "closed"
+                    break
         except BlockingIOError:
-            alive += 1
-        except OSError:
             pass
+        except OSError:
+            state = "closed"
+        alive += state == "open"
         s.close()
     return len(socks), alive
 

@@ -29,7 +29,9 @@ pub struct CommonArgs {
     #[arg(long = "web.max-requests", env = "ETHWATCH_WEB_MAX_REQUESTS", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_requests: u32,
 
-    /// Maximum number of open HTTP connections; more are closed right after accept.
+    /// Maximum number of open HTTP connections. At the limit a new connection closes the one
+    /// that has waited longest without being answered (idle or a slow head), so hostile clients
+    /// cannot lock scrapers out; if all are being answered, the new one is closed.
     #[arg(long = "web.max-connections", env = "ETHWATCH_WEB_MAX_CONNECTIONS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub max_connections: u32,
 

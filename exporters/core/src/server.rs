@@ -130,7 +130,9 @@ pub struct ServeOptions {
     /// Requests served at once (`--web.max-requests`); `/metrics` and `/` beyond it get 503.
     /// `/healthz` and `/readyz` are not counted, so probes keep working under a scrape flood.
     pub max_requests: usize,
-    /// Open connections at once (`--web.max-connections`); more are closed right after accept.
+    /// Open connections at once (`--web.max-connections`). When that many are open, a new one
+    /// makes room by closing the connection that has waited longest without being answered
+    /// (idle, or its head still arriving); if every one is being answered, the new one is closed.
     pub max_connections: usize,
     /// The request head must arrive within this from its first byte (`--web.read-header-timeout`).
     pub read_header_timeout: Duration,
@@ -194,15 +196,15 @@ impl ServerMetrics {
         );
         registry.register(
             "ethwatch_http_rejected_connections",
-            "Connections closed right after accept because --web.max-connections were open",
+            "Connections closed right after accept because --web.max-connections were open and all were being answered",
             m.rejected_connections.clone(),
         );
         registry.register(
             "ethwatch_http_closed_connections",
-            "Connections the server closed on its own, by reason (header_timeout, idle_timeout, shutdown)",
+            "Connections the server closed on its own, by reason (header_timeout, idle_timeout, evicted to make room under --web.max-connections, shutdown)",
             m.closed.clone(),
         );
-        for reason in ["header_timeout", "idle_timeout", "shutdown"] {
+        for reason in ["header_timeout", "idle_timeout", "evicted", "shutdown"] {
             let _ = m.closed.get_or_create(&ClosedLabels { reason });
         }
         registry.register(
@@ -251,12 +253,13 @@ const HEAD: u8 = 1;
 const ANSWERING: u8 = 2;
 
 impl ConnClock {
-    fn new() -> Self {
+    fn new(base: Instant) -> Self {
+        let now = ms_since(base);
         ConnClock {
-            base: Instant::now(),
-            last_io: AtomicU64::new(0),
+            base,
+            last_io: AtomicU64::new(now),
             phase: AtomicU8::new(IDLE),
-            phase_since: AtomicU64::new(0),
+            phase_since: AtomicU64::new(now),
         }
     }
 
@@ -264,6 +267,16 @@ impl ConnClock {
         self.phase_since
             .store(ms_since(self.base), Ordering::Relaxed);
         self.phase.store(p, Ordering::Relaxed);
+    }
+
+    /// Whether a request is being answered, and since when the current phase runs (for
+    /// choosing which connection to evict).
+    fn answering(&self) -> bool {
+        self.phase.load(Ordering::Relaxed) == ANSWERING
+    }
+
+    fn since_ms(&self) -> u64 {
+        self.phase_since.load(Ordering::Relaxed)
     }
 
     fn read_some(&self) {
@@ -472,7 +485,9 @@ pub async fn serve(
 ) {
     let tracker = TaskTracker::new();
     let requests = Arc::new(Semaphore::new(opts.max_requests.max(1)));
-    let connections = Arc::new(Semaphore::new(opts.max_connections.max(1)));
+    // The open connections, for the cap and for eviction; one clock base so phases compare.
+    let open = Arc::new(std::sync::Mutex::new(OpenConns::default()));
+    let base = Instant::now();
     // Cancelled when the drain deadline passes: every connection still open is dropped.
     let force = CancellationToken::new();
     let mut accept_errors = AcceptErrors::new();
@@ -495,13 +510,39 @@ pub async fn serve(
                 }
             },
         };
-        let Ok(slot) = connections.clone().try_acquire_owned() else {
-            // Over the cap: close at once (a reset, no memory kept), so the backlog drains and
-            // the client fails fast instead of waiting.
-            state.metrics.rejected_connections.inc();
-            let _ = stream.set_zero_linger();
-            drop(stream);
-            continue;
+        let clock = Arc::new(ConnClock::new(base));
+        let evict = CancellationToken::new();
+        let id = {
+            let mut o = open.lock().unwrap_or_else(|e| e.into_inner());
+            if o.conns.len() >= opts.max_connections.max(1) {
+                // Make room: close the connection that has waited longest without being
+                // answered. Hostile clients holding idle or half-sent connections thus cannot
+                // lock a scraper out; if all are being answered, refuse the new one.
+                let victim = o
+                    .conns
+                    .iter()
+                    .filter(|(_, (c, _))| !c.answering())
+                    .min_by_key(|(_, (c, _))| c.since_ms())
+                    .map(|(id, _)| *id);
+                match victim.and_then(|v| o.conns.remove(&v)) {
+                    Some((_, t)) => {
+                        t.cancel();
+                        state.metrics.closed("evicted");
+                    }
+                    None => {
+                        drop(o);
+                        state.metrics.rejected_connections.inc();
+                        // A reset, no memory kept; the client fails fast.
+                        let _ = stream.set_zero_linger();
+                        drop(stream);
+                        continue;
+                    }
+                }
+            }
+            o.next += 1;
+            let id = o.next;
+            o.conns.insert(id, (clock.clone(), evict.clone()));
+            id
         };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
@@ -509,11 +550,21 @@ pub async fn serve(
         let shutdown = shutdown.clone();
         let force = force.clone();
         let opts = opts.clone();
+        let open = open.clone();
         tracker.spawn(async move {
-            let _slot = slot;
             state.metrics.open.inc();
-            serve_connection(stream, &state, requests, &opts, &shutdown, &force).await;
+            let conn = Conn {
+                clock,
+                evict,
+                shutdown: &shutdown,
+                force: &force,
+            };
+            serve_connection(stream, &state, requests, &opts, conn).await;
             state.metrics.open.dec();
+            open.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .conns
+                .remove(&id);
         });
     }
     drop(listener);
@@ -532,15 +583,35 @@ pub async fn serve(
     }
 }
 
+/// The open connections: their clocks and eviction tokens.
+#[derive(Default)]
+struct OpenConns {
+    next: u64,
+    conns: std::collections::HashMap<u64, (Arc<ConnClock>, CancellationToken)>,
+}
+
+/// What one connection's task watches besides its socket.
+struct Conn<'a> {
+    clock: Arc<ConnClock>,
+    /// Cancelled when a newer connection needs the room.
+    evict: CancellationToken,
+    shutdown: &'a CancellationToken,
+    force: &'a CancellationToken,
+}
+
 async fn serve_connection(
     stream: TcpStream,
     state: &Arc<ServerState>,
     requests: Arc<Semaphore>,
     opts: &ServeOptions,
-    shutdown: &CancellationToken,
-    force: &CancellationToken,
+    c: Conn<'_>,
 ) {
-    let clock = Arc::new(ConnClock::new());
+    let Conn {
+        clock,
+        evict,
+        shutdown,
+        force,
+    } = c;
     let io = ClockedIo {
         inner: stream,
         clock: clock.clone(),
@@ -579,6 +650,7 @@ async fn serve_connection(
                 state.metrics.closed("shutdown");
                 return;
             }
+            _ = evict.cancelled() => return,
             _ = tokio::time::sleep_until(deadline.into()) => {
                 // The phase may have moved on while sleeping; close only if the deadline of
                 // the current phase has passed.

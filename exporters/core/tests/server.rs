@@ -187,8 +187,10 @@ async fn idle_connections_are_closed() {
     srv.token.cancel();
 }
 
+/// At the cap, a new client is served by evicting the connection that waited longest without
+/// being answered: hostile idle connections cannot lock a scraper out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_beyond_the_cap_are_closed_at_once() {
+async fn at_the_cap_the_longest_waiting_connection_makes_room() {
     let srv = start(
         ServeOptions {
             max_connections: 5,
@@ -202,29 +204,33 @@ async fn connections_beyond_the_cap_are_closed_at_once() {
     let mut held = Vec::new();
     for _ in 0..5 {
         held.push(TcpStream::connect(srv.addr).await.expect("connect"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    // The 6th is reset right after accept (the connect itself may already see it).
-    if let Ok(mut extra) = TcpStream::connect(srv.addr).await {
-        let _ = extra
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
-            .await;
-        let r = closed_within(&mut extra, Duration::from_secs(2)).await;
-        let (body, _) = r.expect("the connection beyond the cap stayed open");
-        assert!(
-            body.is_empty(),
-            "the 6th connection was served: {:?}",
-            String::from_utf8_lossy(&body)
-        );
-    }
-    // Once one is closed, a new client is served again, and the refusal was counted.
-    drop(held.pop());
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A scrape while 5 silent connections fill the cap is served.
     assert_eq!(get(srv.addr, "/healthz").await, 200);
+    // The oldest silent connection was closed for it; the newest ones are still open.
+    assert!(
+        closed_within(&mut held[0], Duration::from_secs(1))
+            .await
+            .is_some(),
+        "the oldest idle connection was not evicted"
+    );
+    assert!(
+        closed_within(&mut held[4], Duration::from_millis(200))
+            .await
+            .is_none(),
+        "a newer connection was evicted instead of the oldest"
+    );
     let m = scrape(srv.addr).await;
     assert_eq!(
-        ethwatch_core::exposition::value(&m, "ethwatch_http_rejected_connections_total", &[]),
-        Some(1.0)
+        ethwatch_core::exposition::value(
+            &m,
+            "ethwatch_http_closed_connections_total",
+            &[("reason", "evicted")]
+        ),
+        Some(1.0),
+        "one eviction for the probe (the scrape found room after it)"
     );
     srv.token.cancel();
 }
