@@ -201,13 +201,15 @@ pub fn merge_config_file(
         path: path.clone(),
         msg: e.to_string(),
     })?;
-    let doc: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| ConfigError::File {
+    // Read as a generic document (YAML scalars, sequences and string-keyed mappings map onto JSON
+    // values one to one); the flag parsers check the values.
+    let doc: serde_json::Value = serde_saphyr::from_str(&text).map_err(|e| ConfigError::File {
         path: path.clone(),
         msg: e.to_string(),
     })?;
     let map = match doc {
-        serde_yaml::Value::Mapping(m) => m,
-        serde_yaml::Value::Null => return Ok(args),
+        serde_json::Value::Object(m) => m,
+        serde_json::Value::Null => return Ok(args),
         _ => {
             return Err(ConfigError::File {
                 path,
@@ -216,16 +218,7 @@ pub fn merge_config_file(
         }
     };
     let mut extra: Vec<OsString> = Vec::new();
-    for (k, v) in map {
-        let key = match k {
-            serde_yaml::Value::String(s) => s,
-            other => {
-                return Err(ConfigError::File {
-                    path,
-                    msg: format!("key {other:?} is not a string"),
-                });
-            }
-        };
+    for (key, v) in map {
         let Some(arg) = sub
             .get_arguments()
             .find(|a| a.get_long() == Some(key.as_str()))
@@ -254,7 +247,7 @@ pub fn merge_config_file(
             msg: msg.to_string(),
         };
         let scalars: Vec<String> = match v {
-            serde_yaml::Value::Sequence(items) => items
+            serde_json::Value::Array(items) => items
                 .into_iter()
                 .map(|i| scalar(&i).ok_or_else(|| bad("list items must be scalars")))
                 .collect::<Result<_, _>>()?,
@@ -280,11 +273,11 @@ pub fn merge_config_file(
     Ok(out)
 }
 
-fn scalar(v: &serde_yaml::Value) -> Option<String> {
+fn scalar(v: &serde_json::Value) -> Option<String> {
     match v {
-        serde_yaml::Value::String(s) => Some(s.clone()),
-        serde_yaml::Value::Number(n) => Some(n.to_string()),
-        serde_yaml::Value::Bool(b) => Some(b.to_string()),
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
 }
@@ -395,6 +388,41 @@ mod tests {
         let err = parse(&["ethwatch", "run", &f.arg()]).expect_err("must fail");
         assert!(err.contains("--rpc-url"), "{err}");
         assert!(err.contains("not http"), "{err}");
+    }
+
+    #[test]
+    fn yaml_lists_numbers_and_hostile_documents() {
+        // Lists, plain numbers and booleans become flag values.
+        let f = file(
+            "rpc-url: http://127.0.0.1:1\npoll-interval: 2\nflag: false\nvolume.path: [/a, /b]\n",
+        );
+        let Cli {
+            cmd:
+                Cmd::Run {
+                    interval,
+                    flag,
+                    common,
+                    ..
+                },
+        } = parse(&["ethwatch", "run", &f.arg()]).expect("parse");
+        assert_eq!(interval, Duration::from_secs(2));
+        assert!(!flag);
+        assert_eq!(common.volume_paths.len(), 2);
+        // A billion-laughs alias bomb (10^7 nodes), a top-level list, a nested mapping and broken
+        // syntax fail with the file named, without panicking or expanding the bomb.
+        let bomb = "a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: [*f,*f,*f,*f,*f,*f,*f,*f,*f,*f]\n";
+        for text in [
+            bomb,
+            "- a\n- b\n",
+            "rpc-url: {nested: 1}\n",
+            "rpc-url: [unclosed\n",
+        ] {
+            let f = file(text);
+            let err = parse(&["ethwatch", "run", &f.arg()]).expect_err(text);
+            assert!(err.contains("config file"), "{text}: {err}");
+            // Rejected by the parser's limits, before any key is looked at.
+            assert!(!err.contains("unknown field"), "{text}: {err}");
+        }
     }
 
     #[test]
