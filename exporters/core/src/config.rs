@@ -50,6 +50,12 @@ pub struct CommonArgs {
     #[arg(long = "web.shutdown-timeout", env = "ETHWATCH_WEB_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// TLS and basic auth for the HTTP server: a file in the Prometheus exporter-toolkit format
+    /// (`tls_server_config`, `basic_auth_users` with bcrypt hashes), read at start-up.
+    /// /healthz and /readyz need no credentials.
+    #[arg(long = "web.config.file", env = "ETHWATCH_WEB_CONFIG_FILE")]
+    pub web_config_file: Option<std::path::PathBuf>,
+
     /// Log line format.
     #[arg(long = "log.format", env = "ETHWATCH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

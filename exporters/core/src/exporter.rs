@@ -31,6 +31,7 @@ pub struct Frame {
     pub status: CollectorStatus,
     volume: VolumeMetrics,
     server_metrics: ServerMetrics,
+    web: crate::webconfig::WebConfig,
     listener: TcpListener,
     tracker: TaskTracker,
     shutdown: CancellationToken,
@@ -40,6 +41,10 @@ impl Frame {
     /// Binds `--web.listen-address` (failing with a message naming it) and registers the shared
     /// self-metrics.
     pub async fn bind(common: &CommonArgs, shutdown: CancellationToken) -> anyhow::Result<Frame> {
+        let web = match &common.web_config_file {
+            Some(p) => crate::webconfig::WebConfig::load(p).map_err(anyhow::Error::msg)?,
+            None => crate::webconfig::WebConfig::default(),
+        };
         let listener = server::bind(&common.listen_address).await?;
         let mut registry = Registry::default();
         register_build_info(&mut registry);
@@ -53,6 +58,7 @@ impl Frame {
             status,
             volume,
             server_metrics,
+            web,
             listener,
             tracker: TaskTracker::new(),
             shutdown,
@@ -103,6 +109,7 @@ impl Frame {
             upstream,
             status: self.status,
             metrics: self.server_metrics,
+            web: self.web,
         });
         self.tracker.spawn(server::serve(
             self.listener,

@@ -107,6 +107,8 @@ pub struct ServerState {
     pub status: CollectorStatus,
     /// The listener's own counters (`ethwatch_http_*`).
     pub metrics: ServerMetrics,
+    /// TLS and basic auth from `--web.config.file` (none by default).
+    pub web: crate::webconfig::WebConfig,
 }
 
 /// Largest request head (request line and headers) accepted; a larger one gets 431 and the
@@ -183,6 +185,8 @@ pub struct ServerMetrics {
     closed: Family<ClosedLabels, Counter>,
     rejected_requests: Counter,
     accept_errors: Counter,
+    tls_errors: Counter,
+    unauthorized: Counter,
 }
 
 impl ServerMetrics {
@@ -211,6 +215,16 @@ impl ServerMetrics {
             "ethwatch_http_rejected_requests",
             "Requests answered 503 because --web.max-requests were being served",
             m.rejected_requests.clone(),
+        );
+        registry.register(
+            "ethwatch_http_tls_handshake_errors",
+            "TLS handshakes that failed (with --web.config.file tls_server_config)",
+            m.tls_errors.clone(),
+        );
+        registry.register(
+            "ethwatch_http_unauthorized_requests",
+            "Requests answered 401: missing or wrong basic auth (with --web.config.file basic_auth_users)",
+            m.unauthorized.clone(),
         );
         registry.register(
             "ethwatch_http_accept_errors",
@@ -322,12 +336,12 @@ impl ConnClock {
 }
 
 /// The connection's socket, marking the clock on every byte that moves.
-struct ClockedIo {
-    inner: TcpStream,
+struct ClockedIo<T> {
+    inner: T,
     clock: Arc<ConnClock>,
 }
 
-impl AsyncRead for ClockedIo {
+impl<T: AsyncRead + Unpin> AsyncRead for ClockedIo<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -342,7 +356,7 @@ impl AsyncRead for ClockedIo {
     }
 }
 
-impl AsyncWrite for ClockedIo {
+impl<T: AsyncWrite + Unpin> AsyncWrite for ClockedIo<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -377,6 +391,30 @@ impl AsyncWrite for ClockedIo {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A connection's byte stream, with the connection clock marking every byte that moves: a plain
+/// socket is wrapped here, a TLS stream already runs over a wrapped socket.
+trait ClockIo {
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn clocked(self, clock: &Arc<ConnClock>) -> Self::Io;
+}
+
+impl ClockIo for TcpStream {
+    type Io = ClockedIo<TcpStream>;
+    fn clocked(self, clock: &Arc<ConnClock>) -> Self::Io {
+        ClockedIo {
+            inner: self,
+            clock: clock.clone(),
+        }
+    }
+}
+
+impl ClockIo for tokio_rustls::server::TlsStream<ClockedIo<TcpStream>> {
+    type Io = Self;
+    fn clocked(self, _clock: &Arc<ConnClock>) -> Self::Io {
+        self
     }
 }
 
@@ -559,7 +597,30 @@ pub async fn serve(
                 shutdown: &shutdown,
                 force: &force,
             };
-            serve_connection(stream, &state, requests, &opts, conn).await;
+            match state.web.tls.clone() {
+                None => serve_connection(stream, &state, requests, &opts, conn).await,
+                Some(tls) => {
+                    // The handshake is part of the request head: same deadline.
+                    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+                    let io = ClockedIo {
+                        inner: stream,
+                        clock: conn.clock.clone(),
+                    };
+                    let hs = tokio::time::timeout(opts.read_header_timeout, acceptor.accept(io));
+                    let tls_stream = tokio::select! {
+                        r = hs => r,
+                        _ = conn.evict.cancelled() => Ok(Err(std::io::ErrorKind::Interrupted.into())),
+                        _ = conn.force.cancelled() => Ok(Err(std::io::ErrorKind::Interrupted.into())),
+                    };
+                    match tls_stream {
+                        Ok(Ok(s)) => serve_connection(s, &state, requests, &opts, conn).await,
+                        Ok(Err(_)) => {
+                            state.metrics.tls_errors.inc();
+                        }
+                        Err(_) => state.metrics.closed("header_timeout"),
+                    }
+                }
+            }
             state.metrics.open.dec();
             open.lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -599,23 +660,22 @@ struct Conn<'a> {
     force: &'a CancellationToken,
 }
 
-async fn serve_connection(
-    stream: TcpStream,
+async fn serve_connection<S>(
+    stream: S,
     state: &Arc<ServerState>,
     requests: Arc<Semaphore>,
     opts: &ServeOptions,
     c: Conn<'_>,
-) {
+) where
+    S: ClockIo,
+{
     let Conn {
         clock,
         evict,
         shutdown,
         force,
     } = c;
-    let io = ClockedIo {
-        inner: stream,
-        clock: clock.clone(),
-    };
+    let io = stream.clocked(&clock);
     let svc = {
         let state = state.clone();
         let clock = clock.clone();
@@ -685,6 +745,21 @@ fn handle(
             };
         }
         _ => {}
+    }
+    if state.web.needs_auth() {
+        let h = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if !state.web.authorized(h) {
+            state.metrics.unauthorized.inc();
+            let mut res = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
+            res.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"ethwatch\""),
+            );
+            return res;
+        }
     }
     // The permit travels with the body: a request counts until its answer is handed over.
     let Ok(permit) = requests.clone().try_acquire_owned() else {

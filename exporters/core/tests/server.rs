@@ -55,6 +55,7 @@ async fn start(opts: ServeOptions, series: usize) -> Server {
         upstream: "none".into(),
         status,
         metrics,
+        web: Default::default(),
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
