@@ -520,6 +520,23 @@ def validators() -> dict:
                      (f"eth_cl_epoch_participation_epoch{{{NODES}}}", "{{pod}} participation epoch"),
                      (f"eth_cl_finalized_epoch{{{NODES}}}", "{{pod}} finalized"),
                      (f"eth_cl_justified_epoch{{{NODES}}}", "{{pod}} justified"), min0=False, decimals=0), 12, 7)
+
+    g.row("Each node's own validators (sidecars with --validators.id)")
+    g.add(table("Own validators per node", "Per beacon node: how many validator ids its sidecar watches (--validators.id; 0 = the whole network, and the columns below describe the network), the share of them that attested in time in the last complete epoch (EthwatchValidatorsNotAttesting below 50 %), and their proposals in the last hour (EthwatchValidatorsMissedProposals on any miss; only with --validators.id).", "none", {
+        "watched ids": f"eth_cl_validators_watched_ids{{{NODES}}}",
+        "attested (source)": f'eth_cl_epoch_participation_ratio{{{NODES}, duty="source"}}',
+        "proposed (1h)": f'sum by (pod) (increase(eth_cl_validators_proposals_total{{{NODES}, result="proposed"}}[1h]))',
+        "missed proposals (1h)": f'sum by (pod) (increase(eth_cl_validators_proposals_total{{{NODES}, result="missed"}}[1h]))',
+    }, "pod", overrides=[
+        unit_override(r"attested \(source\)", "percentunit"),
+        {"matcher": {"id": "byName", "options": "missed proposals (1h)"},
+         "properties": [{"id": "decimals", "value": 0},
+                        {"id": "thresholds", "value": {"mode": "absolute", "steps": RED_ABOVE_0}},
+                        {"id": "custom.cellOptions", "value": {"type": "color-text"}}]}]), 12, 7)
+    g.add(timeseries("Own validators' proposals", "Proposals of each node's watched validators (--validators.id), proposed and missed, each judged a slot after its slot; beside them the missed slots of the whole network as the node saw them.", "none",
+                     (f"sum by (pod, result) (increase(eth_cl_validators_proposals_total{{{NODES}}}[{RI}]))", "{{pod}} own {{result}}"),
+                     (f"increase(eth_cl_missed_slots_total{{{NODES}}}[{RI}])", "{{pod}} missed slots (network)"),
+                     decimals=0, draw="bars"), 12, 7)
     return dashboard("validators", "ethwatch / Validator performance",
                      "Validators by status, balance, participation per epoch and missed proposals.", g, "multi")
 

@@ -1,27 +1,74 @@
 #!/usr/bin/env bash
-# Run ethwatch against a local devnet: an anvil execution node plus `ethwatch execution`, a
-# Lodestar beacon node plus `ethwatch consensus` (WITH_CONSENSUS=0 leaves them out), and the
-# network watcher `ethwatch network` over both. Everything binds
-# 127.0.0.1 on free ports; logs go to a run directory under $CACHE/devnet/. Ctrl-C stops it all.
+# Run ethwatch against a local devnet. Two kinds:
+#
+#   scripts/devnet.sh              # the real one (default): two participants, each geth + Prysm
+#                                  # beacon node + Prysm validator client, peered over loopback,
+#                                  # post-merge (Prague/Electra), 4 s slots; ethwatch execution and
+#                                  # consensus beside every node, ethwatch network over all, and a
+#                                  # Prometheus (the project's rules) with an Alertmanager
+#   DEVNET=quick scripts/devnet.sh # the quick stand-in: anvil + ethwatch execution, a Lodestar
+#                                  # dev chain + ethwatch consensus, ethwatch network over both
+#
+# Everything binds 127.0.0.1 on free ports; logs go to a run directory under $CACHE/devnet/.
+# Ctrl-C stops it all. The real devnet's first start builds geth and Prysm from the Go module
+# proxy (about 10 minutes on 2 cores, cached afterwards); later starts take about a minute.
 #
 # Environment knobs:
-#   BLOCK_TIME=2         anvil block time in seconds
-#   WITH_CONSENSUS=0     execution side only (no Lodestar, no consensus exporter)
-#   NODES_ONLY=1         start only the nodes (no cargo build, no ethwatch)
+#   DEVNET=real|quick    which devnet (default real)
+#   PAIRS=2              participants of the real devnet
+#   VALIDATORS=64        validators of the real devnet, split evenly between participants
+#   BLOCK_TIME=2         anvil block time in seconds (quick)
+#   WITH_CONSENSUS=0     execution side only (quick: no Lodestar, no consensus exporter)
+#   NODES_ONLY=1         start only the nodes (quick: no cargo build, no ethwatch)
 #   ETHWATCH_BIN=path    use this ethwatch binary instead of building one
-#   EL_PORT, EXP_PORT, CL_PORT, CL_P2P_PORT, CL_EXP_PORT, NET_PORT   fixed ports instead of free ones
+#   EL_PORT, EXP_PORT, CL_PORT, CL_P2P_PORT, CL_EXP_PORT, NET_PORT   fixed ports (quick)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
 CACHE="${ETHWATCH_CACHE:-$HOME/.cache/ethwatch}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
+DEVNET="${DEVNET:-real}"
 BLOCK_TIME="${BLOCK_TIME:-2}"
 WITH_CONSENSUS="${WITH_CONSENSUS:-1}"
 NODES_ONLY="${NODES_ONLY:-0}"
 
 log() { echo "devnet: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
+
+# A fresh run directory under $CACHE/devnet, keeping the last few runs only.
+new_run_dir() {
+  local dir="$CACHE/devnet"
+  mkdir -p "$dir"
+  shopt -s nullglob
+  local old=("$dir"/run-*)
+  shopt -u nullglob
+  if ((${#old[@]} > 4)); then rm -rf "${old[@]:0:${#old[@]}-4}"; fi
+  RUN="$dir/run-$(date +%Y%m%d-%H%M%S)-$$"
+  mkdir -p "$RUN"
+  ln -sfn "$RUN" "$dir/latest"
+}
+
+case "$DEVNET" in
+real)
+  scripts/tools.sh geth prysm python prometheus alertmanager >/dev/null
+  # shellcheck source=/dev/null
+  source "$CACHE/tools/env.sh"
+  if [[ -z "${ETHWATCH_BIN:-}" ]]; then
+    log "building ethwatch (release)"
+    cargo build --release -p ethwatch --locked
+    ETHWATCH_BIN="$CARGO_TARGET_DIR/release/ethwatch"
+  fi
+  [[ -x "$ETHWATCH_BIN" ]] || die "no ethwatch binary at $ETHWATCH_BIN"
+  new_run_dir
+  # The project's rules, with the low-peer thresholds of a two-node network
+  # (tests/e2e/realnet-overlay.yaml), go into the devnet's Prometheus.
+  exec "$ETHWATCH_PYTHON" -m tests.e2e.realnet --dir "$RUN" --ethwatch "$ETHWATCH_BIN" \
+    --pairs "${PAIRS:-2}" --validators "${VALIDATORS:-64}"
+  ;;
+quick) ;;
+*) die "DEVNET must be real or quick, not '$DEVNET'" ;;
+esac
 
 # --- tools and binary ------------------------------------------------------------------------
 tools=(anvil)
@@ -60,18 +107,7 @@ CL_P2P_PORT="${CL_P2P_PORT:-$p4}" # Lodestar libp2p (TCP, loopback only)
 CL_EXP_PORT="${CL_EXP_PORT:-$p5}" # ethwatch consensus /metrics
 NET_PORT="${NET_PORT:-$p6}"       # ethwatch network /metrics
 
-DEVNET_DIR="$CACHE/devnet"
-mkdir -p "$DEVNET_DIR"
-# Keep the last few runs only (Lodestar's data directory grows with the chain).
-shopt -s nullglob
-old_runs=("$DEVNET_DIR"/run-*)
-shopt -u nullglob
-if ((${#old_runs[@]} > 4)); then
-  rm -rf "${old_runs[@]:0:${#old_runs[@]}-4}"
-fi
-RUN="$DEVNET_DIR/run-$(date +%Y%m%d-%H%M%S)-$$"
-mkdir -p "$RUN"
-ln -sfn "$RUN" "$DEVNET_DIR/latest"
+new_run_dir
 
 # --- child processes -------------------------------------------------------------------------
 PIDS=()  # every child we started, in start order

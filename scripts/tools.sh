@@ -3,7 +3,8 @@
 #
 #   scripts/tools.sh                 # everything
 #   scripts/tools.sh anvil lodestar  # only these (anvil lodestar prometheus alertmanager wrk python
-#                                    #   helm k8s-models etcd kube-apiserver prometheus-operator-crds)
+#                                    #   helm k8s-models etcd kube-apiserver prometheus-operator-crds
+#                                    #   geth prysm iptables chromium jaeger)
 #
 # Node tools go into ${ETHWATCH_CACHE:-$HOME/.cache/ethwatch}/tools/<name>-<version>/ and are
 # marked done only after the binary has run, so a half install is retried. Debian packages are
@@ -26,8 +27,11 @@ K8S_MODELS_SPEC=@kubernetes-models/prometheus-operator@6.0.0
 KUBE_VERSION=1.34.4
 PROMETHEUS_OPERATOR_VERSION=v0.95.2
 CONTROLLER_TOOLS_VERSION=v0.19.0
+GETH_VERSION=v1.17.10
+PRYSM_VERSION=v6.0.4
+JAEGER_VERSION=v1.75.0
 ALL_TOOLS=(anvil lodestar prometheus alertmanager wrk python helm k8s-models etcd kube-apiserver
-  prometheus-operator-crds)
+  prometheus-operator-crds geth prysm iptables chromium jaeger)
 
 log() { echo "tools.sh: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -61,7 +65,10 @@ install_anvil() {
 # ---------------------------------------------------------------------------------------------
 # Lodestar: 1.5.1 is the only version whose whole dependency tree is on the registry reached here;
 # the overrides keep npm from pulling newer, missing or Node-22-only packages (see TOOLS.md).
-LODESTAR_DIR="$TOOLS/lodestar-$LODESTAR_VERSION"
+# @multiformats/multiaddr is pinned to one copy: with three, libp2p's identify fails ("multiaddr
+# must be an instance of Multiaddr") and two nodes never gossip (each builds its own chain while
+# both report a peer). The directory is named after the package.json's hash, so a change of the
+# overrides installs beside the old copy instead of under a node that may be running.
 lodestar_package_json() {
   local v="$LODESTAR_VERSION" pkgs="" p
   for p in api beacon-node config db fork-choice light-client params reqresp state-transition \
@@ -79,15 +86,20 @@ lodestar_package_json() {
   "overrides": {
 ${pkgs}    "mortice": "3.0.1",
     "@libp2p/tcp": "6.1.2",
-    "@multiformats/mafmt": "11.1.1"
+    "@multiformats/mafmt": "11.1.1",
+    "@multiformats/multiaddr": "11.6.1"
   }
 }
 EOF
 }
+lodestar_spec() {
+  printf 'lodestar-%s-%s' "$LODESTAR_VERSION" "$(printf '%s' "$(lodestar_package_json)" | sha256sum | cut -c1-16)"
+}
+LODESTAR_DIR="$TOOLS/$(lodestar_spec)"
 install_lodestar() {
   local pkg spec
   pkg="$(lodestar_package_json)"
-  spec="lodestar-$LODESTAR_VERSION-$(printf '%s' "$pkg" | sha256sum | cut -c1-16)"
+  spec="$(lodestar_spec)"
   marker_ok "$LODESTAR_DIR/.installed" "$spec" && return 0
   log "installing Lodestar $LODESTAR_VERSION into $LODESTAR_DIR (about 70 s cold)"
   rm -f "$LODESTAR_DIR/.installed"
@@ -106,7 +118,9 @@ install_lodestar() {
 # Python: a venv with the pinned packages the non-cargo tests and alerts/generate.py use, so they
 # never depend on what happens to be installed system-wide. Keyed by the pins and the interpreter.
 # matplotlib (with numpy pinned under it) draws the dashboards' pictures (dashboards/render.py).
-PYTHON_PINS=(pyyaml==6.0.3 pytest==9.0.3 kubernetes-validate==1.37.0 matplotlib==3.11.2 numpy==2.4.6)
+# eth-account signs the real devnet's test transactions (tests/e2e/realnet.py).
+PYTHON_PINS=(pyyaml==6.0.3 pytest==9.0.3 kubernetes-validate==1.37.0 matplotlib==3.11.2 numpy==2.4.6
+  eth-account==0.13.7)
 python_spec() { printf '%s %s' "$(python3 -c 'import sys; print(sys.version.split()[0])')" "${PYTHON_PINS[*]}"; }
 python_dir() { printf '%s/python-%s' "$TOOLS" "$(python_spec | sha256sum | cut -c1-12)"; }
 install_python() {
@@ -118,8 +132,8 @@ install_python() {
   rm -rf "$dir"
   python3 -m venv "$dir" >&2
   "$dir/bin/python" -m pip install --quiet --no-input --disable-pip-version-check "${PYTHON_PINS[@]}" >&2
-  "$dir/bin/python" -c 'import yaml, pytest, kubernetes_validate, matplotlib' ||
-    die "the venv in $dir cannot import yaml, pytest, kubernetes_validate and matplotlib"
+  "$dir/bin/python" -c 'import yaml, pytest, kubernetes_validate, matplotlib, eth_account' ||
+    die "the venv in $dir cannot import yaml, pytest, kubernetes_validate, matplotlib and eth_account"
   printf '%s\n%s\n' "$dir/bin/python" "$spec" >"$dir/.installed"
 }
 
@@ -237,6 +251,89 @@ install_prometheus-operator-crds() {
   printf '%s\n%s\n' "$CRDS_DIR/crds" "$spec" >"$CRDS_DIR/.installed"
 }
 
+# Jaeger (the trace backend of tests/traces and scripts/jaeger.sh), built with the local Go
+# toolchain from its Go module: `go get -tool` in a scratch module, then `go build`.
+JAEGER_DIR="$TOOLS/jaeger-$JAEGER_VERSION"
+install_jaeger() {
+  local spec="github.com/jaegertracing/jaeger/cmd/jaeger@$JAEGER_VERSION $(go version 2>/dev/null | cut -d' ' -f3)"
+  marker_ok "$JAEGER_DIR/.installed" "$spec" && return 0
+  command -v go >/dev/null || die "jaeger needs the Go toolchain (go) on PATH"
+  log "building jaeger $JAEGER_VERSION in $JAEGER_DIR (about 4 minutes cold on 2 cores)"
+  rm -rf "$JAEGER_DIR"
+  mkdir -p "$JAEGER_DIR/src"
+  (
+    cd "$JAEGER_DIR/src"
+    export GOTOOLCHAIN=local GOFLAGS=-mod=mod
+    printf 'module ethwatch.test/jaeger\n\ngo 1.24\n' >go.mod
+    go get -tool "github.com/jaegertracing/jaeger/cmd/jaeger@$JAEGER_VERSION" >&2
+    go build -o "$JAEGER_DIR/jaeger" -ldflags "-s -w" github.com/jaegertracing/jaeger/cmd/jaeger >&2
+  ) || die "building jaeger failed"
+  "$JAEGER_DIR/jaeger" --help >/dev/null 2>&1 || die "$JAEGER_DIR/jaeger does not run"
+  printf '%s\n%s\n' "$JAEGER_DIR/jaeger" "$spec" >"$JAEGER_DIR/.installed"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Real clients for the post-merge devnet (see docs/devnet.md): geth and Prysm, built with the local
+# Go toolchain from the Go module proxy into $TOOLS/<name>-<version>/. They share Go's build and
+# module caches with the kube-apiserver build. Cold: about 4 + 4 CPU-minutes.
+GETH_DIR="$TOOLS/geth-$GETH_VERSION"
+install_geth() {
+  local spec="github.com/ethereum/go-ethereum@$GETH_VERSION $(go version 2>/dev/null | cut -d' ' -f3)"
+  marker_ok "$GETH_DIR/.installed" "$spec" && return 0
+  command -v go >/dev/null || die "geth needs the Go toolchain (go) on PATH"
+  log "building geth $GETH_VERSION into $GETH_DIR (about 4 CPU-minutes cold)"
+  rm -rf "$GETH_DIR"
+  mkdir -p "$GETH_DIR"
+  GOTOOLCHAIN=local GOBIN="$GETH_DIR" go install -trimpath \
+    "github.com/ethereum/go-ethereum/cmd/geth@$GETH_VERSION" >&2 || die "building geth failed"
+  local out
+  out="$("$GETH_DIR/geth" version)" || die "$GETH_DIR/geth version failed"
+  grep -q "^Version: ${GETH_VERSION#v}-stable" <<<"$out" || die "$GETH_DIR/geth does not report $GETH_VERSION"
+  printf '%s\n%s\n' "$GETH_DIR/geth" "$spec" >"$GETH_DIR/.installed"
+}
+
+# Prysm's go.mod has a replace directive, which `go install pkg@version` refuses: a small wrapper
+# module requires Prysm, repeats that replace, and builds the three commands. The version ldflags
+# make the beacon node report its real version (otherwise "Prysm/Unknown").
+PRYSM_DIR="$TOOLS/prysm-$PRYSM_VERSION"
+install_prysm() {
+  local spec="github.com/OffchainLabs/prysm/v6@$PRYSM_VERSION $(go version 2>/dev/null | cut -d' ' -f3)"
+  marker_ok "$PRYSM_DIR/.installed" "$spec" && return 0
+  command -v go >/dev/null || die "Prysm needs the Go toolchain (go) on PATH"
+  log "building Prysm $PRYSM_VERSION (beacon-chain, validator, prysmctl) into $PRYSM_DIR (about 4 CPU-minutes cold)"
+  rm -rf "$PRYSM_DIR"
+  mkdir -p "$PRYSM_DIR/src"
+  (
+    cd "$PRYSM_DIR/src"
+    export GOTOOLCHAIN=local GOFLAGS=-mod=mod
+    printf 'module ethwatch.test/prysm\n\ngo 1.24.0\n\nrequire github.com/OffchainLabs/prysm/v6 %s\n' \
+      "$PRYSM_VERSION" >go.mod
+    printf '//go:build tools\n\npackage tools\n\nimport (\n' >tools.go
+    local cmd
+    for cmd in beacon-chain validator prysmctl; do
+      printf '\t_ "github.com/OffchainLabs/prysm/v6/cmd/%s"\n' "$cmd" >>tools.go
+    done
+    printf ')\n' >>tools.go
+    go mod download -json "github.com/OffchainLabs/prysm/v6@$PRYSM_VERSION" >prysm.json
+    local gomod
+    gomod="$(sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p' prysm.json)"
+    [[ -f "$gomod" ]] || die "no go.mod of Prysm $PRYSM_VERSION in the module cache"
+    # Replace directives of a dependency are ignored by Go: repeat Prysm's own here.
+    grep -E '^replace ' "$gomod" >>go.mod || true
+    go mod tidy >&2
+    local ver="github.com/OffchainLabs/prysm/v6/runtime/version"
+    CGO_ENABLED=1 CGO_CFLAGS="-O2 -D__BLST_PORTABLE__" go build -trimpath -o "$PRYSM_DIR/" \
+      -ldflags "-X $ver.gitTag=$PRYSM_VERSION -X $ver.gitCommit=$PRYSM_VERSION -X $ver.buildDate=0" \
+      github.com/OffchainLabs/prysm/v6/cmd/beacon-chain \
+      github.com/OffchainLabs/prysm/v6/cmd/validator \
+      github.com/OffchainLabs/prysm/v6/cmd/prysmctl >&2
+  ) || die "building Prysm failed"
+  local out
+  out="$("$PRYSM_DIR/beacon-chain" --version 2>&1)" || die "$PRYSM_DIR/beacon-chain --version failed"
+  grep -q "$PRYSM_VERSION" <<<"$out" || die "$PRYSM_DIR/beacon-chain does not report $PRYSM_VERSION: $out"
+  printf '%s\n%s\n' "$PRYSM_DIR" "$spec" >"$PRYSM_DIR/.installed"
+}
+
 # ---------------------------------------------------------------------------------------------
 # Debian packages. apt-get update runs only when a plain install fails (stale or empty lists).
 apt_install() { # <package>...
@@ -259,6 +356,10 @@ need_apt() { # <package> <binary>...: install <package> unless all binaries are 
 install_prometheus() { need_apt prometheus prometheus promtool; }
 install_alertmanager() { need_apt prometheus-alertmanager prometheus-alertmanager amtool; }
 install_wrk() { need_apt wrk wrk; }
+# iptables splits the real devnet's two pairs inside the tests' private network namespace.
+install_iptables() { need_apt iptables iptables; }
+# Chromium for the status page's headless browser test (driven over the DevTools pipe).
+install_chromium() { need_apt chromium chromium; }
 
 # ---------------------------------------------------------------------------------------------
 # env.sh lists every tool that is installed now, selected this run or not.
@@ -289,8 +390,20 @@ env_lines() {
   if [[ -f "$CRDS_DIR/.installed" && -d "$(marker_bin "$CRDS_DIR/.installed")" ]]; then
     printf 'export ETHWATCH_PROMETHEUS_OPERATOR_CRDS=%q\n' "$(marker_bin "$CRDS_DIR/.installed")"
   fi
+  if marker_ok "$GETH_DIR/.installed" "github.com/ethereum/go-ethereum@$GETH_VERSION $(go version 2>/dev/null | cut -d' ' -f3)"; then
+    printf 'export ETHWATCH_GETH=%q\n' "$GETH_DIR/geth"
+  fi
+  if [[ -f "$PRYSM_DIR/.installed" && -x "$PRYSM_DIR/beacon-chain" ]]; then
+    printf 'export ETHWATCH_PRYSM_BEACON=%q\n' "$PRYSM_DIR/beacon-chain"
+    printf 'export ETHWATCH_PRYSM_VALIDATOR=%q\n' "$PRYSM_DIR/validator"
+    printf 'export ETHWATCH_PRYSMCTL=%q\n' "$PRYSM_DIR/prysmctl"
+  fi
+  if [[ -f "$JAEGER_DIR/.installed" && -x "$(marker_bin "$JAEGER_DIR/.installed")" ]]; then
+    printf 'export ETHWATCH_JAEGER=%q\n' "$(marker_bin "$JAEGER_DIR/.installed")"
+  fi
   local var bin
-  for var in ETCD:etcd PROMTOOL:promtool PROMETHEUS:prometheus ALERTMANAGER:prometheus-alertmanager WRK:wrk; do
+  for var in ETCD:etcd PROMTOOL:promtool PROMETHEUS:prometheus ALERTMANAGER:prometheus-alertmanager WRK:wrk IPTABLES:iptables \
+    CHROMIUM:chromium; do
     if bin="$(command -v "${var#*:}")"; then printf 'export ETHWATCH_%s=%q\n' "${var%%:*}" "$bin"; fi
   done
 }

@@ -2,7 +2,9 @@
 # Tests that are not cargo tests; scripts/test.sh runs this after `cargo test`. Today: the alert
 # rules (tests/alerts/): generator drift, promtool check and unit tests, the lint, and the
 # end-to-end test through real nodes, exporters, Prometheus and Alertmanager; the dashboards
-# (tests/dashboards/): model, PromQL and metrics, and no empty panel end to end; the chart.
+# (tests/dashboards/): model, PromQL and metrics, and no empty panel end to end; the chart; the
+# network watcher's status page in a headless Chromium (tests/browser/); traces in Jaeger
+# (tests/traces/).
 #
 #   tests/run.sh                     # everything
 #   tests/run.sh -m "not e2e"        # without the end-to-end test (extra args go to pytest)
@@ -22,7 +24,8 @@ if [[ -z "${ETHWATCH_PYTHON:-}" ]]; then
   # shellcheck source=/dev/null
   source "$ETHWATCH_CACHE/tools/env.sh"
 fi
-for var in ETHWATCH_PYTHON ETHWATCH_PROMTOOL ETHWATCH_PROMETHEUS ETHWATCH_ALERTMANAGER ETHWATCH_ANVIL ETHWATCH_LODESTAR; do
+for var in ETHWATCH_PYTHON ETHWATCH_PROMTOOL ETHWATCH_PROMETHEUS ETHWATCH_ALERTMANAGER ETHWATCH_ANVIL ETHWATCH_LODESTAR \
+  ETHWATCH_GETH ETHWATCH_PRYSM_BEACON ETHWATCH_PRYSM_VALIDATOR ETHWATCH_PRYSMCTL ETHWATCH_IPTABLES; do
   [[ -n "${!var:-}" ]] || fail "$var is not set: run scripts/tools.sh (it installs the tools and writes env.sh)"
 done
 
@@ -39,6 +42,36 @@ status=0
 "$ETHWATCH_PYTHON" -m pytest tests/dashboards -p no:cacheprovider -ra -s "$@" || status=$?
 if ((status != 0)); then
   fail "pytest tests/dashboards exited with $status (see above)"
+fi
+
+echo "== real network: geth + Prysm, every signal against the nodes, a partition and heal (tests/realnet)"
+# In a private network namespace with its own loopback: the nodes bind 127.0.0.1 there, and the
+# partition's iptables rules cannot touch the host's network.
+status=0
+unshare --net -- sh -c 'ip link set lo up && exec "$0" -m pytest tests/realnet -p no:cacheprovider -ra -s "$@"' \
+  "$ETHWATCH_PYTHON" "$@" || status=$?
+# 5: every test deselected (they are all end to end, so `-m "not e2e"` leaves none).
+if ((status != 0 && status != 5)); then
+  fail "pytest tests/realnet exited with $status (see above)"
+fi
+
+echo "== the network watcher's status page in a headless Chromium (tests/browser)"
+export ETHWATCH_CHROMIUM="${ETHWATCH_CHROMIUM:-$(command -v chromium || true)}"
+[[ -n "$ETHWATCH_CHROMIUM" ]] || fail "no chromium: run scripts/tools.sh chromium"
+status=0
+"$ETHWATCH_PYTHON" -m pytest tests/browser -p no:cacheprovider -ra -s "$@" || status=$?
+# 5: every test deselected (they are all end to end, so `-m "not e2e"` leaves none).
+if ((status != 0 && status != 5)); then
+  fail "pytest tests/browser exited with $status (see above)"
+fi
+
+echo "== traces in a real backend: Jaeger (tests/traces)"
+export ETHWATCH_JAEGER="${ETHWATCH_JAEGER:-}"
+[[ -n "$ETHWATCH_JAEGER" ]] || fail "ETHWATCH_JAEGER is not set: run scripts/tools.sh jaeger"
+status=0
+"$ETHWATCH_PYTHON" -m pytest tests/traces -p no:cacheprovider -ra -s "$@" || status=$?
+if ((status != 0 && status != 5)); then
+  fail "pytest tests/traces exited with $status (see above)"
 fi
 
 # The Helm chart (tests/chart): lint, render, validation, assertions, sync drift, real API server.

@@ -21,7 +21,7 @@ NO_INSTANCE = {"EthwatchContainerCpuHigh", "EthwatchContainerMemoryHigh", "Ethwa
 
 def test_there_are_rules_in_every_layer():
     files = {r["_file"] for r in RULES_LIST}
-    assert files == {"execution.yaml", "consensus.yaml", "network.yaml", "resources.yaml"}
+    assert files == {"execution.yaml", "consensus.yaml", "network.yaml", "resources.yaml", "validators.yaml"}
 
 
 @pytest.mark.parametrize("rule", RULES_LIST, ids=IDS)

@@ -169,15 +169,23 @@ def jwts(cluster, ns):
     return {k: base64.b64decode(v).decode() for k, v in yaml.safe_load(out)["data"].items()}
 
 
+def node_keys(cluster, ns):
+    out = cluster.kubectl("get", "secret", f"{RELEASE}-eth-enclave-node-keys", "-n", ns, "-o", "yaml").stdout
+    return {k: base64.b64decode(v) for k, v in yaml.safe_load(out)["data"].items()}
+
+
 def test_upgrade_keeps_each_pairs_jwt_and_scales(cluster, tmp_path):
-    """The JWTs are generated once: an upgrade that adds a copy keeps the existing pairs' tokens
-    (lookup against the live Secret) and gives the new pair its own."""
+    """The JWTs and the node keys are generated once: an upgrade that adds a copy keeps the existing
+    pairs' tokens and the existing nodes' identities (lookup against the live Secrets) and gives the
+    new pair and node their own."""
     ns = "upgrade"
     cluster.kubectl("create", "namespace", ns)
     scenario = CHART / "ci" / "network-params-values.yaml"
     cluster.helm("install", RELEASE, str(CHART), "-n", ns, "-f", str(scenario), "--no-hooks")
     before = jwts(cluster, ns)
     assert sorted(before) == ["jwt-1-0", "jwt-1-1"]
+    ids = node_keys(cluster, ns)
+    assert sorted(ids) == ["cl-1-0", "cl-1-1", "el-1-0", "el-1-1"]
 
     values = yaml.safe_load(scenario.read_text())
     values["participants"][0]["count"] = 3
@@ -187,6 +195,10 @@ def test_upgrade_keeps_each_pairs_jwt_and_scales(cluster, tmp_path):
     after = jwts(cluster, ns)
     assert {k: after[k] for k in before} == before, "an upgrade changed an existing pair's JWT"
     assert sorted(after) == ["jwt-1-0", "jwt-1-1", "jwt-1-2"] and after["jwt-1-2"] not in before.values()
+    ids_after = node_keys(cluster, ns)
+    assert {k: ids_after[k] for k in ids} == ids, "an upgrade changed an existing node's identity"
+    assert sorted(ids_after) == ["cl-1-0", "cl-1-1", "cl-1-2", "el-1-0", "el-1-1", "el-1-2"]
+    assert ids_after["el-1-2"] not in ids.values() and ids_after["cl-1-2"] not in ids.values()
     for sts in ("el-1-reth-lighthouse", "cl-1-lighthouse-reth", "vc-1-reth-lighthouse"):
         out = cluster.kubectl("get", "statefulset", f"{RELEASE}-eth-enclave-{sts}", "-n", ns,
                               "-o", "jsonpath={.spec.replicas}").stdout

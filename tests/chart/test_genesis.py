@@ -80,8 +80,8 @@ def test_genesis_job_fixes_the_time_once_and_stores_the_outputs(tmp_path):
     docs, started, seen, manifest = run_generate(scenario, tmp_path)
     timestamp, validators, mnemonic, delay = seen
     nodes = sum(p["count"] for p in expected_participants(scenario))
-    want = started + v["network_params"]["genesis_delay"] + 5 + 5 * nodes
-    assert want <= int(timestamp) <= want + 5, "genesis time is not now + delay + 5 + 5 per node"
+    want = started + v["network_params"]["genesis_delay"] + v["genesis"]["podStartupSeconds"] + 5 + 5 * nodes
+    assert want <= int(timestamp) <= want + 5, "genesis time is not now + delay + pod startup + 5 + 5 per node"
     assert (validators, mnemonic, delay) == ("128", "giant issue aisle", "0")
 
     cm = yaml.safe_load(manifest.read_text())

@@ -504,7 +504,8 @@ def test_genesis_inputs_follow_network_params(scenario):
         assert f"ENCLAVE_GENESIS_TIMESTAMP={np['genesis_time']}" in text
     else:
         nodes = sum(p["count"] for p in want)
-        assert f"+ {np['genesis_delay']} + 5 + 5 * {nodes} ))" in text
+        startup = v["genesis"]["podStartupSeconds"]
+        assert f"+ {np['genesis_delay']} + {startup} + 5 + 5 * {nodes} ))" in text
 
 
 def run_keys_init(vc_sts, ordinal, tmp_path):
@@ -815,7 +816,7 @@ def expected_flows(docs, v, eps):
                         flows.add((s.name, d.name, port, proto))
 
     add(ours, [named["kube-dns"]], [(53, "UDP"), (53, "TCP")])
-    add(EL, EL, [(el["p2p"], "TCP"), (el["p2p"], "UDP"), (el["rpc"], "TCP")])
+    add(EL, EL, [(el["p2p"], "TCP"), (el["p2p"], "UDP"), (el["discv5"], "UDP"), (el["rpc"], "TCP")])
     add(CL, CL, [(cl["p2p"], "TCP"), (cl["p2p"], "UDP"), (cl["quic"], "UDP"), (cl["http"], "TCP")])
     for p in expected_participants_from_docs(docs):
         for o in range(p["count"]):

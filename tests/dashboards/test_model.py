@@ -99,11 +99,11 @@ def test_no_overlapping_panels(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_ranges_use_rate_interval(name):
     """Every range selector is $__rate_interval, except deliberate fixed windows of an hour in
-    stat panels ("missed slots (1h)")."""
+    instant summaries: stat panels ("missed slots (1h)") and tables ("missed proposals (1h)")."""
     for p in panels(DASH[name]):
         for t in p["targets"]:
             for rng in re.findall(r"\[([^\]]+)\]", t["expr"]):
-                assert rng == "$__rate_interval" or (rng == "1h" and p["type"] in ("stat", "bargauge")), (
+                assert rng == "$__rate_interval" or (rng == "1h" and p["type"] in ("stat", "bargauge", "table")), (
                     f"{name} / {p['title']}: range [{rng}] in {t['expr']}")
 
 

@@ -149,6 +149,11 @@ nodeOffset+ordinal holds keys [keyStart + ordinal*validator_count, +validator_co
 {{- if eq $genesis 0 -}}
 {{- fail "the network has no validators: give at least one participant a validator_count above 0 (or set network_params.preregistered_validator_count)" -}}
 {{- end -}}
+{{- /* Finality needs two thirds of the stake attesting: keys in genesis that no validator client holds
+(a reserve) are silent stake, so held x 3 must reach genesis x 2 or the chain can never finalize. */ -}}
+{{- if lt (mul $key 3) (mul $genesis 2) -}}
+{{- fail (printf "network_params.preregistered_validator_count is %d but validator clients hold only %d of those keys (%d%%): finality needs two thirds of the validators attesting, so this network could never finalize; keep the reserve (now %d keys) at most a third of genesis (here at most %d keys) or give participants more keys" $genesis $key (div (mul $key 100) $genesis) (sub $genesis $key) (div $key 2)) -}}
+{{- end -}}
 {{- dict "items" $items "totalKeys" $key "totalNodes" $node "genesisValidators" $genesis | toJson -}}
 {{- end }}
 
@@ -161,6 +166,57 @@ Name of the (global) node-0 pods, the bootnodes every other node joins through.
 {{- $ns := .Release.Namespace -}}
 {{- $d := .Values.clusterDomain -}}
 {{- dict "el" (printf "%s-0.%s.%s.svc.%s" $p0.elName $p0.elName $ns $d) "cl" (printf "%s-0.%s.%s.svc.%s" $p0.clName $p0.clName $ns $d) | toJson -}}
+{{- end }}
+
+{{/*
+The fully qualified names of the network's first 16 execution ("el") and beacon ("cl") pods, space
+separated: every node's bootnode init container tries each of them once (one quick request) and
+joins whichever already run, so node 0 finds its way back into a running network after a restart.
+*/}}
+{{- define "eth-enclave.peerHosts" -}}
+{{- $ps := include "eth-enclave.participants" . | fromJson -}}
+{{- $ns := .Release.Namespace -}}
+{{- $d := .Values.clusterDomain -}}
+{{- $el := list -}}
+{{- $cl := list -}}
+{{- range $p := $ps.items -}}
+{{- range $ord := until (int $p.count) -}}
+{{- if lt (len $el) 16 -}}
+{{- $el = append $el (printf "%s-%d.%s.%s.svc.%s" $p.elName $ord $p.elName $ns $d) -}}
+{{- $cl = append $cl (printf "%s-%d.%s.%s.svc.%s" $p.clName $ord $p.clName $ns $d) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- dict "el" (join " " $el) "cl" (join " " $cl) | toJson -}}
+{{- end }}
+
+{{/*
+Node identities: one Secret holds every node's p2p secret key, generated once and kept across
+upgrades (or brought with secrets.nodeKeys.existingSecret), so a replaced pod keeps its enode id and
+libp2p peer id without persistence. Keys: el-<participant>-<ordinal> (Reth, 64 hex characters, for
+--p2p-secret-key) and cl-<participant>-<ordinal> (Lighthouse, the 32 raw bytes of its network/key).
+*/}}
+{{- define "eth-enclave.nodeKeysSecretName" -}}
+{{- if .Values.secrets.nodeKeys.existingSecret -}}
+{{- .Values.secrets.nodeKeys.existingSecret -}}
+{{- else -}}
+{{- printf "%s-node-keys" (include "eth-enclave.fullname" .) -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+The node-key volume of one participant's pods, (dict "root" $ "p" $p "layer" "el"): only its keys.
+*/}}
+{{- define "eth-enclave.nodeKeyVolume" -}}
+- name: node-key
+  secret:
+    secretName: {{ include "eth-enclave.nodeKeysSecretName" .root }}
+    defaultMode: 0440
+    items:
+    {{- range $ord := until (int .p.count) }}
+      - key: {{ $.layer }}-{{ $.p.index }}-{{ $ord }}
+        path: {{ $.layer }}-{{ $.p.index }}-{{ $ord }}
+    {{- end }}
 {{- end }}
 
 {{/*

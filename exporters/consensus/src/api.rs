@@ -29,9 +29,10 @@ pub const VALIDATORS: Route = Route("/eth/v1/beacon/states/{state_id}/validators
 pub const REWARDS: Route = Route("/eth/v1/beacon/rewards/attestations/{epoch}");
 pub const DEBUG_STATE: Route = Route("/eth/v2/debug/beacon/states/{state_id}");
 pub const EVENTS: Route = Route("/eth/v1/events");
+pub const PROPOSER_DUTIES: Route = Route("/eth/v1/validator/duties/proposer/{epoch}");
 
 /// Every route, for documentation.
-pub const ROUTES: [Route; 14] = [
+pub const ROUTES: [Route; 15] = [
     GENESIS,
     SPEC,
     SYNCING,
@@ -46,6 +47,7 @@ pub const ROUTES: [Route; 14] = [
     REWARDS,
     DEBUG_STATE,
     EVENTS,
+    PROPOSER_DUTIES,
 ];
 
 /// The event stream path: `topics` repeated, never comma-separated (Lodestar 1.5 hangs on the
@@ -136,6 +138,23 @@ impl BeaconApi {
             root: h.root,
             parent_root: h.header.message.parent_root,
         })
+    }
+
+    /// The header of the block at `slot`; `None` when the slot has no block. The node's 404 for
+    /// an empty slot is the expected answer, not an error, and is not counted as one.
+    pub async fn header_at_slot(&self, slot: u64) -> Result<Option<HeaderInfo>, UpstreamError> {
+        let (status, body) = self
+            .get_raw(HEADER, &format!("/eth/v1/beacon/headers/{slot}"), &[404])
+            .await?;
+        if status == 404 {
+            return Ok(None);
+        }
+        let h: HeaderData = self.parse(HEADER, &body)?;
+        Ok(Some(HeaderInfo {
+            slot: h.header.message.slot.0,
+            root: h.root,
+            parent_root: h.header.message.parent_root,
+        }))
     }
 
     /// A block by root: slot, parent and the execution payload's number.

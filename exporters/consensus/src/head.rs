@@ -19,9 +19,19 @@
 //!    tip, does not turn its backlog into missed slots.
 //!
 //! A block that becomes head for a slot already decided (a block later than the grace, or a
-//! reorg onto a block at or below the mark) is counted in `eth_cl_blocks_total` but does not
-//! change the classification of its slot: counters never go back. Reorgs are counted separately
-//! from the node's `chain_reorg` events.
+//! reorg onto a block at or below the mark) changes no count: every slot is counted exactly once,
+//! as the chain looked when it was decided. After a reorg the counters describe the canonical
+//! chain for every slot decided since, and keep the first classification of the slots decided
+//! before it (counters never go back): `eth_cl_blocks_total + eth_cl_missed_slots_total` never
+//! exceeds the slots decided.
+//!
+//! # Reorgs
+//!
+//! A head that does not descend from the previous head is a reorg. Its depth is measured as on
+//! the execution side: the blocks of the chain followed so far above the common ancestor (the
+//! old head minus the common ancestor, in blocks), found by walking the new head's ancestry back
+//! (within `max_backfill` headers) to a block the tracker remembers. The node's own
+//! `chain_reorg` events are not used for it: clients compute their `depth` differently.
 
 use std::collections::VecDeque;
 
@@ -66,8 +76,12 @@ pub struct Outcome {
     pub missed: u64,
     /// Slots the walk could not reach within its bound; not classified.
     pub unresolved: u64,
-    /// The head's slot was already decided (late block or reorg below the mark).
+    /// The head's slot was already decided (late block or reorg below the mark): nothing is
+    /// counted for it.
     pub late: bool,
+    /// The head does not descend from the previous head: blocks of the previous chain above the
+    /// common ancestor (unknown when the ancestor is beyond the walk or the window).
+    pub reorg_depth: Option<u64>,
 }
 
 /// How far behind the clock (in slots) a head may arrive for the node to count as at the tip.
@@ -149,41 +163,31 @@ impl HeadTracker {
         };
         let mut out = Outcome {
             is_new: true,
-            new_blocks: 1,
             ..Outcome::default()
         };
-        if seen.slot <= decided {
-            out.late = true;
-            match seen.parent_root.and_then(|p| self.position(&p)) {
-                Some(i) => self.window.truncate(i + 1),
-                None => self.window.clear(),
-            }
-            self.push(seen.slot, seen.root);
-            self.at_tip = at_tip;
-            return Ok(out);
-        }
 
-        // Walk back from the head to a block at or below the mark. `between` is newest first.
-        let mut between: Vec<(u64, Root)> = Vec::new();
-        let mut resolved = false;
+        // Walk back from the head to a block of the window: the common ancestor with the chain
+        // followed so far. `chain` holds the fetched blocks, newest first.
+        let mut chain: Vec<(u64, Root)> = Vec::new();
         let mut ancestor: Option<usize> = None;
         match seen.parent_root {
-            None => {
-                // Only the event is known: take the slots in between as missed, and the head
-                // as a child of the current head.
-                resolved = true;
-                ancestor = self.window.len().checked_sub(1);
-            }
+            // Only the event is known: the head is taken as a child of the current head, and
+            // the slots in between as missed.
+            None => ancestor = self.window.len().checked_sub(1),
             Some(mut parent) => {
+                let oldest = self.window.front().map(|(s, _)| *s);
                 let mut child_slot = seen.slot;
                 let mut fetched = 0;
                 loop {
                     if let Some(i) = self.position(&parent) {
                         ancestor = Some(i);
-                        resolved = true;
                         break;
                     }
-                    if !may_walk || fetched >= self.max_backfill {
+                    // Older than the window: no common ancestor can be found.
+                    let below_window = chain
+                        .last()
+                        .is_some_and(|(s, _)| oldest.is_none_or(|o| *s <= o));
+                    if below_window || !may_walk || fetched >= self.max_backfill {
                         break;
                     }
                     let h = source.header(parent).await?;
@@ -194,34 +198,49 @@ impl HeadTracker {
                             h.slot, h.root
                         )));
                     }
-                    if h.slot <= decided {
-                        // An ancestor outside the window: the head is on another branch.
-                        resolved = true;
-                        break;
-                    }
-                    between.push((h.slot, h.root));
+                    chain.push((h.slot, h.root));
                     child_slot = h.slot;
                     parent = h.parent_root;
                 }
             }
         }
-        out.new_blocks += between.len() as u64;
-        let gap = seen.slot - decided - 1;
-        let classified = gap.saturating_sub(between.len() as u64);
-        if resolved {
-            out.missed = classified;
+        // The classification of the slots above the mark is known once the walk reached a block
+        // at or below it (every block of the window is).
+        let resolved = seen.parent_root.is_none()
+            || ancestor.is_some()
+            || chain.last().is_some_and(|(s, _)| *s <= decided);
+        if seen.slot <= decided {
+            // The head's slot is decided already (a late block, or a reorg onto a block at or
+            // below the mark): no slot is counted again.
+            out.late = true;
         } else {
-            out.unresolved = classified;
+            let between = chain.iter().filter(|(s, _)| *s > decided).count() as u64;
+            out.new_blocks = 1 + between;
+            let gap = seen.slot - decided - 1;
+            let classified = gap.saturating_sub(between);
+            if resolved {
+                out.missed = classified;
+            } else {
+                out.unresolved = classified;
+            }
+            self.decided = Some(seen.slot);
+        }
+        // A reorg: the head does not descend from the previous head. Its depth is counted like
+        // the execution side's, in blocks: those of the chain followed so far above the common
+        // ancestor (old head minus common ancestor).
+        if let Some(i) = ancestor
+            && i + 1 < self.window.len()
+        {
+            out.reorg_depth = Some((self.window.len() - 1 - i) as u64);
         }
         match ancestor {
             Some(i) => self.window.truncate(i + 1),
             None => self.window.clear(),
         }
-        for (slot, root) in between.into_iter().rev() {
+        for (slot, root) in chain.into_iter().rev() {
             self.push(slot, root);
         }
         self.push(seen.slot, seen.root);
-        self.decided = Some(seen.slot);
         self.at_tip = at_tip;
         Ok(out)
     }
@@ -400,7 +419,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_late_block_for_a_decided_slot_counts_as_a_block_only() {
+    async fn a_late_block_for_a_decided_slot_counts_nothing_again() {
         let mut c = Chain::with(&[1, 2], 0, None);
         let mut t = HeadTracker::new(64, 8);
         adv(&mut t, &c, 1, 1).await;
@@ -408,7 +427,9 @@ mod tests {
         assert_eq!(t.on_clock(5), 1); // slot 3 decided missed
         c.extend(&[3], 0, Some(root(2, 0)));
         let o = adv(&mut t, &c, 3, 5).await;
-        assert_eq!((o.new_blocks, o.missed, o.late), (1, 0, true));
+        // Slot 3 was counted (missed) once: it is not counted again as a block.
+        assert_eq!((o.new_blocks, o.missed, o.late), (0, 0, true));
+        assert_eq!(o.reorg_depth, None, "a child of the head is no reorg");
         assert_eq!(t.head().map(|h| h.0), Some(3));
     }
 
@@ -454,17 +475,75 @@ mod tests {
             .advance(c.seen(5, 1), Some(5), &c, true)
             .await
             .expect("advance");
-        // 5 is the head; its parent (fork-1 block 4) is fetched and is at the decided slot 4,
-        // so the walk stops there: nothing between, nothing missed.
-        assert_eq!((o.new_blocks, o.missed), (1, 0));
+        // 5 is the head; its parent (fork-1 block 4) is fetched and is at the decided slot 4:
+        // nothing between, nothing missed. The common ancestor is 2: blocks 3 and 4 of the old
+        // chain were replaced, a reorg of depth 2.
+        assert_eq!((o.new_blocks, o.missed, o.reorg_depth), (1, 0, Some(2)));
         assert_eq!(t.head(), Some((5, root(5, 1))));
-        // A same-slot reorg (another block for the decided slot 5) is a late head.
+        // A same-slot reorg (another block for the decided slot 5) is a late head: nothing is
+        // counted again; depth 1.
         c.extend(&[5], 2, Some(root(4, 1)));
         let o = t
             .advance(c.seen(5, 2), Some(5), &c, true)
             .await
             .expect("advance");
-        assert_eq!((o.new_blocks, o.late), (1, true));
+        assert_eq!((o.new_blocks, o.late, o.reorg_depth), (0, true, Some(1)));
+    }
+
+    #[tokio::test]
+    async fn a_reorg_to_a_lower_slot_counts_no_slot_twice() {
+        // The chain followed: blocks at 1..=10. The other branch forks from 4 with blocks at 6
+        // and 8 (5 and 7 empty), then grows at 11 and 12.
+        let slots: Vec<u64> = (1..=10).collect();
+        let mut c = Chain::with(&slots, 0, None);
+        c.extend(&[6, 8, 11, 12], 1, Some(root(4, 0)));
+        let mut t = HeadTracker::new(64, 16);
+        let (mut blocks, mut missed) = (0, 0);
+        for s in 1..=10 {
+            let o = adv(&mut t, &c, s, s).await;
+            (blocks, missed) = (blocks + o.new_blocks, missed + o.missed);
+        }
+        assert_eq!((blocks, missed), (9, 0));
+        // The node switches to the branch's head at 8, below the decided slot 10.
+        let o = t
+            .advance(c.seen(8, 1), Some(10), &c, true)
+            .await
+            .expect("advance");
+        assert!(o.late);
+        // Depth in blocks of the old chain above the ancestor 4 (5..=10), as the execution
+        // side counts it: 6.
+        assert_eq!(o.reorg_depth, Some(6));
+        (blocks, missed) = (blocks + o.new_blocks, missed + o.missed);
+        for s in [11, 12] {
+            let o = t
+                .advance(c.seen(s, 1), Some(s), &c, true)
+                .await
+                .expect("advance");
+            assert_eq!(o.reorg_depth, None);
+            (blocks, missed) = (blocks + o.new_blocks, missed + o.missed);
+        }
+        // Slots 2..=12 each counted once; 11 and 12 as the canonical chain has them.
+        assert_eq!((blocks, missed), (11, 0));
+        assert_eq!(blocks + missed, 12 - 1);
+    }
+
+    #[tokio::test]
+    async fn reorg_depth_counts_blocks_not_slots() {
+        // Old chain: 1 2 4 6 (3 and 5 empty); the new branch forks from 2 with 7.
+        let mut c = Chain::with(&[1, 2, 4, 6], 0, None);
+        c.extend(&[7], 1, Some(root(2, 0)));
+        let mut t = HeadTracker::new(64, 8);
+        for s in [1, 2, 4, 6] {
+            adv(&mut t, &c, s, s).await;
+        }
+        let o = t
+            .advance(c.seen(7, 1), Some(7), &c, true)
+            .await
+            .expect("advance");
+        // Blocks 4 and 6 were replaced: depth 2 (slots would say 4).
+        assert_eq!(o.reorg_depth, Some(2));
+        assert_eq!((o.new_blocks, o.missed), (1, 0));
+        assert_eq!(c.fetches(), 0, "the parent 2 is known");
     }
 
     #[tokio::test]

@@ -21,6 +21,7 @@ pub mod events;
 pub mod head;
 pub mod metrics;
 pub mod poller;
+pub mod proposals;
 pub mod sse;
 pub mod types;
 pub mod validators;
@@ -323,6 +324,9 @@ pub async fn start(args: ConsensusArgs, shutdown: CancellationToken) -> anyhow::
             shutdown.clone(),
         ));
     }
+    frame.set_pages(Arc::new(metrics::LandingValues(
+        poller.metrics().state.clone(),
+    )));
     let (addr, task) = frame.serve(&args.common, "consensus", upstream_shown, readiness)?;
     Ok(Running { addr, poller, task })
 }
@@ -356,7 +360,9 @@ async fn validators_loop(
     shutdown: CancellationToken,
 ) {
     let filter_requests = poller.config().filter.validator_paths().len() as u32;
-    let timeout = request_timeout * (filter_requests + 3);
+    // Counts, participation (two requests at most) and proposals (duties and a few headers).
+    let timeout =
+        request_timeout * (filter_requests + 3 + 1 + crate::proposals::MAX_JUDGED_PER_RUN as u32);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,

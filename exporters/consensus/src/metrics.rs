@@ -339,7 +339,7 @@ impl Collector for StateCollector {
             labelled(
                 e,
                 "eth_cl_validators",
-                "Validators by status (all validators, or the ones --validators.id names)",
+                "Validators by status (all validators, or the ones --validators.id names), read from the head state once per epoch: up to one epoch (and one slot) old",
                 "status",
                 &values,
             )?;
@@ -347,7 +347,7 @@ impl Collector for StateCollector {
         gauge(
             e,
             "eth_cl_validators_balance_gwei",
-            "Total balance of the counted validators, in gwei",
+            "Total balance of the counted validators, in gwei, read from the head state once per epoch (at the exporter's first validators run in the epoch): up to one epoch (and one slot) old; proposer and sync-committee rewards within the epoch show at the next read",
             None,
             s.validators_balance_gwei.map(as_i64),
         )?;
@@ -387,6 +387,11 @@ pub struct ConsensusMetrics {
     pub events: Family<[(&'static str, &'static str); 1], Counter>,
     pub stream_connected: Gauge,
     pub api: RequestMetrics,
+    /// How many ids `--validators.id` names (0: every validator is counted), so rules can tell a
+    /// node's own validators from the whole network's.
+    pub validators_watched_ids: Gauge,
+    /// Proposals of the watched validators by result (`proposed`, `missed`).
+    pub proposals: Family<[(&'static str, &'static str); 1], Counter>,
 }
 
 impl ConsensusMetrics {
@@ -402,9 +407,9 @@ impl ConsensusMetrics {
             now,
         }));
         let blocks = Counter::default();
-        registry.register("eth_cl_blocks", "New head blocks observed, including blocks found walking back over a gap; rate() is the block rate", blocks.clone());
+        registry.register("eth_cl_blocks", "Slots with a block on the chain followed, including blocks found walking back over a gap; rate() is the block rate. Each slot is counted once, here or in eth_cl_missed_slots_total: a reorg or a late block adds nothing for a slot already counted (the first classification stays), and the slots counted after it follow the new chain", blocks.clone());
         let missed_slots = Counter::default();
-        registry.register("eth_cl_missed_slots", "Slots that passed with no block on the canonical chain (see docs/consensus.md for the exact definition)", missed_slots.clone());
+        registry.register("eth_cl_missed_slots", "Slots that passed with no block on the canonical chain (see docs/consensus.md for the exact definition). Each slot is counted once, here or in eth_cl_blocks_total: a reorg or a late block adds nothing for a slot already counted (the first classification stays), and the slots counted after it follow the new chain", missed_slots.clone());
         let arrival_delay = Histogram::new(ARRIVAL_BUCKETS);
         registry.register_with_unit(
             "eth_cl_block_arrival_delay",
@@ -415,13 +420,13 @@ impl ConsensusMetrics {
         let reorgs = Counter::default();
         registry.register(
             "eth_cl_reorgs",
-            "Reorgs reported by the node's chain_reorg events",
+            "Reorgs seen: a new head that does not descend from the previous head (from the heads, as eth_el_reorgs_total; the node's chain_reorg events are only logged)",
             reorgs.clone(),
         );
         let reorg_depth = Histogram::new(REORG_DEPTH_BUCKETS);
         registry.register(
             "eth_cl_reorg_depth",
-            "Depth in slots of the node's chain_reorg events",
+            "Depth of reorgs in blocks: the previous chain's blocks above the common ancestor (old head minus common ancestor, as eth_el_reorg_depth; not the client's own chain_reorg depth, which clients compute differently)",
             reorg_depth.clone(),
         );
         let events = Family::<[(&'static str, &'static str); 1], Counter>::default();
@@ -444,6 +449,18 @@ impl ConsensusMetrics {
             "eth_cl_api_errors",
             "Failed Beacon API requests and stream faults by templated route and kind",
         );
+        let validators_watched_ids = Gauge::default();
+        registry.register(
+            "eth_cl_validators_watched_ids",
+            "Validator ids given with --validators.id (0: every validator is counted, the per-node validator alerts do not apply)",
+            validators_watched_ids.clone(),
+        );
+        let proposals = Family::<[(&'static str, &'static str); 1], Counter>::default();
+        registry.register(
+            "eth_cl_validators_proposals",
+            "Block proposals due to the validators --validators.id names, by result (proposed, missed), each judged once a slot after its slot and never re-counted after a reorg; absent without --validators.id",
+            proposals.clone(),
+        );
         ConsensusMetrics {
             state,
             blocks,
@@ -454,6 +471,8 @@ impl ConsensusMetrics {
             events,
             stream_connected,
             api,
+            validators_watched_ids,
+            proposals,
         }
     }
 
@@ -465,6 +484,13 @@ impl ConsensusMetrics {
             .copied()
             .unwrap_or("other");
         self.events.get_or_create(&[("topic", t)]).inc();
+    }
+
+    /// Counts a judged proposal of a watched validator.
+    pub fn proposal(&self, outcome: crate::proposals::Outcome) {
+        self.proposals
+            .get_or_create(&[("result", outcome.as_str())])
+            .inc();
     }
 
     /// Counts an error for a route.
@@ -528,12 +554,44 @@ pub fn registry_for_docs() -> Registry {
         m.events.get_or_create(&[("topic", t)]).inc();
     }
     m.stream_connected.set(1);
+    m.validators_watched_ids.set(2);
+    for o in crate::proposals::Outcome::ALL {
+        m.proposal(o);
+    }
     for r in ROUTES {
         m.api
             .observe(r.0, std::time::Duration::from_millis(2), None);
     }
     m.api.error(crate::api::SYNCING.0, ErrorKind::Timeout);
     registry
+}
+
+/// The landing page's live values: head slot, its age, peers, sync, finality, client.
+pub struct LandingValues(pub SharedState);
+
+impl ethwatch_core::server::Pages for LandingValues {
+    fn landing_html(&self) -> Option<String> {
+        let s = self.0.lock().clone();
+        let now = ethwatch_core::unix_now();
+        let age = s
+            .clock
+            .zip(s.head_slot)
+            .map(|(c, slot)| format!("{:.1} s", (now - c.slot_start(slot)).max(0.0)));
+        let sync = s.syncing.map(|x| match (x, s.sync_distance) {
+            (true, Some(d)) => format!("syncing ({d} slots behind)"),
+            (true, None) => "syncing".to_string(),
+            (false, _) => "synced".to_string(),
+        });
+        Some(ethwatch_core::server::live_values(&[
+            ("node", Some(if s.up { "up" } else { "down" }.to_string())),
+            ("head slot", s.head_slot.map(|n| n.to_string())),
+            ("head age", age),
+            ("peers", s.peers.map(|p| p[2].to_string())),
+            ("sync", sync),
+            ("finalized epoch", s.finalized_epoch.map(|n| n.to_string())),
+            ("client", s.client.as_ref().map(|(c, v)| format!("{c} {v}"))),
+        ]))
+    }
 }
 
 #[cfg(test)]
@@ -562,11 +620,21 @@ mod tests {
             "eth_cl_validators",
             "eth_cl_epoch_participation_ratio",
         ] {
+            // A sample line of exactly that name (eth_cl_validators_watched_ids is another one).
             assert!(
-                !text.contains(&format!("\n{absent}")),
+                !text.contains(&format!("\n{absent}{{")) && !text.contains(&format!("\n{absent} ")),
                 "{absent} must be absent:\n{text}"
             );
         }
+        // Without --validators.id: no ids watched, and no proposals counted.
+        assert_eq!(
+            exposition::value(&samples, "eth_cl_validators_watched_ids", &[]),
+            Some(0.0)
+        );
+        assert!(
+            !text.contains("\neth_cl_validators_proposals_total"),
+            "{text}"
+        );
         m.state.lock().health = Some(Health::Syncing);
         let samples = exposition::parse(&encode(&r));
         assert_eq!(
@@ -609,6 +677,8 @@ mod tests {
             "eth_cl_validators",
             "eth_cl_validators_balance_gwei",
             "eth_cl_epoch_participation_ratio",
+            "eth_cl_validators_watched_ids",
+            "eth_cl_validators_proposals_total",
             "eth_cl_api_request_duration_seconds_count",
             "eth_cl_api_errors_total",
             "eth_cl_events_total",

@@ -10,7 +10,8 @@
 //! | `clock`         | `GET /eth/v1/beacon/genesis`, `GET /eth/v1/config/spec`           | start, `--info-interval`, node back   |
 //! | `info`          | `GET /eth/v1/node/version`                                        | `--info-interval`                     |
 //! | `validators`    | `GET /eth/v1/beacon/states/head/validators` (64 ids per request with `--validators.id`) | once per epoch |
-//! | `participation` | `POST /eth/v1/beacon/rewards/attestations/{epoch}`, else `GET /eth/v2/debug/beacon/states/{slot}` | once per epoch |
+//! | `participation` | `POST /eth/v1/beacon/rewards/attestations/{epoch}`, else `GET /eth/v1/beacon/headers/{slot}` (back to the epoch's last block) and `GET /eth/v2/debug/beacon/states/{slot}` | once per epoch, also after a failure |
+//! | `proposals`     | `GET /eth/v1/validator/duties/proposer/{epoch}`; `GET /eth/v1/beacon/headers/{slot}` per duty of a watched validator (only with `--validators.id`) | once per epoch; per duty a slot after its slot |
 //!
 //! A cycle runs every `--poll-interval` (default: half a slot). When `/eth/v1/node/syncing`
 //! fails, the rest of the cycle is skipped (a down node would otherwise cost one timeout per
@@ -30,6 +31,7 @@ use crate::api::{self, BeaconApi};
 use crate::clock::Clock;
 use crate::head::{HeadTracker, Seen};
 use crate::metrics::{ConsensusMetrics, Health};
+use crate::proposals;
 use crate::types::{
     FinalityCheckpoints, Genesis, NodeVersion, PeerCount, PeerEntry, SpecTiming, Syncing,
     for_each_at, parse_client_version,
@@ -37,7 +39,7 @@ use crate::types::{
 use crate::validators::{self, ValidatorFilter};
 
 /// Every collector, as named in self-metrics and on the landing page.
-pub const COLLECTORS: [&str; 10] = [
+pub const COLLECTORS: [&str; 11] = [
     "sync",
     "health",
     "head",
@@ -47,11 +49,20 @@ pub const COLLECTORS: [&str; 10] = [
     "info",
     "validators",
     "participation",
+    "proposals",
     "events",
 ];
 
-/// Collectors that run every cycle after `sync`; they fail with it when the node is down.
-const EVERY_CYCLE: [&str; 4] = ["sync", "health", "head", "finality"];
+/// Whether collector `c` runs with this configuration.
+fn collector_enabled(cfg: &PollerConfig, c: &str) -> bool {
+    match c {
+        "events" => cfg.enabled.events,
+        "peers" => cfg.enabled.peers,
+        "validators" | "participation" => cfg.enabled.validators,
+        "proposals" => cfg.enabled.validators && !cfg.filter.is_all(),
+        _ => true,
+    }
+}
 
 /// Which optional collectors run.
 #[derive(Debug, Clone, Copy)]
@@ -108,11 +119,15 @@ struct Schedule {
     participation_epoch: Option<u64>,
     /// After a failure, the validators collector waits until then.
     validators_retry_at: Option<Instant>,
-    participation_retry_at: Option<Instant>,
-    /// Answers in a row larger than the body cap (validators, participation): the retry backs
-    /// off by epochs.
+    proposals_retry_at: Option<Instant>,
+    /// Proposal duties of watched validators waiting to be judged.
+    proposals: proposals::Pending,
+    /// The clock epoch in which participation last failed: it is asked again in the next epoch
+    /// at the earliest (a failure is mostly a large state the node cannot serve: asking every
+    /// cycle would fetch it again and again).
+    participation_failed_in: Option<u64>,
+    /// Validator lists in a row larger than the body cap: the retry backs off by epochs.
     validators_too_large: u32,
-    participation_too_large: u32,
     rewards_unsupported_until: Option<Instant>,
     peers_list_too_long_logged: bool,
     /// When the last full cycle started.
@@ -165,13 +180,16 @@ impl Poller {
         cfg: PollerConfig,
     ) -> Self {
         for c in COLLECTORS {
-            let on = match c {
-                "events" => cfg.enabled.events,
-                "peers" => cfg.enabled.peers,
-                "validators" | "participation" => cfg.enabled.validators,
-                _ => true,
-            };
-            status.declare(c, on);
+            status.declare(c, collector_enabled(&cfg, c));
+        }
+        metrics
+            .validators_watched_ids
+            .set(i64::try_from(cfg.filter.len()).unwrap_or(i64::MAX));
+        if cfg.enabled.validators && !cfg.filter.is_all() {
+            // Both results from the start, so the first miss is an increase from 0.
+            for o in proposals::Outcome::ALL {
+                let _ = metrics.proposals.get_or_create(&[("result", o.as_str())]);
+            }
         }
         Poller {
             api,
@@ -396,6 +414,10 @@ impl Poller {
     }
 
     /// The epoch of the current head, once the head and the clock are known.
+    fn collector_enabled(&self, c: &str) -> bool {
+        collector_enabled(&self.cfg, c)
+    }
+
     fn head_epoch(&self) -> Option<u64> {
         let st = self.metrics.state.lock();
         st.head_slot.zip(st.clock).map(|(s, c)| c.epoch_of(s))
@@ -446,10 +468,20 @@ impl Poller {
             Err(e) => {
                 sync_span.record("otel.status_code", "ERROR");
                 self.node_failed(&e);
+                // Every collector that asks the node is as blind, not only those of every cycle;
+                // the ones on their own schedule run again as soon as the node answers. The
+                // event stream reports its own state.
                 let msg = e.to_string();
-                for c in EVERY_CYCLE {
-                    self.status.record(c, start.elapsed(), Err(msg.clone()));
+                for c in COLLECTORS {
+                    if c != "events" && self.collector_enabled(c) {
+                        self.status.record(c, start.elapsed(), Err(msg.clone()));
+                    }
                 }
+                let mut sc = self.sched();
+                sc.next_info = None;
+                sc.next_peers = None;
+                sc.validators_epoch = None;
+                sc.participation_epoch = None;
                 return;
             }
         };
@@ -823,7 +855,8 @@ impl Poller {
         let payload_from = self.payload_from_epoch.load(Ordering::Relaxed);
         let no_payload = clock.is_some_and(|c| c.epoch_of(seen.slot) < payload_from);
         // The slot right after the last head leaves no slot between them to classify: its
-        // parent changes no count (a depth-1 reorg is reported by its own event).
+        // parent changes no count (a depth-1 reorg there goes unseen when the block cannot be
+        // fetched; the node's chain_reorg event then only logs it).
         let next_slot = seen.parent_root.is_none()
             && tracker
                 .head()
@@ -872,6 +905,13 @@ impl Poller {
         drop(tracker);
         self.metrics.blocks.inc_by(outcome.new_blocks);
         self.metrics.missed_slots.inc_by(outcome.missed);
+        if let Some(d) = outcome.reorg_depth {
+            // Another branch may have processed its epoch differently: read finality again.
+            self.sched().finality_epoch = None;
+            self.metrics.reorgs.inc();
+            self.metrics.reorg_depth.observe(d as f64);
+            tracing::warn!(depth = d, new_head = seen.slot, "reorg");
+        }
         if outcome.unresolved > 0 {
             tracing::debug!(
                 slots = outcome.unresolved,
@@ -885,13 +925,17 @@ impl Poller {
         }
     }
 
-    /// A `chain_reorg` event.
+    /// A `chain_reorg` event. The reorg itself is counted from the heads (see [`crate::head`]),
+    /// like on the execution side: clients compute the event's `depth` differently (Prysm and
+    /// Lodestar do not count the old chain's blocks above the common ancestor).
     pub fn on_reorg(&self, slot: u64, depth: u64) {
         // Another branch may have processed its epoch differently: read finality again.
         self.sched().finality_epoch = None;
-        self.metrics.reorgs.inc();
-        self.metrics.reorg_depth.observe(depth as f64);
-        tracing::info!(slot, depth, "chain reorg reported by the node");
+        tracing::info!(
+            slot,
+            client_depth = depth,
+            "chain reorg reported by the node"
+        );
     }
 
     /// A `finalized_checkpoint` event: finality moves at once, the poll confirms it.
@@ -904,7 +948,9 @@ impl Poller {
 
     /// The validators and participation collectors, when their epoch is due.
     pub async fn poll_validators(&self) {
-        if !self.cfg.enabled.validators || self.last_ok_ms() == 0 {
+        // Not before the node first answered, nor while it is down (the poll cycle marks these
+        // collectors failed then, and they run again once it answers).
+        if !self.cfg.enabled.validators || self.last_ok_ms() == 0 || !self.metrics.state.lock().up {
             return;
         }
         let Some(clock) = self.clock() else { return };
@@ -914,15 +960,20 @@ impl Poller {
         let epoch_len =
             Duration::from_millis(clock.slot_ms.max(1000) * clock.slots_per_epoch.max(1));
         let now = Instant::now();
-        let (counts_due, part_due, try_rewards) = {
+        let (counts_due, part_due, try_rewards, proposals_due) = {
             let sc = self.sched();
             let ready = |t: Option<Instant>| t.is_none_or(|t| now >= t);
+            let proposals_due = !self.cfg.filter.is_all()
+                && ready(sc.proposals_retry_at)
+                && (sc.proposals.fetched_epoch != Some(epoch)
+                    || !sc.proposals.ripe(slot).is_empty());
             (
                 sc.validators_epoch != Some(epoch) && ready(sc.validators_retry_at),
                 epoch >= 2
                     && sc.participation_epoch != Some(epoch - 2)
-                    && ready(sc.participation_retry_at),
+                    && sc.participation_failed_in != Some(epoch),
                 ready(sc.rewards_unsupported_until),
+                proposals_due,
             )
         };
         if counts_due {
@@ -931,19 +982,63 @@ impl Poller {
                 .await;
         }
         if part_due {
-            self.poll_participation(
-                epoch,
-                now,
-                (retry_after, epoch_len),
-                clock.slots_per_epoch,
-                try_rewards,
-            )
-            .instrument(collector_span("participation"))
-            .await;
+            self.poll_participation(epoch, now, clock.slots_per_epoch, try_rewards)
+                .instrument(collector_span("participation"))
+                .await;
+        }
+        if proposals_due {
+            self.poll_proposals(epoch, slot, now, retry_after, clock.slots_per_epoch)
+                .instrument(collector_span("proposals"))
+                .await;
         }
     }
 
-    /// How long a failed validators or participation collector waits: one slot, but after an
+    /// Fetches the epoch's proposal duties of the watched validators once, then judges the ones
+    /// whose slot is over by a full slot (see [`proposals`]).
+    async fn poll_proposals(
+        &self,
+        epoch: u64,
+        slot: u64,
+        now: Instant,
+        retry_after: Duration,
+        slots_per_epoch: u64,
+    ) {
+        let t = Instant::now();
+        let r = async {
+            if self.sched().proposals.fetched_epoch != Some(epoch) {
+                let duties = proposals::fetch_duties(&self.api, &self.cfg.filter, epoch).await?;
+                let dropped = self.sched().proposals.add(epoch, duties, slots_per_epoch);
+                if dropped > 0 {
+                    tracing::warn!(
+                        dropped,
+                        "proposal duties dropped unjudged: the node did not answer for {} epochs",
+                        proposals::MAX_PENDING_EPOCHS
+                    );
+                }
+            }
+            let ripe = self.sched().proposals.ripe(slot);
+            for duty in ripe {
+                let outcome = proposals::fetch_outcome(&self.api, duty).await?;
+                self.metrics.proposal(outcome);
+                self.sched().proposals.remove(duty);
+                if outcome == proposals::Outcome::Missed {
+                    tracing::info!(
+                        slot = duty.slot,
+                        validator_index = duty.validator_index,
+                        "a watched validator missed its block proposal"
+                    );
+                }
+            }
+            Ok::<(), UpstreamError>(())
+        }
+        .await;
+        if r.is_err() {
+            self.sched().proposals_retry_at = Some(now + retry_after);
+        }
+        self.record("proposals", t, r);
+    }
+
+    /// How long a failed validators collector waits: one slot, but after an
     /// answer larger than the body cap a growing number of epochs (one log line per streak).
     fn retry_delay(
         &self,
@@ -1009,7 +1104,6 @@ impl Poller {
         &self,
         epoch: u64,
         now: Instant,
-        (retry_after, epoch_len): (Duration, Duration),
         slots_per_epoch: u64,
         try_rewards: bool,
     ) {
@@ -1029,7 +1123,6 @@ impl Poller {
                     self.metrics.state.lock().participation = *p;
                     let mut sc = self.sched();
                     sc.participation_epoch = Some(target);
-                    sc.participation_too_large = 0;
                     if try_rewards && *source == validators::Source::State {
                         sc.rewards_unsupported_until = Some(now + self.cfg.reprobe_interval);
                         drop(sc);
@@ -1039,18 +1132,7 @@ impl Poller {
                         );
                     }
                 }
-                Err(e) => {
-                    let mut sc = self.sched();
-                    sc.participation_retry_at = Some(
-                        now + self.retry_delay(
-                            e,
-                            &mut sc.participation_too_large,
-                            "participation",
-                            retry_after,
-                            epoch_len,
-                        ),
-                    );
-                }
+                Err(_) => self.sched().participation_failed_in = Some(epoch),
             }
             self.record("participation", t, r.map(|_| ()));
         }

@@ -16,8 +16,10 @@
 //!      When no ideal head reward is positive (an inactivity leak), the head ratio is unknown and
 //!      left absent.
 //!   2. When the node does not offer it (404, 405 or 501, as Lodestar 1.5.1), the participation
-//!      flags of the beacon state at the last slot of epoch `N + 1`:
-//!      `GET /eth/v2/debug/beacon/states/{slot}`, field `previous_epoch_participation` (bits 0, 1,
+//!      flags of the beacon state after the last block of epoch `N + 1` (found by reading
+//!      `GET /eth/v1/beacon/headers/{slot}` back from the epoch's last slot; an empty slot has no
+//!      state of its own): `GET /eth/v2/debug/beacon/states/{slot}`, field
+//!      `previous_epoch_participation` (bits 0, 1,
 //!      2 = timely source, target, head), over the validators active in `N` (slashed ones count as
 //!      not participating). The state is large on big networks: it is only fetched when the
 //!      rewards endpoint is missing, and re-probing the rewards endpoint happens every
@@ -94,7 +96,7 @@ impl ValidatorFilter {
         self.ids.is_empty()
     }
 
-    fn matches(&self, index: u64, pubkey: &str) -> bool {
+    pub(crate) fn matches(&self, index: u64, pubkey: &str) -> bool {
         self.is_all()
             || self.indices.contains(&index)
             || (!self.pubkeys.is_empty() && self.pubkeys.contains(&pubkey.to_ascii_lowercase()))
@@ -296,7 +298,7 @@ pub async fn fetch_participation(
             Err(e) => return Err(e),
         }
     }
-    let slot = (epoch + 2) * slots_per_epoch - 1;
+    let slot = state_slot(api, epoch, slots_per_epoch).await?;
     let (_, body) = api
         .get_raw(
             api::DEBUG_STATE,
@@ -307,6 +309,33 @@ pub async fn fetch_participation(
     let p = from_state(&body, epoch, filter)
         .map_err(|e| api.decode_error(api::DEBUG_STATE, format!("{}: {e}", api::DEBUG_STATE.0)))?;
     Ok((p, Source::State))
+}
+
+/// The slot whose state holds the participation flags of `epoch`: the last slot of epoch
+/// `epoch + 1` that has a block. A slot without a block has no state of its own (a node may
+/// answer 500 for it, as Lodestar does); the state after the last block at or before it carries
+/// the same flags, since no attestation was included after that block. The headers are read
+/// from the last slot back (an empty slot answers 404, not counted as an error); when the whole
+/// epoch is empty, the last slot itself is asked for.
+async fn state_slot(
+    api: &BeaconApi,
+    epoch: u64,
+    slots_per_epoch: u64,
+) -> Result<u64, UpstreamError> {
+    let first = (epoch + 1) * slots_per_epoch;
+    let last = (epoch + 2) * slots_per_epoch - 1;
+    for s in (first..=last).rev() {
+        if let Some(h) = api.header_at_slot(s).await? {
+            if (first..=s).contains(&h.slot) {
+                return Ok(h.slot);
+            }
+            return Err(api.decode_error(
+                api::HEADER,
+                format!("the header asked for slot {s} is at slot {}", h.slot),
+            ));
+        }
+    }
+    Ok(last)
 }
 
 #[cfg(test)]

@@ -189,6 +189,13 @@ async fn lodestar_end_to_end() {
         ],
     )
     .await;
+    // A second sidecar that watches half the validators, as a node's own (--validators.id):
+    // the proposals collector runs only there.
+    let own = Exporter::start(
+        &node.url(),
+        &["--validators.id", "0,1,2,3", "--collector.events=false"],
+    )
+    .await;
 
     // --- a healthy chain ------------------------------------------------------------------
     exp.wait_for(60, "the first blocks", |s| {
@@ -355,7 +362,38 @@ async fn lodestar_end_to_end() {
     );
     step(t0, "participation checks passed");
 
+    // The watched half: its counts, and its proposals found in the node's canonical blocks.
+    let s = own
+        .wait_for(40, "proposals of the watched validators", |s| {
+            val(
+                s,
+                "eth_cl_validators_proposals_total",
+                &[("result", "proposed")],
+            )
+            .is_some_and(|p| p >= 2.0)
+        })
+        .await;
+    assert_eq!(must(&s, "eth_cl_validators_watched_ids", &[]), 4.0);
+    assert_eq!(
+        must(&s, "eth_cl_validators", &[("status", "active_ongoing")]),
+        4.0
+    );
+    assert_eq!(
+        must(
+            &s,
+            "ethwatch_collector_success",
+            &[("collector", "proposals")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        must(&exp.scrape().await, "eth_cl_validators_watched_ids", &[]),
+        0.0
+    );
+    step(t0, "proposals of the watched validators counted");
+
     // --- a stalled chain ----------------------------------------------------------------------
+    let own_a = own.scrape().await;
     node.stop_validator();
     let a = exp.scrape().await;
     step(t0, "validator stopped");
@@ -379,6 +417,50 @@ async fn lodestar_end_to_end() {
         t0,
         &format!("stalled: {missed} missed slots, head lag {lag}"),
     );
+    // The watched validators' next duties (half of all slots) find no block: missed, while at
+    // most one block still in flight at the stop counts as proposed. An empty slot's 404 is an
+    // answer, not a request error.
+    let missed_a = must(
+        &own_a,
+        "eth_cl_validators_proposals_total",
+        &[("result", "missed")],
+    );
+    let proposed_a = must(
+        &own_a,
+        "eth_cl_validators_proposals_total",
+        &[("result", "proposed")],
+    );
+    let s = own
+        .wait_for(40, "missed proposals of the watched validators", |s| {
+            val(
+                s,
+                "eth_cl_validators_proposals_total",
+                &[("result", "missed")],
+            )
+            .is_some_and(|m| m >= missed_a + 1.0)
+        })
+        .await;
+    assert!(
+        must(
+            &s,
+            "eth_cl_validators_proposals_total",
+            &[("result", "proposed")]
+        ) <= proposed_a + 1.0
+    );
+    assert_eq!(
+        val(
+            &s,
+            "eth_cl_api_errors_total",
+            &[
+                ("route", "/eth/v1/beacon/headers/{block_id}"),
+                ("kind", "http_status")
+            ]
+        ),
+        None,
+        "an empty slot's 404 is not an error"
+    );
+    own.stop().await;
+    step(t0, "missed proposals of the watched validators counted");
     exp.wait_for(60, "readiness to fail as the node falls behind", |s| {
         val(s, "eth_cl_sync_distance_slots", &[]).is_some_and(|d| d > 4.0)
     })

@@ -481,11 +481,15 @@ async fn stream_events_move_the_metrics_at_once() {
     let exp = Exporter::start(&fake.url, &["--collector.validators=false"]).await;
     let s = exp
         .wait_for(10, "the stream's events counted", |s| {
-            val(s, "eth_cl_reorgs_total", &[]) == Some(1.0)
+            val(s, "eth_cl_events_total", &[("topic", "chain_reorg")]) == Some(1.0)
                 && val(s, "eth_cl_events_total", &[("topic", "other")]) == Some(1.0)
         })
         .await;
-    assert_eq!(must(&s, "eth_cl_reorg_depth_sum", &[]), 2.0);
+    // Reorgs are counted from the heads, as on the execution side, not from the client's own
+    // chain_reorg event (whose depth clients compute differently): the stream's head is a child
+    // of the polled one, so there was none.
+    assert_eq!(must(&s, "eth_cl_reorgs_total", &[]), 0.0);
+    assert_eq!(must(&s, "eth_cl_reorg_depth_count", &[]), 0.0);
     assert_eq!(must(&s, "eth_cl_events_total", &[("topic", "head")]), 2.0);
     assert_eq!(must(&s, "eth_cl_events_total", &[("topic", "block")]), 1.0);
     assert_eq!(
@@ -646,5 +650,113 @@ async fn a_live_stream_slows_the_poll_and_a_quiet_one_restores_it() {
         "finality requests in 2 s once the stream is quiet: {d:?}"
     );
     assert_eq!(exp.status("/readyz").await, 200);
+    exp.stop().await;
+}
+
+/// Participation from the beacon state (no rewards endpoint, as Lodestar 1.5.1): the state asked
+/// for is the one after the last block of the epoch, not the state at its last slot when that
+/// slot is empty (a real node answered 500 for it, again at every cycle); the empty slot's 404 is
+/// not an error; after a failure the state is asked again in the next epoch at the earliest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn participation_reads_the_state_at_or_before_an_empty_slot_once_per_epoch() {
+    let fake = FakeBeacon::start().await;
+    let (genesis, slot) = chain();
+    fake.set_all(healthy(genesis, slot));
+    let state = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/lodestar-1.5.1/debug_state.json"),
+    )
+    .expect("state fixture");
+    // 8 slots per epoch: in every epoch the last slot (8e + 7) is empty, 8e + 6 has a block.
+    let epochs = 1..40u64;
+    let state_path = |s: u64| format!("/eth/v2/debug/beacon/states/{s}");
+    for e in epochs.clone() {
+        let (empty, last_block) = (8 * e + 7, 8 * e + 6);
+        fake.set(
+            &format!("/eth/v1/beacon/headers/{last_block}"),
+            Reply::Body(200, support::fake::header(last_block)),
+        );
+        fake.set(
+            &state_path(empty),
+            Reply::Body(
+                500,
+                r#"{"code":500,"message":"no state for an empty slot"}"#.into(),
+            ),
+        );
+        fake.set(&state_path(last_block), Reply::Body(200, state.clone()));
+    }
+    let state_requests = |f: &FakeBeacon| -> (u64, u64) {
+        epochs.clone().fold((0, 0), |(empty, block), e| {
+            (
+                empty + f.requests(&state_path(8 * e + 7)),
+                block + f.requests(&state_path(8 * e + 6)),
+            )
+        })
+    };
+    let exp = Exporter::start(&fake.url, &[]).await;
+    let s = exp
+        .wait_for(20, "participation from the state", |s| {
+            val(s, "eth_cl_epoch_participation_epoch", &[]).is_some()
+        })
+        .await;
+    assert_eq!(
+        must(
+            &s,
+            "ethwatch_collector_success",
+            &[("collector", "participation")]
+        ),
+        1.0
+    );
+    let (empty, block) = state_requests(&fake);
+    assert_eq!(empty, 0, "the state of an empty slot was asked for");
+    assert!(block >= 1);
+    assert_eq!(
+        val(
+            &s,
+            "eth_cl_api_errors_total",
+            &[
+                ("route", "/eth/v1/beacon/headers/{block_id}"),
+                ("kind", "http_status")
+            ]
+        ),
+        None,
+        "the 404 of an empty slot is not an error"
+    );
+
+    // Now the node cannot serve any state: one try per epoch, not one per cycle.
+    for e in epochs.clone() {
+        fake.set(
+            &state_path(8 * e + 6),
+            Reply::Body(500, r#"{"code":500,"message":"regen failed"}"#.into()),
+        );
+    }
+    let before = state_requests(&fake).1;
+    // The next epoch's try fails (an epoch is 16 s).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while state_requests(&fake).1 == before {
+        assert!(Instant::now() < deadline, "no try in the next epoch");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let failed_at = Instant::now();
+    let s = exp
+        .wait_for(5, "participation failing", |s| {
+            val(
+                s,
+                "ethwatch_collector_success",
+                &[("collector", "participation")],
+            ) == Some(0.0)
+        })
+        .await;
+    assert!(
+        val(&s, "eth_cl_epoch_participation_epoch", &[]).is_some(),
+        "last value kept"
+    );
+    // Most of an epoch later (many 2 s slots and poll cycles), still that one try.
+    tokio::time::sleep(Duration::from_secs(12).saturating_sub(failed_at.elapsed())).await;
+    let tries = state_requests(&fake).1 - before;
+    assert_eq!(
+        tries, 1,
+        "{tries} state requests within the epoch of the failure"
+    );
     exp.stop().await;
 }

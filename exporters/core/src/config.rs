@@ -56,7 +56,7 @@ pub struct CommonArgs {
     #[arg(long = "web.config.file", env = "ETHWATCH_WEB_CONFIG_FILE")]
     pub web_config_file: Option<std::path::PathBuf>,
 
-    /// Log line format.
+    /// Log line format. Text lines carry colour codes only when stderr is a terminal.
     #[arg(long = "log.format", env = "ETHWATCH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 

@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::CommonArgs;
 use crate::metrics::{CollectorStatus, register_build_info};
-use crate::server::{self, ReadinessCheck, ServeOptions, ServerMetrics, ServerState};
+use crate::server::{self, Pages, ReadinessCheck, ServeOptions, ServerMetrics, ServerState};
 use crate::volume::VolumeMetrics;
 
 /// See the module docs.
@@ -32,6 +32,7 @@ pub struct Frame {
     volume: VolumeMetrics,
     server_metrics: ServerMetrics,
     web: crate::webconfig::WebConfig,
+    pages: Option<Arc<dyn Pages>>,
     listener: TcpListener,
     tracker: TaskTracker,
     shutdown: CancellationToken,
@@ -59,6 +60,7 @@ impl Frame {
             volume,
             server_metrics,
             web,
+            pages: None,
             listener,
             tracker: TaskTracker::new(),
             shutdown,
@@ -73,6 +75,11 @@ impl Frame {
     /// The shutdown token every task watches.
     pub fn shutdown(&self) -> CancellationToken {
         self.shutdown.clone()
+    }
+
+    /// Adds the exporter's live values to the landing page and its own routes to the server.
+    pub fn set_pages(&mut self, pages: Arc<dyn Pages>) {
+        self.pages = Some(pages);
     }
 
     /// Runs a task that must drain before the exporter stops.
@@ -110,6 +117,7 @@ impl Frame {
             status: self.status,
             metrics: self.server_metrics,
             web: self.web,
+            pages: self.pages,
         });
         self.tracker.spawn(server::serve(
             self.listener,

@@ -91,6 +91,29 @@ fn flush_help(out: &mut String, help: Option<(&str, &str)>, suffix: &str) {
 /// Decides readiness: `Ok` when ready, `Err(reason)` when not.
 pub type ReadinessCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
+/// A response of an exporter's own route.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// HTTP status code.
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+/// What an exporter adds to the server: live values beside the landing page's collector table,
+/// and routes of its own (asked before the built-in `/healthz`, `/readyz` and `/`, after the
+/// telemetry path). Both read in-memory state only, like `/metrics`.
+pub trait Pages: Send + Sync {
+    /// HTML shown on the landing page above the collector table (escaped by the implementor).
+    fn landing_html(&self) -> Option<String> {
+        None
+    }
+    /// The answer for `path`, or `None` to leave it to the built-in routes.
+    fn route(&self, _path: &str) -> Option<Page> {
+        None
+    }
+}
+
 /// Everything the server needs to answer.
 pub struct ServerState {
     /// The registry `/metrics` encodes. Encoding reads in-memory state only.
@@ -109,6 +132,8 @@ pub struct ServerState {
     pub metrics: ServerMetrics,
     /// TLS and basic auth from `--web.config.file` (none by default).
     pub web: crate::webconfig::WebConfig,
+    /// The exporter's live values and own routes, if any.
+    pub pages: Option<Arc<dyn Pages>>,
 }
 
 /// Largest request head (request line and headers) accepted; a larger one gets 431 and the
@@ -771,6 +796,17 @@ fn handle(
     };
     let mut res = if path == state.telemetry_path {
         metrics_response(&req, state)
+    } else if let Some(page) = state.pages.as_ref().and_then(|p| p.route(path)) {
+        let mut res = Response::new(ResponseBody::new(page.body));
+        *res.status_mut() =
+            StatusCode::from_u16(page.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        res.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(page.content_type));
+        res.headers_mut().insert(
+            hyper::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
+        res
     } else if path == "/" {
         landing(state)
     } else {
@@ -838,12 +874,20 @@ fn landing(state: &ServerState) -> Response<ResponseBody> {
         Ok(()) => "ready".to_string(),
         Err(e) => format!("not ready: {}", html_escape(&e)),
     };
+    let live = state
+        .pages
+        .as_ref()
+        .and_then(|p| p.landing_html())
+        .unwrap_or_default();
     let body = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>ethwatch {exp}</title></head><body>\
+        "<!doctype html><html><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><link rel=\"icon\" href=\"data:,\">\
+<title>ethwatch {exp}</title></head><body>\
 <h1>ethwatch {exp}</h1>\
 <p>version {ver} (revision {rev})</p>\
 <p>upstream: <code>{up}</code></p>\
 <p>status: {ready}</p>\
+{live}\
 <table border=\"1\" cellpadding=\"4\"><tr><th>collector</th><th>last success</th><th>status</th></tr>\n{rows}</table>\
 <p><a href=\"{path}\">metrics</a> · <a href=\"/healthz\">healthz</a> · <a href=\"/readyz\">readyz</a></p>\
 </body></html>\n",
@@ -861,11 +905,30 @@ fn landing(state: &ServerState) -> Response<ResponseBody> {
     res
 }
 
-fn html_escape(s: &str) -> String {
+/// The landing page's table of live values (`label: value`, `–` when unknown), escaped.
+pub fn live_values(values: &[(&str, Option<String>)]) -> String {
+    let mut out = String::from(
+        "<table id=\"live\" border=\"1\" cellpadding=\"4\"><tr><th colspan=\"2\">live</th></tr>",
+    );
+    for (k, v) in values {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td></tr>",
+            html_escape(k),
+            v.as_deref().map_or_else(|| "–".to_string(), html_escape)
+        );
+    }
+    out.push_str("</table>");
+    out
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }
 
 #[cfg(test)]

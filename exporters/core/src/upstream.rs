@@ -151,6 +151,20 @@ pub struct RequestMetrics {
         fn() -> HistogramWithExemplars<TraceLabels>,
     >,
     errors: Family<CallLabels, Counter>,
+    /// Requests by the same label as `errors` counts failures (see [`Self::register_requests`]);
+    /// registered by the exporters whose error ratio needs it.
+    requests: Option<Family<CallLabels, Counter>>,
+}
+
+/// The label value of an exchange that carried several calls (a JSON-RPC batch).
+pub const BATCH: &str = "batch";
+
+/// The target an exchange is counted under: its one target, or [`BATCH`] for several.
+pub fn exchange_target(targets: &[&'static str]) -> &'static str {
+    match targets {
+        [one] => one,
+        _ => BATCH,
+    }
 }
 
 impl RequestMetrics {
@@ -180,7 +194,31 @@ impl RequestMetrics {
             constant: None,
             duration,
             errors,
+            requests: None,
         }
+    }
+
+    /// Registers `<name>` (counter): one per exchange with the node, under the target the
+    /// exchange's failure would be counted under ([`exchange_target`]: its one target, or
+    /// `batch` for a JSON-RPC batch), so that errors divided by requests compares like with like.
+    pub fn register_requests(&mut self, registry: &mut Registry, name: &str, help: &str) {
+        let requests = Family::<CallLabels, Counter>::default();
+        registry.register(name, help, requests.clone());
+        self.requests = Some(requests);
+    }
+
+    /// Counts one exchange under `target` (when a requests counter is registered).
+    pub fn request(&self, target: &'static str) {
+        if let Some(r) = &self.requests {
+            r.get_or_create(&self.labels(target, None)).inc();
+        }
+    }
+
+    /// The request count for a target (0 without a requests counter; for tests).
+    pub fn request_count(&self, target: &'static str) -> u64 {
+        self.requests
+            .as_ref()
+            .map_or(0, |r| r.get_or_create(&self.labels(target, None)).get())
     }
 
     /// The same families, recording with constant labels added (one endpoint among many, as in
@@ -204,6 +242,9 @@ impl RequestMetrics {
     /// Removes the series of this endpoint's constant labels (a node that left the network).
     pub fn remove_target(&self, target: &'static str) {
         self.duration.remove(&self.labels(target, None));
+        if let Some(r) = &self.requests {
+            r.remove(&self.labels(target, None));
+        }
         for k in ErrorKind::ALL {
             self.errors.remove(&self.labels(target, Some(k)));
         }
@@ -349,8 +390,9 @@ impl Upstream {
         &self.metrics
     }
 
-    /// POSTs a JSON body to the base URL (JSON-RPC). Latency and errors are recorded for every
-    /// target in `targets` (the methods of a batch).
+    /// POSTs a JSON body to the base URL (JSON-RPC). Latency is recorded for every target in
+    /// `targets` (the methods of a batch share the round trip); the exchange is one request, and
+    /// when it fails one error, under [`exchange_target`] (the one method, or `batch`).
     pub async fn post_json(
         &self,
         targets: &[&'static str],
@@ -452,11 +494,11 @@ impl Upstream {
         };
         match &res {
             Ok(r) => {
-                span.record("http.response.status_code", r.status().as_u16());
+                span.record("http.response.status_code", i64::from(r.status().as_u16()));
             }
             Err(e) => {
                 if let UpstreamError::HttpStatus { status, .. } = e {
-                    span.record("http.response.status_code", status);
+                    span.record("http.response.status_code", i64::from(*status));
                 }
                 span.record("error.type", e.kind().as_str());
                 span.record("otel.status_code", "ERROR");
@@ -465,6 +507,7 @@ impl Upstream {
         let trace_id = crate::traces::trace_id_of(&span);
         drop(span);
         self.metrics.observe(target, start.elapsed(), trace_id);
+        self.metrics.request(target);
         if let Err(e) = &res {
             self.metrics.error(target, e.kind());
         }
@@ -497,7 +540,9 @@ impl Upstream {
             http.request.method = method,
             url.template = template,
             server.address = self.base.host_str().unwrap_or(""),
-            server.port = self.base.port_or_known_default(),
+            // Integers as i64: the OpenTelemetry layer turns unsigned ones into strings, and the
+            // semantic conventions type these attributes as int.
+            server.port = self.base.port_or_known_default().map(i64::from),
             http.response.status_code = tracing::field::Empty,
             error.type = tracing::field::Empty,
         )
@@ -543,11 +588,11 @@ impl Upstream {
         let elapsed = start.elapsed();
         match &result {
             Ok((status, _)) => {
-                span.record("http.response.status_code", status);
+                span.record("http.response.status_code", i64::from(*status));
             }
             Err(e) => {
                 if let UpstreamError::HttpStatus { status, .. } = e {
-                    span.record("http.response.status_code", status);
+                    span.record("http.response.status_code", i64::from(*status));
                 }
                 span.record("error.type", e.kind().as_str());
                 span.record("otel.status_code", "ERROR");
@@ -557,9 +602,12 @@ impl Upstream {
         drop(span);
         for t in targets {
             self.metrics.observe(t, elapsed, trace_id.clone());
-            if let Err(e) = &result {
-                self.metrics.error(t, e.kind());
-            }
+        }
+        // One exchange, one request and at most one error, however many calls it carried.
+        let exchange = exchange_target(targets);
+        self.metrics.request(exchange);
+        if let Err(e) = &result {
+            self.metrics.error(exchange, e.kind());
         }
         result
     }

@@ -56,6 +56,7 @@ async fn start(opts: ServeOptions, series: usize) -> Server {
         status,
         metrics,
         web: Default::default(),
+        pages: None,
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");

@@ -192,3 +192,60 @@ fn duplicate_target_name_names_its_flag() {
     assert!(err.contains("--beacon-target"), "{err}");
     assert!(!err.contains("--pair"), "{err}");
 }
+
+/// Text logs written to a pipe (a file, a log collector) carry no ANSI colour codes.
+#[test]
+fn text_logs_to_a_pipe_have_no_colour_codes() {
+    use std::io::{BufRead, BufReader};
+    // Nothing listens on port 1: the exporter logs a warning at the first poll.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ethwatch"))
+        .args([
+            "execution",
+            "--rpc-url",
+            "http://127.0.0.1:1",
+            "--web.listen-address",
+            "127.0.0.1:0",
+        ])
+        .env_remove("NO_COLOR")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn ethwatch");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let warn = line.contains("WARN");
+            if tx.send(line).is_err() || warn {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(l) => {
+                let warn = l.contains("WARN");
+                lines.push(l);
+                if warn {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        lines.iter().any(|l| l.contains("WARN")),
+        "no warning logged: {lines:?}"
+    );
+    for l in &lines {
+        assert!(
+            !l.contains('\u{1b}'),
+            "ANSI escape in a piped log line: {l:?}"
+        );
+    }
+}

@@ -4,6 +4,15 @@
 //! head it walks the head's ancestry back to a block it knows, fetching missing parents by number
 //! in bounded batches, and reports how many heights the chain grew by, the timestamp intervals
 //! between the new blocks, and the depth of a reorg when the old head is not an ancestor.
+//!
+//! # Counting each height once
+//!
+//! The tracker keeps the highest height it has counted. A new head adds to the block count (and
+//! to the transaction count) only the heights above that mark: after a reorg to a lower height
+//! the chain grows back through heights already counted, and those are not counted again (the
+//! transactions of a replacing block at such a height are not added; those of the block it
+//! replaced stay counted). So `eth_el_blocks_total` grows by exactly the chain's height gain, and
+//! a rate of it is the block rate, whatever reorgs happened.
 
 use std::collections::VecDeque;
 use std::ops::RangeInclusive;
@@ -28,6 +37,8 @@ struct Entry {
     number: u64,
     hash: B256,
     timestamp: u64,
+    /// Transactions in the block, when the header said (a `newHeads` header does not).
+    transactions: Option<u64>,
 }
 
 /// What a new head meant.
@@ -35,8 +46,12 @@ struct Entry {
 pub struct Advance {
     /// The head is new (not the current head and not an older block we already passed).
     pub is_new: bool,
-    /// Heights the chain grew by (new blocks observed, including skipped-over ones).
+    /// Heights above the highest counted so far (new blocks observed, including skipped-over
+    /// ones; a height is counted once, whatever reorgs happen).
     pub new_blocks: u64,
+    /// Transactions in the blocks at those heights, as far as the tracker saw them (a gap beyond
+    /// the backfill bound leaves the unfetched blocks' transactions out).
+    pub new_transactions: u64,
     /// Intervals in seconds between consecutive new blocks' timestamps (for fetched blocks).
     pub intervals: Vec<f64>,
     /// Depth of the reorg (old head height minus common ancestor height), if there was one.
@@ -53,6 +68,8 @@ pub struct HeadTracker {
     capacity: usize,
     max_backfill: u64,
     recent_intervals: VecDeque<u64>,
+    /// The highest height counted in `new_blocks` (see the module docs).
+    highest: Option<u64>,
 }
 
 /// How many recent intervals the learnt expected interval is the median of.
@@ -69,6 +86,7 @@ impl HeadTracker {
             capacity: capacity.max(2),
             max_backfill: max_backfill.max(1),
             recent_intervals: VecDeque::with_capacity(INTERVAL_SAMPLES),
+            highest: None,
         }
     }
 
@@ -104,9 +122,11 @@ impl HeadTracker {
             number: head.number(),
             hash: head.hash,
             timestamp: head.timestamp(),
+            transactions: head.transactions,
         };
         let Some(last) = self.window.back().copied() else {
             self.window.push_back(new);
+            self.highest = Some(self.highest.map_or(new.number, |h| h.max(new.number)));
             return Ok(Advance {
                 is_new: true,
                 ..Advance::default()
@@ -161,6 +181,7 @@ impl HeadTracker {
                     number: b.number(),
                     hash: b.hash,
                     timestamp: b.timestamp(),
+                    transactions: b.transactions,
                 });
                 parent_hash = b.parent_hash;
                 if let Some(e) = b.number().checked_sub(1).and_then(|n| self.known(n))
@@ -172,12 +193,20 @@ impl HeadTracker {
             }
         }
 
+        // Only heights above the highest counted so far are new (see the module docs).
+        let counted = self.highest.unwrap_or(last.number).max(last.number);
         let mut out = Advance {
             is_new: true,
-            new_blocks: new.number.saturating_sub(last.number),
+            new_blocks: new.number.saturating_sub(counted),
             ..Advance::default()
         };
+        self.highest = Some(counted.max(new.number));
         segment.reverse(); // oldest first
+        out.new_transactions = segment
+            .iter()
+            .filter(|e| e.number > counted)
+            .filter_map(|e| e.transactions)
+            .sum();
         match ancestor {
             Some(a) => {
                 if a.number < last.number {
@@ -185,7 +214,7 @@ impl HeadTracker {
                 }
                 let mut prev = a;
                 for e in &segment {
-                    if e.number > last.number {
+                    if e.number > counted {
                         out.intervals
                             .push(e.timestamp.saturating_sub(prev.timestamp) as f64);
                         self.push_interval(e.timestamp.saturating_sub(prev.timestamp));
@@ -199,7 +228,7 @@ impl HeadTracker {
             None => {
                 out.incomplete = true;
                 for w in segment.windows(2) {
-                    if w[1].number > last.number {
+                    if w[1].number > counted {
                         out.intervals
                             .push(w[1].timestamp.saturating_sub(w[0].timestamp) as f64);
                         self.push_interval(w[1].timestamp.saturating_sub(w[0].timestamp));
@@ -354,6 +383,54 @@ mod tests {
         node.canonical.insert(10, block(10, 1, 0));
         let a = adv(&mut t, &mut node, 10).await;
         assert_eq!((a.new_blocks, a.reorg_depth), (0, Some(1)));
+    }
+
+    #[tokio::test]
+    async fn a_reorg_to_a_lower_height_counts_no_height_twice() {
+        let mut node = Node::linear(10);
+        let mut t = HeadTracker::new(64, 32);
+        let mut blocks = 0;
+        for n in 0..=10 {
+            blocks += adv(&mut t, &mut node, n).await.new_blocks;
+        }
+        assert_eq!(blocks, 10);
+        // The node drops back to a fork from 4 (a revert), at height 5 ...
+        for n in 5..=14 {
+            node.canonical
+                .insert(n, block(n, 1, if n == 5 { 0 } else { 1 }));
+        }
+        let a = adv(&mut t, &mut node, 5).await;
+        assert_eq!((a.is_new, a.new_blocks, a.reorg_depth), (true, 0, Some(6)));
+        // ... and grows again through heights 6..=10 (counted before) to 14.
+        for n in 6..=14 {
+            blocks += adv(&mut t, &mut node, n).await.new_blocks;
+        }
+        assert_eq!(
+            blocks, 14,
+            "each height once: the chain is 14 blocks above genesis"
+        );
+    }
+
+    #[tokio::test]
+    async fn transactions_of_new_heights_are_counted_once() {
+        let mut node = Node::linear(10);
+        for n in 0..=10 {
+            node.canonical.get_mut(&n).expect("block").transactions = Some(n);
+        }
+        let mut t = HeadTracker::new(64, 32);
+        assert_eq!(adv(&mut t, &mut node, 5).await.new_transactions, 0);
+        assert_eq!(adv(&mut t, &mut node, 6).await.new_transactions, 6);
+        // Skipped blocks 7 and 8 are fetched and counted with the head 9.
+        assert_eq!(adv(&mut t, &mut node, 9).await.new_transactions, 7 + 8 + 9);
+        // A same-height reorg of 9: the replacing block's transactions are not added.
+        let mut b = block(9, 1, 0);
+        b.transactions = Some(100);
+        node.canonical.insert(9, b);
+        assert_eq!(adv(&mut t, &mut node, 9).await.new_transactions, 0);
+        let mut b = block(10, 1, 1);
+        b.transactions = Some(3);
+        node.canonical.insert(10, b);
+        assert_eq!(adv(&mut t, &mut node, 10).await.new_transactions, 3);
     }
 
     #[tokio::test]

@@ -241,6 +241,9 @@ pub async fn start(args: ExecutionArgs, shutdown: CancellationToken) -> anyhow::
             shutdown.clone(),
         ));
     }
+    frame.set_pages(Arc::new(metrics::LandingValues(
+        poller.metrics().state.clone(),
+    )));
     let (addr, task) = frame.serve(&args.common, "execution", upstream_shown, readiness)?;
     Ok(Running { addr, poller, task })
 }

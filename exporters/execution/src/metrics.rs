@@ -122,7 +122,7 @@ impl Collector for StateCollector {
         gauge(
             e,
             "eth_el_head_transactions",
-            "Transactions in the polled head block",
+            "Transactions in the head block (the block of eth_el_head_block_number; with --ws-url it is fetched for every announced head)",
             None,
             s.head_transactions.map(int),
         )?;
@@ -224,6 +224,8 @@ impl Collector for StateCollector {
 pub struct ExecutionMetrics {
     pub state: SharedState,
     pub blocks: Counter,
+    /// `eth_el_transactions_total`: transactions of the blocks counted in `blocks`.
+    pub transactions: Counter,
     pub block_interval: Histogram,
     pub reorgs: Counter,
     pub reorg_depth: Histogram,
@@ -240,7 +242,9 @@ impl ExecutionMetrics {
         let state = SharedState::default();
         registry.register_collector(Box::new(StateCollector(state.clone())));
         let blocks = Counter::default();
-        registry.register("eth_el_blocks", "New head blocks observed, including blocks the poll skipped over; rate() is the block rate", blocks.clone());
+        registry.register("eth_el_blocks", "New head blocks observed, including blocks the poll skipped over; rate() is the block rate. Each height counts once: after a reorg to a lower height, the heights counted before are not counted again", blocks.clone());
+        let transactions = Counter::default();
+        registry.register("eth_el_transactions", "Transactions in new canonical blocks, each block counted once when its height is first counted in eth_el_blocks_total (skipped blocks are fetched; beyond --max-backfill their transactions are left out); rate() is the transaction rate whatever the scrape interval. A reorg adds nothing for heights already counted: the replaced block's transactions stay counted, the replacing block's are not added", transactions.clone());
         let block_interval = Histogram::new(BLOCK_TIME_BUCKETS);
         registry.register_with_unit(
             "eth_el_block_interval",
@@ -279,17 +283,23 @@ impl ExecutionMetrics {
             );
             g
         });
-        let rpc = RequestMetrics::register(
+        let mut rpc = RequestMetrics::register(
             registry,
             "method",
             "eth_el_rpc_request_duration",
             "JSON-RPC request latency by method; the methods of one batch share its round trip",
             "eth_el_rpc_errors",
-            "Failed JSON-RPC calls by method and kind",
+            "JSON-RPC failures by method and kind: a request that fails as a whole (no answer, a bad status, an unreadable body, one error object for the whole batch) counts once, under its method or method=\"batch\" when it carried several calls; a call answered with an error object or an undecodable result counts once under its method; eth_subscribe counts failed subscription attempts and undecodable notifications",
+        );
+        rpc.register_requests(
+            registry,
+            "eth_el_rpc_requests",
+            "JSON-RPC requests to the node, counted as eth_el_rpc_errors_total counts failures: one per HTTP request, under its method or method=\"batch\" when it carried several calls; eth_subscribe counts subscription attempts and notifications",
         );
         ExecutionMetrics {
             state,
             blocks,
+            transactions,
             block_interval,
             reorgs,
             reorg_depth,
@@ -316,6 +326,7 @@ pub fn registry_for_docs() -> Registry {
     let m = ExecutionMetrics::register(&mut registry, true);
     m.rpc
         .observe("eth_getBlockByNumber", std::time::Duration::ZERO, None);
+    m.rpc.request(ethwatch_core::upstream::BATCH);
     m.rpc.error(
         "eth_getBlockByNumber",
         ethwatch_core::upstream::ErrorKind::Timeout,
@@ -342,4 +353,41 @@ pub fn registry_for_docs() -> Registry {
         txpool_queued: Some(1),
     };
     registry
+}
+
+/// The landing page's live values: head, its age, peers, sync, client.
+pub struct LandingValues(pub SharedState);
+
+impl ethwatch_core::server::Pages for LandingValues {
+    fn landing_html(&self) -> Option<String> {
+        let s = self.0.lock().clone();
+        let now = ethwatch_core::unix_now();
+        let head = s.head_number.map(|n| n.to_string());
+        let age = s
+            .head_timestamp
+            .map(|t| format!("{:.1} s", (now - t as f64).max(0.0)));
+        let sync = s.syncing.map(|x| {
+            if x {
+                match (s.sync_current, s.sync_highest) {
+                    (Some(c), Some(h)) => format!("syncing ({c} of {h})"),
+                    _ => "syncing".to_string(),
+                }
+            } else {
+                "synced".to_string()
+            }
+        });
+        let client = s
+            .client
+            .as_ref()
+            .map(|c| format!("{} {}", c.client, c.version));
+        Some(ethwatch_core::server::live_values(&[
+            ("node", Some(if s.up { "up" } else { "down" }.to_string())),
+            ("head", head),
+            ("head age", age),
+            ("peers", s.peers.map(|p| p.to_string())),
+            ("sync", sync),
+            ("finalized", s.finalized.map(|n| n.to_string())),
+            ("client", client),
+        ]))
+    }
 }

@@ -305,14 +305,16 @@ impl Poller {
             Ok(r) => r,
             Err(e) => {
                 self.node_failed(&e);
+                // Every enabled collector depends on the node, so every one reports the failure,
+                // not only those in this batch (info runs every --info-interval but is as blind);
+                // info runs again as soon as the node answers.
                 let elapsed = start.elapsed();
-                let mut seen: Vec<&str> = Vec::new();
-                for (c, _) in &plan {
-                    if !seen.contains(c) {
-                        seen.push(c);
+                for c in COLLECTORS {
+                    if self.cfg.enabled.get(c) {
                         self.status.record(c, elapsed, Err(e.to_string()));
                     }
                 }
+                *self.next_info.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 return;
             }
         };
@@ -591,15 +593,105 @@ impl Poller {
         }
     }
 
+    /// A head announced by the `newHeads` subscription, which carries no transaction list: the
+    /// block itself is fetched (one batch, with the safe and finalized blocks and the txpool,
+    /// which move with the head) before the head is taken, so every per-head value describes
+    /// the block whose number is shown. A block the node no longer has (it reorged away at once)
+    /// is skipped: the next head or poll covers it.
+    pub async fn on_subscription_head(&self, announced: Header) -> Result<(), UpstreamError> {
+        let arrived = ethwatch_core::unix_now();
+        let start = Instant::now();
+        let mut plan: Vec<(&'static str, Call)> = vec![(
+            "head",
+            Call::new("eth_getBlockByHash", json!([announced.hash, false])),
+        )];
+        if self.cfg.enabled.finality {
+            plan.push((
+                "finality",
+                Call::new("eth_getBlockByNumber", json!(["finalized", false])),
+            ));
+            plan.push((
+                "finality",
+                Call::new("eth_getBlockByNumber", json!(["safe", false])),
+            ));
+        }
+        if self.cfg.enabled.txpool && self.supported("txpool_status", start) {
+            plan.push(("txpool", Call::new("txpool_status", json!([]))));
+        }
+        let calls: Vec<Call> = plan.iter().map(|(_, c)| c.clone()).collect();
+        let mut results = self.rpc.batch(&calls).await?.into_iter();
+        let head_item = results
+            .next()
+            .unwrap_or_else(|| Err(UpstreamError::decode("empty answer")));
+        let block: Option<Header> = self.decode("eth_getBlockByHash", head_item)?;
+        let mut rest: Vec<(&'static str, Vec<(Call, ItemResult)>)> = Vec::new();
+        for ((c, call), r) in plan.into_iter().skip(1).zip(results) {
+            match rest.iter_mut().find(|(n, _)| *n == c) {
+                Some((_, v)) => v.push((call, r)),
+                None => rest.push((c, vec![(call, r)])),
+            }
+        }
+        // The pool and the safe and finalized blocks first: a scrape that shows the new head
+        // shows them as read with it.
+        for (c, items) in rest {
+            let r = match c {
+                "finality" => self.handle_finality(items),
+                _ => self.handle_txpool(items),
+            };
+            self.log_collector(c, &r, start);
+            self.status.record(c, start.elapsed(), r);
+        }
+        match block {
+            Some(b) if b.hash == announced.hash => {
+                self.take_head(b, HeadSource::Subscription, Some(arrived))
+                    .await?
+            }
+            Some(b) => {
+                return Err(self.rpc_decode_error(
+                    "eth_getBlockByHash",
+                    format!(
+                        "asked for block {}, the node answered {}",
+                        announced.hash, b.hash
+                    ),
+                ));
+            }
+            None => tracing::debug!(
+                number = announced.number(),
+                hash = %announced.hash,
+                "the announced head is gone already; the next head covers it"
+            ),
+        }
+        Ok(())
+    }
+
+    fn rpc_decode_error(&self, method: &'static str, msg: String) -> UpstreamError {
+        self.rpc
+            .upstream()
+            .metrics()
+            .error(method, ethwatch_core::upstream::ErrorKind::Decode);
+        UpstreamError::decode(msg)
+    }
+
     /// Processes a head from a poll or the subscription: counts new blocks (fetching skipped
-    /// ones), intervals and reorgs, and updates the head gauges.
+    /// ones), their transactions, intervals and reorgs, and updates the head gauges.
     pub async fn on_head(&self, h: Header, source: HeadSource) -> Result<(), UpstreamError> {
+        self.take_head(h, source, None).await
+    }
+
+    /// [`Self::on_head`], with the moment a subscription's notification arrived.
+    async fn take_head(
+        &self,
+        h: Header,
+        source: HeadSource,
+        arrived: Option<f64>,
+    ) -> Result<(), UpstreamError> {
         let mut tracker = self.tracker.lock().await;
         let adv = tracker.advance(&h, &RpcBlocks(self)).await?;
         let current = tracker.head().map(|(_, hash)| hash);
         drop(tracker);
         if adv.is_new {
             self.metrics.blocks.inc_by(adv.new_blocks);
+            self.metrics.transactions.inc_by(adv.new_transactions);
             for i in &adv.intervals {
                 self.metrics.block_interval.observe(*i);
             }
@@ -611,17 +703,18 @@ impl Poller {
             if source == HeadSource::Subscription
                 && let Some(hist) = &self.metrics.arrival_delay
             {
-                hist.observe((ethwatch_core::unix_now() - h.timestamp() as f64).max(0.0));
+                let at = arrived.unwrap_or_else(ethwatch_core::unix_now);
+                hist.observe((at - h.timestamp() as f64).max(0.0));
             }
+            // Every per-head value from this one block: a value it does not carry is absent,
+            // never another block's.
             let mut s = self.metrics.state.lock();
             s.head_number = Some(h.number());
             s.head_timestamp = Some(h.timestamp());
             s.head_gas_used = Some(h.gas_used.0);
             s.head_gas_limit = Some(h.gas_limit.0);
             s.head_base_fee = h.base_fee_per_gas.map(|q| q.0);
-            if h.transactions.is_some() {
-                s.head_transactions = h.transactions;
-            }
+            s.head_transactions = h.transactions;
             if s.syncing == Some(false) {
                 s.sync_current = s.head_number;
                 s.sync_highest = s.head_number;

@@ -84,8 +84,9 @@ impl RpcClient {
     }
 
     /// Sends `calls` in one HTTP request (a batch when there is more than one) and returns one
-    /// result per call, in order. `Err` means the whole exchange failed (already counted per
-    /// method). JSON-RPC error objects are counted as `rpc_error` for their method.
+    /// result per call, in order. `Err` means the whole exchange failed: counted once, under the
+    /// one method or `batch` (see [`ethwatch_core::upstream::exchange_target`]). JSON-RPC error
+    /// objects in an answer are counted as `rpc_error` for their method, one per call.
     pub async fn batch(&self, calls: &[Call]) -> Result<Vec<ItemResult>, UpstreamError> {
         if calls.is_empty() {
             return Ok(Vec::new());
@@ -124,19 +125,29 @@ impl RpcClient {
                 return Err(e);
             }
         };
-        let results = match self.split(&bytes, first, calls.len()) {
+        let (results, refused) = match self.split(&bytes, first, calls.len()) {
             Ok(r) => r,
             Err(e) => {
                 fail_all(&e);
-                for m in &methods {
-                    self.upstream.metrics().error(m, e.kind());
-                }
+                // The answer as a whole is unusable: one failed exchange, like a refused one.
+                self.upstream
+                    .metrics()
+                    .error(ethwatch_core::upstream::exchange_target(&methods), e.kind());
                 return Err(e);
             }
         };
+        if refused {
+            // One error object for the whole batch: one failed exchange.
+            self.upstream.metrics().error(
+                ethwatch_core::upstream::exchange_target(&methods),
+                ErrorKind::RpcError,
+            );
+        }
         for ((r, m), s) in results.iter().zip(&methods).zip(&spans) {
             if let Err(e) = r {
-                self.upstream.metrics().error(m, e.kind());
+                if !refused {
+                    self.upstream.metrics().error(m, e.kind());
+                }
                 if let UpstreamError::Rpc { code, .. } = e {
                     s.record("rpc.jsonrpc.error_code", code);
                 }
@@ -173,7 +184,13 @@ impl RpcClient {
         })
     }
 
-    fn split(&self, bytes: &[u8], first: u64, n: usize) -> Result<Vec<ItemResult>, UpstreamError> {
+    /// The answer's items in call order, and whether one error object refused the whole batch.
+    fn split(
+        &self,
+        bytes: &[u8],
+        first: u64,
+        n: usize,
+    ) -> Result<(Vec<ItemResult>, bool), UpstreamError> {
         let packet: ResponsePacket = serde_json::from_slice(bytes).map_err(|e| {
             UpstreamError::decode(format!(
                 "not a JSON-RPC response ({e}); body starts {:?}",
@@ -194,7 +211,7 @@ impl RpcClient {
                         code: e.code,
                         message: ethwatch_core::upstream::truncate(&e.message, 200),
                     };
-                    return Ok((0..n).map(|_| Err(err.clone())).collect());
+                    return Ok(((0..n).map(|_| Err(err.clone())).collect(), true));
                 }
                 vec![r]
             }
@@ -217,7 +234,7 @@ impl RpcClient {
                 first + n as u64 - 1
             )));
         }
-        Ok((0..n)
+        let items = (0..n)
             .map(|i| match by_id.remove(&(first + i as u64)) {
                 Some(ResponsePayload::Success(raw)) => Ok(raw),
                 Some(ResponsePayload::Failure(e)) => Err(UpstreamError::Rpc {
@@ -229,7 +246,8 @@ impl RpcClient {
                     first + i as u64
                 ))),
             })
-            .collect())
+            .collect();
+        Ok((items, false))
     }
 }
 
@@ -316,12 +334,13 @@ mod tests {
                 prop_assert!(got.is_err(), "an answer with none of our ids must fail the exchange");
                 return Ok(());
             }
-            let got = got.expect("some ids answered");
+            let (got, refused) = got.expect("some ids answered");
+            prop_assert!(!refused);
             prop_assert_eq!(got.len(), n);
             for (a, r) in answers.iter().zip(&got) {
                 match (a, r) {
                     (Answer::Ok(v), Ok(raw)) => prop_assert_eq!(raw.get(), format!("\"0x{v:x}\"")),
-                    (Answer::Error(c), Err(UpstreamError::Rpc { code, .. })) => prop_assert_eq!(code, c),
+                    (Answer::Error(c), Err(UpstreamError::Rpc { code, .. })) => prop_assert_eq!(*code, *c),
                     (Answer::Missing, Err(e)) => prop_assert_eq!(e.kind(), ErrorKind::Decode),
                     (a, r) => prop_assert!(false, "{a:?} answered as {r:?}"),
                 }

@@ -1,6 +1,8 @@
 //! The `newHeads` subscription over a websocket: a head is seen the moment the node has it.
 //!
-//! The task connects, subscribes, and feeds every header to [`Poller::on_head`]. When the
+//! The task connects, subscribes, and feeds every header to [`Poller::on_subscription_head`],
+//! which fetches the block (a `newHeads` header has no transaction list) with the safe and
+//! finalized blocks and the txpool in one batch. When the
 //! connection drops it reconnects with exponential backoff (1 s to 30 s); polling covers the gap.
 
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use url::Url;
 
-use crate::poller::{HeadSource, Poller};
+use crate::poller::Poller;
 use crate::types::Header;
 
 /// The collector name of the subscription on the landing page and in self-metrics.
@@ -59,6 +61,7 @@ pub async fn run(
     let mut logged_down = false;
     loop {
         let started = Instant::now();
+        poller.metrics().rpc.request("eth_subscribe");
         let result = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = session(&url, &poller, &status, &connected, max_message_bytes, timeout) => r,
@@ -167,6 +170,9 @@ async fn session(
             _ => continue,
         };
         let start = Instant::now();
+        if subscribed {
+            poller.metrics().rpc.request("eth_subscribe");
+        }
         let n: Notification = match serde_json::from_str(text.as_str()) {
             Ok(n) => n,
             Err(e) => {
@@ -206,7 +212,7 @@ async fn session(
                 block.number = p.result.number(),
             );
             let r = poller
-                .on_head(p.result, HeadSource::Subscription)
+                .on_subscription_head(p.result)
                 .instrument(head_span)
                 .await;
             status.record(COLLECTOR, start.elapsed(), r.map_err(|e| e.to_string()));

@@ -315,19 +315,43 @@ async fn follows_a_real_node_and_survives_its_death() {
     let head_before_kill = val(&head_before_kill, "eth_el_head_block_number", &[]).expect("head");
 
     // Kill the node: up 0, connect errors counted, last values served, not ready.
+    let requests =
+        |s: &[Sample]| val(s, "eth_el_rpc_requests_total", &[("method", "batch")]).unwrap_or(0.0);
+    let requests_before = requests(&scrape(&base).await);
     anvil.kill();
     let s = wait_for(&base, 5, "eth_el_up 0", |s| {
         val(s, "eth_el_up", &[]) == Some(0.0)
     })
     .await;
+    // Each refused request is one error (under method="batch"), not one per call in it.
+    let refused = val(
+        &s,
+        "eth_el_rpc_errors_total",
+        &[("method", "batch"), ("kind", "connect")],
+    )
+    .unwrap_or(0.0);
     assert!(
+        refused >= 1.0 && refused <= requests(&s) - requests_before,
+        "{refused} connect errors for {} requests since the kill",
+        requests(&s) - requests_before
+    );
+    assert_eq!(
         val(
             &s,
             "eth_el_rpc_errors_total",
             &[("method", "eth_getBlockByNumber"), ("kind", "connect")]
-        )
-        .is_some_and(|v| v >= 1.0)
+        ),
+        None,
+        "a refused batch is not an error of each of its methods"
     );
+    // Every collector is blind, info included (it is polled only every --info-interval).
+    for c in ["head", "info", "sync", "txpool", "finality"] {
+        assert_eq!(
+            val(&s, "ethwatch_collector_success", &[("collector", c)]),
+            Some(0.0),
+            "collector {c} while the node is down"
+        );
+    }
     assert!(
         val(&s, "eth_el_head_block_number", &[]).is_some_and(|v| v >= head_before_kill),
         "last value kept"
@@ -380,4 +404,238 @@ async fn follows_a_real_node_and_survives_its_death() {
         .await
         .expect("drains within 5 s")
         .expect("task");
+}
+
+/// The block `number` as the node has it: (transactions, gas used).
+async fn block_values(url: &str, number: u64) -> (f64, f64) {
+    let b = rpc(
+        url,
+        "eth_getBlockByNumber",
+        json!([format!("{number:#x}"), false]),
+    )
+    .await;
+    (
+        b["transactions"].as_array().expect("transactions").len() as f64,
+        hex(&b["gasUsed"]) as f64,
+    )
+}
+
+/// Sends `n` plain transfers (mining stopped, they wait in the pool).
+async fn send_transfers(url: &str, n: usize) {
+    let accounts = rpc(url, "eth_accounts", json!([])).await;
+    let from = accounts[0].as_str().expect("account").to_string();
+    let to = accounts[1].as_str().expect("account").to_string();
+    for _ in 0..n {
+        rpc(
+            url,
+            "eth_sendTransaction",
+            json!([{"from": from, "to": to, "value": "0x1"}]),
+        )
+        .await;
+    }
+}
+
+/// A `newHeads` endpoint shaped like geth's: anvil's notifications carry the block's transaction
+/// list, geth's (the header only) do not, and that is where a subscribed exporter went wrong. This
+/// relay subscribes nobody upstream: it watches anvil's head over HTTP and announces each new
+/// block as a header without `transactions`, the way geth does. Returns the ws URL.
+async fn geth_shaped_new_heads(anvil_url: String) -> String {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let anvil_url = anvil_url.clone();
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(sock).await else {
+                    return;
+                };
+                // The subscribe request, answered with a subscription id.
+                let Some(Ok(_)) = ws.next().await else { return };
+                let ok = r#"{"jsonrpc":"2.0","id":1,"result":"0x9c"}"#;
+                if ws.send(Message::text(ok)).await.is_err() {
+                    return;
+                }
+                let mut last = hex(&rpc(&anvil_url, "eth_blockNumber", json!([])).await);
+                loop {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let head = hex(&rpc(&anvil_url, "eth_blockNumber", json!([])).await);
+                    for n in last + 1..=head {
+                        let mut b = rpc(
+                            &anvil_url,
+                            "eth_getBlockByNumber",
+                            json!([format!("{n:#x}"), false]),
+                        )
+                        .await;
+                        let obj = b.as_object_mut().expect("block object");
+                        for field in ["transactions", "uncles", "size", "totalDifficulty"] {
+                            obj.remove(field);
+                        }
+                        let note = json!({
+                            "jsonrpc": "2.0",
+                            "method": "eth_subscription",
+                            "params": {"subscription": "0x9c", "result": b},
+                        });
+                        if ws.send(Message::text(note.to_string())).await.is_err() {
+                            return;
+                        }
+                    }
+                    last = head;
+                }
+            });
+        }
+    });
+    format!("ws://127.0.0.1:{port}")
+}
+
+/// With `--ws-url`, a newHeads notification (geth's) carries no transaction list: every value
+/// exported for the head must still come from the block whose number is shown, at every scrape,
+/// the pool is read with it, and the transactions of every new block are counted once in
+/// eth_el_transactions_total.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribed_heads_carry_their_own_block_values() {
+    ethwatch_core::upstream::install_crypto();
+    let anvil = Anvil::start();
+    let url = anvil.url();
+    rpc(&url, "evm_setIntervalMining", json!([0])).await;
+    rpc(&url, "evm_setAutomine", json!([false])).await;
+    let ws = geth_shaped_new_heads(url.clone()).await;
+    // The poll runs rarely while subscribed: what the exporter shows between heads comes from
+    // the subscription path.
+    let (running, token, base) = exporter(&[
+        "--rpc-url",
+        &url,
+        "--ws-url",
+        &ws,
+        "--poll-interval",
+        "250ms",
+        "--streaming-poll-interval",
+        "60s",
+    ])
+    .await;
+    let s = wait_for(&base, 10, "subscribed with a head", |s| {
+        val(s, "eth_el_subscription_connected", &[]) == Some(1.0)
+            && val(s, "eth_el_head_block_number", &[]).is_some()
+    })
+    .await;
+    let tx0 = val(&s, "eth_el_transactions_total", &[]).unwrap_or(0.0);
+    // Let the poll loop settle on the streaming interval (its last fast tick may be pending).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // A transaction with a nonce gap stays queued through every block.
+    let accounts = rpc(&url, "eth_accounts", json!([])).await;
+    let gap = json!([{"from": accounts[2], "to": accounts[1], "value": "0x1", "nonce": "0x5"}]);
+    rpc(&url, "eth_sendTransaction", gap).await;
+    let mut sent = 0.0;
+    for n in [3usize, 0, 5] {
+        send_transfers(&url, n).await;
+        rpc(&url, "evm_mine", json!([])).await;
+        let number = hex(&rpc(&url, "eth_blockNumber", json!([])).await);
+        let (txs, gas) = block_values(&url, number).await;
+        assert_eq!(txs, n as f64, "the node mined the block as sent");
+        sent += txs;
+        let pool = rpc(&url, "txpool_status", json!([])).await;
+        let (pending, queued) = (hex(&pool["pending"]) as f64, hex(&pool["queued"]) as f64);
+        // Every scrape that shows the new number shows its block's values.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut seen = 0;
+        while seen < 5 {
+            assert!(
+                Instant::now() < deadline,
+                "head {number} not shown within 5 s"
+            );
+            let s = scrape(&base).await;
+            if val(&s, "eth_el_head_block_number", &[]) == Some(number as f64) {
+                seen += 1;
+                assert_eq!(
+                    (
+                        val(&s, "eth_el_head_transactions", &[]),
+                        val(&s, "eth_el_head_gas_used", &[])
+                    ),
+                    (Some(txs), Some(gas)),
+                    "block {number}: the values shown must be that block's"
+                );
+                // The pool is read with the block.
+                assert_eq!(
+                    (
+                        val(&s, "eth_el_txpool_transactions", &[("status", "pending")]),
+                        val(&s, "eth_el_txpool_transactions", &[("status", "queued")])
+                    ),
+                    (Some(pending), Some(queued)),
+                    "txpool read with head {number}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let s = scrape(&base).await;
+    assert_eq!(
+        val(&s, "eth_el_transactions_total", &[]).map(|t| t - tx0),
+        Some(sent),
+        "each new block's transactions counted once"
+    );
+    token.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), running.task).await;
+}
+
+/// A reorg to a lower height (anvil's evm_revert to a snapshot, then a different block at the
+/// next height): eth_el_blocks_total grows by the chain's height gain, never counting a height
+/// twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reorg_to_a_lower_height_counts_no_height_twice() {
+    ethwatch_core::upstream::install_crypto();
+    let anvil = Anvil::start();
+    let url = anvil.url();
+    rpc(&url, "evm_setIntervalMining", json!([0])).await;
+    rpc(&url, "evm_setAutomine", json!([false])).await;
+    let (running, token, base) = exporter(&["--rpc-url", &url, "--poll-interval", "200ms"]).await;
+    let h0 = hex(&rpc(&url, "eth_blockNumber", json!([])).await);
+    let s = wait_for(&base, 10, "the head", |s| {
+        val(s, "eth_el_head_block_number", &[]) == Some(h0 as f64)
+    })
+    .await;
+    let b0 = val(&s, "eth_el_blocks_total", &[]).expect("blocks");
+    let t0 = val(&s, "eth_el_transactions_total", &[]).unwrap_or(0.0);
+
+    let snapshot = rpc(&url, "evm_snapshot", json!([])).await;
+    send_transfers(&url, 2).await;
+    rpc(&url, "anvil_mine", json!(["0xa"])).await;
+    wait_for(&base, 10, "ten blocks", |s| {
+        val(s, "eth_el_head_block_number", &[]) == Some((h0 + 10) as f64)
+    })
+    .await;
+    // Back to h0, then another block at h0 + 1 (a different transaction makes it differ).
+    assert_eq!(
+        rpc(&url, "evm_revert", json!([snapshot])).await,
+        json!(true)
+    );
+    send_transfers(&url, 1).await;
+    rpc(&url, "evm_mine", json!([])).await;
+    let s = wait_for(&base, 10, "the reorg to h0 + 1", |s| {
+        val(s, "eth_el_head_block_number", &[]) == Some((h0 + 1) as f64)
+    })
+    .await;
+    assert_eq!(val(&s, "eth_el_reorgs_total", &[]), Some(1.0));
+    assert_eq!(val(&s, "eth_el_reorg_depth_sum", &[]), Some(10.0));
+    // The chain grows again through heights counted before, to h0 + 12.
+    rpc(&url, "anvil_mine", json!(["0xb"])).await;
+    let s = wait_for(&base, 10, "h0 + 12", |s| {
+        val(s, "eth_el_head_block_number", &[]) == Some((h0 + 12) as f64)
+    })
+    .await;
+    assert_eq!(
+        val(&s, "eth_el_blocks_total", &[]).map(|b| b - b0),
+        Some(12.0),
+        "12 heights above h0, each counted once"
+    );
+    // Transactions: the two of the first h0 + 1 (the one replacing it at that height is not
+    // added).
+    assert_eq!(
+        val(&s, "eth_el_transactions_total", &[]).map(|t| t - t0),
+        Some(2.0)
+    );
+    token.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), running.task).await;
 }

@@ -180,13 +180,14 @@ fn normalize(text: &str) -> String {
 }
 
 fn mask(text: &str) -> String {
-    const VOLATILE: [&str; 6] = [
+    const VOLATILE: [&str; 7] = [
         "process_",
         "ethwatch_http_open_connections",
         "ethwatch_collector_duration_seconds",
         "ethwatch_collector_last_success_timestamp_seconds",
         "eth_el_head_age_seconds",
         "eth_el_rpc_request_duration_seconds",
+        "eth_el_rpc_requests_total",
     ];
     let mut out = String::new();
     for line in text.lines() {

@@ -7,11 +7,13 @@
 //! - [`poll`]: one cycle over every node (bounded concurrency), in two phases per layer.
 //! - [`compare`]: the pure comparison: common height, spread, distinct heads, majority.
 //! - [`metrics`]: `eth_network_*`, encoded from the last cycle's result at scrape time.
+//! - [`status`]: the live status page at `/` and its JSON, `/api/v1/status`.
 
 pub mod compare;
 pub mod discovery;
 pub mod metrics;
 pub mod poll;
+pub mod status;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -108,6 +110,15 @@ pub struct NetworkArgs {
         default_value_t = 2
     )]
     pub pair_tolerance: u64,
+
+    /// Blocks (slots) a node's head may be below the layer's highest before the status page
+    /// and `/api/v1/status` say it is `behind`.
+    #[arg(
+        long = "behind-tolerance",
+        env = "ETHWATCH_BEHIND_TOLERANCE",
+        default_value_t = 2
+    )]
+    pub behind_tolerance: u64,
 }
 
 impl NetworkArgs {
@@ -214,8 +225,14 @@ pub async fn start(args: NetworkArgs, shutdown: CancellationToken) -> anyhow::Re
             },
             concurrency: args.concurrency as usize,
             pair_tolerance: args.pair_tolerance,
+            behind_tolerance: args.behind_tolerance,
         },
     )?);
+    // The status page refreshes about once a cycle, at most once a second.
+    frame.set_pages(Arc::new(status::StatusPages {
+        board: watcher.board().clone(),
+        refresh: args.poll_interval.max(Duration::from_secs(1)),
+    }));
     status.declare("network", true);
     let ready_window = (args.poll_interval * 3).max(args.cycle_timeout);
     let last_cycle = Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));

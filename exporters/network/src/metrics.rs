@@ -254,7 +254,7 @@ impl NetworkMetrics {
             "eth_network_request_duration",
             "Latency of the watcher's requests per node and call (JSON-RPC method or Beacon API route)",
             "eth_network_request_errors",
-            "Failed requests of the watcher per node and kind",
+            "Failed requests of the watcher per node, call and kind: a failed JSON-RPC batch counts once, under call=\"batch\"; the 404 of an empty slot is the expected answer, not a failure",
         );
         let cycle_duration = Gauge::<f64, AtomicU64>::default();
         registry.register_with_unit(

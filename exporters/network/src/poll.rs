@@ -10,14 +10,15 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use alloy_primitives::B256;
 use ethwatch_consensus::api::{self, BeaconApi};
-use ethwatch_consensus::types::{FinalityCheckpoints, Syncing};
+use ethwatch_consensus::types::{FinalityCheckpoints, NodeVersion, PeerCount, Syncing};
 use ethwatch_core::upstream::{Upstream, UpstreamError, UpstreamOptions};
-use ethwatch_execution::rpc::{Call, RpcClient};
-use ethwatch_execution::types::{Header, SyncStatus};
+use ethwatch_execution::rpc::{Call, METHOD_NOT_FOUND, RpcClient};
+use ethwatch_execution::types::{ClientVersion, Header, Quantity, SyncStatus};
 use futures_util::StreamExt;
 use serde_json::json;
 use tokio::sync::watch;
@@ -25,6 +26,7 @@ use tokio::sync::watch;
 use crate::compare::{self, Head, NodeStatus};
 use crate::discovery::{Layer, Target, Targets};
 use crate::metrics::{LayerReport, NetworkMetrics, NetworkState, NodeReport};
+use crate::status::{Board, NodeSeen};
 
 /// Settings of the cycle.
 #[derive(Debug, Clone)]
@@ -32,6 +34,8 @@ pub struct CycleConfig {
     pub request: UpstreamOptions,
     pub concurrency: usize,
     pub pair_tolerance: u64,
+    /// Blocks (slots) below the highest head before the status page says "behind".
+    pub behind_tolerance: u64,
 }
 
 enum Client {
@@ -42,6 +46,10 @@ enum Client {
 struct Node {
     target: Target,
     client: Client,
+    /// Client name and version, asked until known and again after the node was down.
+    version: Mutex<Option<(String, String)>>,
+    /// The node answered "method not found" to net_peerCount (anvil): not asked again.
+    peers_unsupported: AtomicBool,
 }
 
 /// Phase-1 observation of one node.
@@ -54,6 +62,9 @@ struct Seen {
     finalized: Option<u64>,
     exec_block: Option<u64>,
     pair: Option<String>,
+    peers: Option<u64>,
+    /// How long the node took to answer phase 1.
+    latency: Option<Duration>,
 }
 
 /// Polls every discovered node and publishes the comparison.
@@ -64,6 +75,11 @@ pub struct Watcher {
     nodes: Mutex<HashMap<String, std::sync::Arc<Node>>>,
     metrics: NetworkMetrics,
     cfg: CycleConfig,
+    /// What the status page and `/api/v1/status` show.
+    board: Board,
+    /// Whether each layer (execution, consensus) is split, so a split and its heal are logged
+    /// once each.
+    splits: Mutex<[compare::SplitWatch; 2]>,
 }
 
 impl Watcher {
@@ -78,8 +94,15 @@ impl Watcher {
             targets,
             nodes: Mutex::new(HashMap::new()),
             metrics,
+            board: Board::new(cfg.behind_tolerance, cfg.pair_tolerance),
             cfg,
+            splits: Mutex::default(),
         })
+    }
+
+    /// The status page's state.
+    pub fn board(&self) -> &Board {
+        &self.board
     }
 
     /// The metrics this watcher updates.
@@ -120,6 +143,8 @@ impl Watcher {
                 std::sync::Arc::new(Node {
                     target: t.clone(),
                     client,
+                    version: Mutex::new(None),
+                    peers_unsupported: AtomicBool::new(false),
                 }),
             );
         }
@@ -131,6 +156,37 @@ impl Watcher {
                 .set(n as i64);
         }
         nodes.values().cloned().collect()
+    }
+
+    /// One line when a layer splits (naming the distinct heads and their nodes) and one when it
+    /// heals; nothing while it stays as it was.
+    fn log_split(
+        &self,
+        layer: Layer,
+        a: &compare::Agreement,
+        nodes: &[(String, Option<Head>, Option<B256>)],
+    ) {
+        let i = match layer {
+            Layer::Execution => 0,
+            Layer::Consensus => 1,
+        };
+        let change = self.splits.lock().unwrap_or_else(|e| e.into_inner())[i].observe(a, nodes);
+        match change {
+            Some(compare::SplitChange::Split { height, heads }) => tracing::warn!(
+                layer = layer.as_str(),
+                height,
+                distinct = a.distinct,
+                heads = %heads,
+                "network split: the nodes have different blocks at the common height"
+            ),
+            Some(compare::SplitChange::Healed { height, head }) => tracing::info!(
+                layer = layer.as_str(),
+                height,
+                head = %head,
+                "network healed: the nodes agree at the common height again"
+            ),
+            None => {}
+        }
     }
 
     fn per_node(&self, t: &Target) -> ethwatch_core::upstream::RequestMetrics {
@@ -153,6 +209,7 @@ impl Watcher {
             .collect()
             .await;
 
+        let mut compared = Vec::new();
         let mut state = NetworkState {
             pair_tolerance: self.cfg.pair_tolerance,
             ..NetworkState::default()
@@ -188,6 +245,8 @@ impl Watcher {
             let report = LayerReport {
                 agreement: compare::agree(&at_common),
             };
+            self.log_split(layer, &report.agreement, &at_common);
+            compared.push((layer, at_common));
             match layer {
                 Layer::Execution => state.execution = report,
                 Layer::Consensus => state.consensus = report,
@@ -222,6 +281,22 @@ impl Watcher {
             }
         }
         state.pairs.sort();
+        let seen_nodes: Vec<NodeSeen> = seen
+            .iter()
+            .map(|(n, s)| NodeSeen {
+                name: s.name.clone(),
+                layer: s.layer,
+                status: s.status,
+                head: s.head,
+                finalized: s.finalized,
+                peers: s.peers,
+                client: n.version.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                latency: s.latency,
+                pair: s.pair.clone(),
+            })
+            .collect();
+        self.board
+            .update(seen_nodes, &compared, &state, start.elapsed());
         let mut reports: Vec<NodeReport> = seen
             .into_iter()
             .map(|(_, s)| NodeReport {
@@ -242,8 +317,21 @@ impl Watcher {
 
 fn calls_of(layer: Layer) -> &'static [&'static str] {
     match layer {
-        Layer::Execution => &["eth_getBlockByNumber", "eth_syncing"],
-        Layer::Consensus => &[api::HEADER.0, api::SYNCING.0, api::FINALITY.0, api::BLOCK.0],
+        Layer::Execution => &[
+            "eth_getBlockByNumber",
+            "eth_syncing",
+            "net_peerCount",
+            "web3_clientVersion",
+            ethwatch_core::upstream::BATCH,
+        ],
+        Layer::Consensus => &[
+            api::HEADER.0,
+            api::SYNCING.0,
+            api::FINALITY.0,
+            api::BLOCK.0,
+            api::PEER_COUNT.0,
+            api::VERSION.0,
+        ],
     }
 }
 
@@ -256,26 +344,71 @@ fn down(n: &Node) -> Seen {
         finalized: None,
         exec_block: None,
         pair: n.target.pair.clone(),
+        peers: None,
+        latency: None,
     }
 }
 
 async fn phase1(n: &Node) -> Seen {
+    let s = phase1_inner(n).await;
+    if s.status == NodeStatus::Down {
+        // A node that comes back may be another build.
+        *n.version.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+    s
+}
+
+async fn phase1_inner(n: &Node) -> Seen {
     let mut s = down(n);
+    let started = Instant::now();
+    let known_version = n
+        .version
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .is_some();
     match &n.client {
         Client::Execution(rpc) => {
-            let calls = [
+            let mut calls = vec![
                 Call::new("eth_getBlockByNumber", json!(["latest", false])),
                 Call::new("eth_syncing", json!([])),
             ];
-            let Ok(mut items) = rpc.batch(&calls).await else {
+            let ask_peers = !n.peers_unsupported.load(Ordering::Relaxed);
+            if ask_peers {
+                calls.push(Call::new("net_peerCount", json!([])));
+            }
+            if !known_version {
+                calls.push(Call::new("web3_clientVersion", json!([])));
+            }
+            let Ok(items) = rpc.batch(&calls).await else {
                 return s;
             };
-            let sync = items
-                .pop()
-                .map(|i| rpc.decode::<SyncStatus>("eth_syncing", i));
+            s.latency = Some(started.elapsed());
+            let mut items = items.into_iter();
             let head = items
-                .pop()
+                .next()
                 .map(|i| rpc.decode::<Option<Header>>("eth_getBlockByNumber", i));
+            let sync = items
+                .next()
+                .map(|i| rpc.decode::<SyncStatus>("eth_syncing", i));
+            if ask_peers {
+                match items.next() {
+                    Some(Err(UpstreamError::Rpc { code, .. })) if code == METHOD_NOT_FOUND => {
+                        n.peers_unsupported.store(true, Ordering::Relaxed);
+                    }
+                    Some(i) => {
+                        s.peers = rpc.decode::<Quantity>("net_peerCount", i).ok().map(|q| q.0);
+                    }
+                    None => {}
+                }
+            }
+            if !known_version
+                && let Some(Ok(v)) = items
+                    .next()
+                    .map(|i| rpc.decode::<String>("web3_clientVersion", i))
+            {
+                let c = ClientVersion::parse(&v);
+                *n.version.lock().unwrap_or_else(|e| e.into_inner()) = Some((c.client, c.version));
+            }
             if let Some(Ok(Some(h))) = head {
                 s.head = Some((h.number(), h.hash));
                 s.status = match sync {
@@ -285,15 +418,31 @@ async fn phase1(n: &Node) -> Seen {
             }
         }
         Client::Consensus(api) => {
-            let (head, sync, fin) = tokio::join!(
+            let version = async {
+                if known_version {
+                    return None;
+                }
+                api.get_data::<NodeVersion>(api::VERSION, "/eth/v1/node/version")
+                    .await
+                    .ok()
+            };
+            let (head, sync, fin, peers, version) = tokio::join!(
                 api.header("head"),
                 api.get_data::<Syncing>(api::SYNCING, "/eth/v1/node/syncing"),
                 api.get_data::<FinalityCheckpoints>(
                     api::FINALITY,
                     "/eth/v1/beacon/states/head/finality_checkpoints"
                 ),
+                api.get_data::<PeerCount>(api::PEER_COUNT, "/eth/v1/node/peer_count"),
+                version,
             );
             let Ok(head) = head else { return s };
+            s.latency = Some(started.elapsed());
+            s.peers = peers.ok().map(|p| p.connected.0);
+            if let Some(v) = version {
+                *n.version.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(ethwatch_consensus::types::parse_client_version(&v.version));
+            }
             s.head = Some((head.slot, B256::from(head.root.0)));
             s.status = match sync {
                 Ok(sy) if sy.is_syncing => NodeStatus::Syncing,
@@ -323,9 +472,10 @@ async fn phase2(n: &Node, height: u64) -> Option<B256> {
             .ok()
             .flatten()
             .map(|h| h.hash),
-        Client::Consensus(api) => match api.header(&height.to_string()).await {
-            Ok(h) => Some(B256::from(h.root.0)),
-            Err(UpstreamError::HttpStatus { status: 404, .. }) => Some(B256::ZERO),
+        // The 404 of an empty slot is the expected answer, not a request error.
+        Client::Consensus(api) => match api.header_at_slot(height).await {
+            Ok(Some(h)) => Some(B256::from(h.root.0)),
+            Ok(None) => Some(B256::ZERO),
             Err(_) => None,
         },
     }
