@@ -87,6 +87,16 @@ impl BeaconApi {
         self.up.get(route.0, path, accept_status).await
     }
 
+    /// [`BeaconApi::get_raw`] with a smaller body cap for this call.
+    pub async fn get_raw_capped(
+        &self,
+        route: Route,
+        path: &str,
+        max_body_bytes: usize,
+    ) -> Result<(u16, Bytes), UpstreamError> {
+        self.up.get_capped(route.0, path, &[], max_body_bytes).await
+    }
+
     /// POSTs a JSON body to `path` under `route`.
     pub async fn post_raw(
         &self,

@@ -9,7 +9,7 @@
 use std::fmt;
 
 use ethwatch_core::metrics::encode_gauge as gauge;
-use ethwatch_core::metrics::{CollectorStatus, register_build_info};
+use ethwatch_core::metrics::{CollectorStatus, Escaped, register_build_info};
 use ethwatch_core::upstream::{ErrorKind, RequestMetrics};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -324,7 +324,10 @@ impl Collector for StateCollector {
                 None,
                 MetricType::Gauge,
             )?;
-            let labels = [("client", client.as_str()), ("version", version.as_str())];
+            let labels = [
+                ("client", Escaped(client.as_str())),
+                ("version", Escaped(version.as_str())),
+            ];
             ConstGauge::new(1i64).encode(m.encode_family(&labels)?)?;
         }
         if let Some(counts) = s.validators {

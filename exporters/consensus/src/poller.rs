@@ -133,6 +133,8 @@ struct Schedule {
     /// at the earliest (a failure is mostly a large state the node cannot serve: asking every
     /// cycle would fetch it again and again).
     participation_failed_in: Option<u64>,
+    /// Validator lists in a row larger than the body cap: the retry backs off by epochs.
+    validators_too_large: u32,
     rewards_unsupported_until: Option<Instant>,
     peers_list_too_long_logged: bool,
     /// When the last full cycle started.
@@ -746,10 +748,20 @@ impl Poller {
             self.peers_list_too_long(pc.connected.0);
             return Ok(());
         }
-        let (_, body) = self
+        // The list is cut once it is longer than --peers.list-max entries could be, so the
+        // memory it takes is bounded by that flag, not by --beacon-max-body-bytes.
+        let cap = peers_body_cap(max);
+        let (_, body) = match self
             .api
-            .get_raw(api::PEERS, "/eth/v1/node/peers?state=connected", &[])
-            .await?;
+            .get_raw_capped(api::PEERS, "/eth/v1/node/peers?state=connected", cap)
+            .await
+        {
+            Err(UpstreamError::TooLarge { .. }) => {
+                self.peers_list_too_long(max + 1);
+                return Ok(());
+            }
+            r => r?,
+        };
         let (mut inbound, mut outbound, mut listed) = (0u64, 0u64, 0u64);
         let found = for_each_at(&body, &["data"], |p: PeerEntry| {
             listed += 1;
@@ -959,6 +971,8 @@ impl Poller {
         let Some(slot) = clock.now_slot() else { return };
         let epoch = clock.epoch_of(slot);
         let retry_after = Duration::from_millis(clock.slot_ms.max(1000));
+        let epoch_len =
+            Duration::from_millis(clock.slot_ms.max(1000) * clock.slots_per_epoch.max(1));
         let now = Instant::now();
         let (counts_due, part_due, try_rewards, proposals_due) = {
             let sc = self.sched();
@@ -977,7 +991,7 @@ impl Poller {
             )
         };
         if counts_due {
-            self.poll_validator_counts(epoch, now, retry_after)
+            self.poll_validator_counts(epoch, now, retry_after, epoch_len)
                 .instrument(collector_span("validators"))
                 .await;
         }
@@ -1038,7 +1052,38 @@ impl Poller {
         self.record("proposals", t, r);
     }
 
-    async fn poll_validator_counts(&self, epoch: u64, now: Instant, retry_after: Duration) {
+    /// How long a failed validators collector waits: one slot, but after an
+    /// answer larger than the body cap a growing number of epochs (one log line per streak).
+    fn retry_delay(
+        &self,
+        e: &UpstreamError,
+        streak: &mut u32,
+        collector: &'static str,
+        retry_after: Duration,
+        epoch_len: Duration,
+    ) -> Duration {
+        if e.kind() != ErrorKind::TooLarge {
+            *streak = 0;
+            return retry_after;
+        }
+        *streak = streak.saturating_add(1);
+        let epochs = too_large_backoff_epochs(*streak);
+        if *streak == 1 {
+            tracing::warn!(
+                collector,
+                "the answer is larger than --beacon-max-body-bytes; retrying after 1 epoch, then backing off to 32 epochs (raise the flag or narrow --validators.id)"
+            );
+        }
+        epoch_len * epochs
+    }
+
+    async fn poll_validator_counts(
+        &self,
+        epoch: u64,
+        now: Instant,
+        retry_after: Duration,
+        epoch_len: Duration,
+    ) {
         {
             let t = Instant::now();
             let r = validators::fetch_counts(&self.api, &self.cfg.filter).await;
@@ -1048,9 +1093,22 @@ impl Poller {
                     st.validators = Some(c.by_status);
                     st.validators_balance_gwei = Some(c.balance_gwei);
                     drop(st);
-                    self.sched().validators_epoch = Some(epoch);
+                    let mut sc = self.sched();
+                    sc.validators_epoch = Some(epoch);
+                    sc.validators_too_large = 0;
                 }
-                Err(_) => self.sched().validators_retry_at = Some(now + retry_after),
+                Err(e) => {
+                    let mut sc = self.sched();
+                    sc.validators_retry_at = Some(
+                        now + self.retry_delay(
+                            e,
+                            &mut sc.validators_too_large,
+                            "validators",
+                            retry_after,
+                            epoch_len,
+                        ),
+                    );
+                }
             }
             self.record("validators", t, r.map(|_| ()));
         }
@@ -1093,6 +1151,24 @@ impl Poller {
             self.record("participation", t, r.map(|_| ()));
         }
     }
+}
+
+/// Bytes one peer list entry may take (peer id, ENR, address, state, direction): real entries are
+/// 300 to 700 bytes.
+pub const PEER_ENTRY_BYTES: usize = 2048;
+
+/// The body cap of the peer list: `list_max` generous entries and the envelope.
+pub fn peers_body_cap(list_max: u64) -> usize {
+    (list_max as usize)
+        .saturating_mul(PEER_ENTRY_BYTES)
+        .saturating_add(4096)
+}
+
+/// After an answer larger than the body cap, the next try waits this many epochs: 1, 2, 4 ...
+/// up to 32 (the state does not shrink by itself; fetching it every slot costs the node and us
+/// the full download each time).
+fn too_large_backoff_epochs(streak: u32) -> u32 {
+    1u32 << streak.saturating_sub(1).min(5)
 }
 
 /// How long after its last head event the stream still counts as delivering: two slots (one

@@ -24,9 +24,37 @@ pub struct CommonArgs {
     #[arg(long = "web.telemetry-path", env = "ETHWATCH_WEB_TELEMETRY_PATH", default_value = "/metrics", value_parser = parse_telemetry_path)]
     pub telemetry_path: String,
 
-    /// Maximum number of HTTP requests served at once; more get 503.
+    /// Maximum number of HTTP requests served at once (counted until the answer is handed over);
+    /// more get 503. /healthz and /readyz are not counted, so probes keep working.
     #[arg(long = "web.max-requests", env = "ETHWATCH_WEB_MAX_REQUESTS", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_requests: u32,
+
+    /// Maximum number of open HTTP connections. At the limit a new connection closes the one
+    /// that has waited longest without being answered (idle or a slow head), so hostile clients
+    /// cannot lock scrapers out; if all are being answered, the new one is closed.
+    #[arg(long = "web.max-connections", env = "ETHWATCH_WEB_MAX_CONNECTIONS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub max_connections: u32,
+
+    /// A request head (request line and headers) must arrive within this from its first byte;
+    /// otherwise the connection is closed.
+    #[arg(long = "web.read-header-timeout", env = "ETHWATCH_WEB_READ_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    pub read_header_timeout: Duration,
+
+    /// A connection waiting for its next request, or on which no byte moves while it is being
+    /// answered, is closed after this.
+    #[arg(long = "web.idle-timeout", env = "ETHWATCH_WEB_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_positive_duration)]
+    pub idle_timeout: Duration,
+
+    /// On SIGTERM, open connections get this long to finish their request; then they are
+    /// closed and the exporter exits.
+    #[arg(long = "web.shutdown-timeout", env = "ETHWATCH_WEB_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// TLS and basic auth for the HTTP server: a file in the Prometheus exporter-toolkit format
+    /// (`tls_server_config`, `basic_auth_users` with bcrypt hashes), read at start-up.
+    /// /healthz and /readyz need no credentials.
+    #[arg(long = "web.config.file", env = "ETHWATCH_WEB_CONFIG_FILE")]
+    pub web_config_file: Option<std::path::PathBuf>,
 
     /// Log line format. Text lines carry colour codes only when stderr is a terminal.
     #[arg(long = "log.format", env = "ETHWATCH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -63,7 +91,21 @@ fn parse_telemetry_path(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
-/// Parses `500ms`, `2s`, `1m`, `1h`, or a plain number of seconds (`2`, `0.5`).
+/// The longest duration any flag takes: longer ones are typos (`1e20`) and would overflow the
+/// clock arithmetic.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Parses a duration (see [`parse_duration`]) that must be more than zero.
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!("'{s}' must be more than 0"));
+    }
+    Ok(d)
+}
+
+/// Parses `500ms`, `2s`, `1m`, `1h`, or a plain number of seconds (`2`, `0.5`), at most
+/// [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
@@ -84,7 +126,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if !v.is_finite() || v < 0.0 {
         return Err(format!("'{s}' must be a non-negative duration"));
     }
-    Ok(Duration::from_secs_f64(v * mult))
+    match Duration::try_from_secs_f64(v * mult) {
+        Ok(d) if d <= MAX_DURATION => Ok(d),
+        _ => Err(format!("'{s}' is longer than a year")),
+    }
 }
 
 /// Parses a URL and checks it is http(s) (or ws(s) when `ws` is true).
@@ -162,13 +207,15 @@ pub fn merge_config_file(
         path: path.clone(),
         msg: e.to_string(),
     })?;
-    let doc: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| ConfigError::File {
+    // Read as a generic document (YAML scalars, sequences and string-keyed mappings map onto JSON
+    // values one to one); the flag parsers check the values.
+    let doc: serde_json::Value = serde_saphyr::from_str(&text).map_err(|e| ConfigError::File {
         path: path.clone(),
         msg: e.to_string(),
     })?;
     let map = match doc {
-        serde_yaml::Value::Mapping(m) => m,
-        serde_yaml::Value::Null => return Ok(args),
+        serde_json::Value::Object(m) => m,
+        serde_json::Value::Null => return Ok(args),
         _ => {
             return Err(ConfigError::File {
                 path,
@@ -177,16 +224,7 @@ pub fn merge_config_file(
         }
     };
     let mut extra: Vec<OsString> = Vec::new();
-    for (k, v) in map {
-        let key = match k {
-            serde_yaml::Value::String(s) => s,
-            other => {
-                return Err(ConfigError::File {
-                    path,
-                    msg: format!("key {other:?} is not a string"),
-                });
-            }
-        };
+    for (key, v) in map {
         let Some(arg) = sub
             .get_arguments()
             .find(|a| a.get_long() == Some(key.as_str()))
@@ -215,7 +253,7 @@ pub fn merge_config_file(
             msg: msg.to_string(),
         };
         let scalars: Vec<String> = match v {
-            serde_yaml::Value::Sequence(items) => items
+            serde_json::Value::Array(items) => items
                 .into_iter()
                 .map(|i| scalar(&i).ok_or_else(|| bad("list items must be scalars")))
                 .collect::<Result<_, _>>()?,
@@ -241,11 +279,11 @@ pub fn merge_config_file(
     Ok(out)
 }
 
-fn scalar(v: &serde_yaml::Value) -> Option<String> {
+fn scalar(v: &serde_json::Value) -> Option<String> {
     match v {
-        serde_yaml::Value::String(s) => Some(s.clone()),
-        serde_yaml::Value::Number(n) => Some(n.to_string()),
-        serde_yaml::Value::Bool(b) => Some(b.to_string()),
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
 }
@@ -316,6 +354,11 @@ mod tests {
         assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("1e20").is_err());
+        assert!(parse_duration("1e20h").is_err());
+        assert!(parse_duration("9000h").is_err());
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86400)));
+        assert!(parse_positive_duration("0s").is_err());
     }
 
     #[test]
@@ -351,6 +394,41 @@ mod tests {
         let err = parse(&["ethwatch", "run", &f.arg()]).expect_err("must fail");
         assert!(err.contains("--rpc-url"), "{err}");
         assert!(err.contains("not http"), "{err}");
+    }
+
+    #[test]
+    fn yaml_lists_numbers_and_hostile_documents() {
+        // Lists, plain numbers and booleans become flag values.
+        let f = file(
+            "rpc-url: http://127.0.0.1:1\npoll-interval: 2\nflag: false\nvolume.path: [/a, /b]\n",
+        );
+        let Cli {
+            cmd:
+                Cmd::Run {
+                    interval,
+                    flag,
+                    common,
+                    ..
+                },
+        } = parse(&["ethwatch", "run", &f.arg()]).expect("parse");
+        assert_eq!(interval, Duration::from_secs(2));
+        assert!(!flag);
+        assert_eq!(common.volume_paths.len(), 2);
+        // A billion-laughs alias bomb (10^7 nodes), a top-level list, a nested mapping and broken
+        // syntax fail with the file named, without panicking or expanding the bomb.
+        let bomb = "a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: [*f,*f,*f,*f,*f,*f,*f,*f,*f,*f]\n";
+        for text in [
+            bomb,
+            "- a\n- b\n",
+            "rpc-url: {nested: 1}\n",
+            "rpc-url: [unclosed\n",
+        ] {
+            let f = file(text);
+            let err = parse(&["ethwatch", "run", &f.arg()]).expect_err(text);
+            assert!(err.contains("config file"), "{text}: {err}");
+            // Rejected by the parser's limits, before any key is looked at.
+            assert!(!err.contains("unknown field"), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::CommonArgs;
 use crate::metrics::{CollectorStatus, register_build_info};
-use crate::server::{self, Pages, ReadinessCheck, ServerState};
+use crate::server::{self, Pages, ReadinessCheck, ServeOptions, ServerMetrics, ServerState};
 use crate::volume::VolumeMetrics;
 
 /// See the module docs.
@@ -30,6 +30,8 @@ pub struct Frame {
     /// Per-collector status (self-metrics and the landing page).
     pub status: CollectorStatus,
     volume: VolumeMetrics,
+    server_metrics: ServerMetrics,
+    web: crate::webconfig::WebConfig,
     pages: Option<Arc<dyn Pages>>,
     listener: TcpListener,
     tracker: TaskTracker,
@@ -40,6 +42,10 @@ impl Frame {
     /// Binds `--web.listen-address` (failing with a message naming it) and registers the shared
     /// self-metrics.
     pub async fn bind(common: &CommonArgs, shutdown: CancellationToken) -> anyhow::Result<Frame> {
+        let web = match &common.web_config_file {
+            Some(p) => crate::webconfig::WebConfig::load(p).map_err(anyhow::Error::msg)?,
+            None => crate::webconfig::WebConfig::default(),
+        };
         let listener = server::bind(&common.listen_address).await?;
         let mut registry = Registry::default();
         register_build_info(&mut registry);
@@ -47,10 +53,13 @@ impl Frame {
         crate::traces::register_metrics(&mut registry);
         registry.register_collector(Box::new(crate::process::ProcessCollector));
         let volume = VolumeMetrics::register(&mut registry, common.volume_paths.clone());
+        let server_metrics = ServerMetrics::register(&mut registry);
         Ok(Frame {
             registry,
             status,
             volume,
+            server_metrics,
+            web,
             pages: None,
             listener,
             tracker: TaskTracker::new(),
@@ -106,12 +115,14 @@ impl Frame {
             exporter,
             upstream,
             status: self.status,
+            metrics: self.server_metrics,
+            web: self.web,
             pages: self.pages,
         });
         self.tracker.spawn(server::serve(
             self.listener,
             state,
-            common.max_requests as usize,
+            ServeOptions::from_args(common),
             self.shutdown,
         ));
         self.tracker.close();

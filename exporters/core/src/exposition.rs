@@ -29,8 +29,7 @@ fn parse_line(line: &str) -> Option<Sample> {
     if line.is_empty() || line.starts_with('#') {
         return None;
     }
-    // Drop an exemplar (` # {...} v`).
-    let line = line.split(" # ").next().unwrap_or(line);
+    let line = strip_exemplar(line);
     let (name, rest, labels) = match line.find('{') {
         Some(i) => {
             let end = closing_brace(&line[i..])? + i;
@@ -56,6 +55,22 @@ fn parse_line(line: &str) -> Option<Sample> {
         labels,
         value,
     })
+}
+
+/// A sample line without its exemplar (` # {...} v`). The exemplar is looked for only after the
+/// label set, so a label value holding ` # ` does not cut the line.
+pub fn strip_exemplar(line: &str) -> &str {
+    let after_labels = match line.find('{') {
+        Some(i) => match closing_brace(&line[i..]) {
+            Some(end) => i + end,
+            None => return line,
+        },
+        None => 0,
+    };
+    match line[after_labels..].find(" # ") {
+        Some(j) => &line[..after_labels + j],
+        None => line,
+    }
 }
 
 /// The index of the `}` closing the label set at the start of `s`, skipping quoted values

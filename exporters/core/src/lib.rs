@@ -15,6 +15,7 @@
 //! - [`telemetry`]: logging set-up.
 //! - [`traces`]: OTLP traces of the exporter's own work, bounded and counted.
 //! - [`shutdown`]: SIGTERM/SIGINT into a cancellation token.
+//! - [`webconfig`]: `--web.config.file` (TLS and basic auth, exporter-toolkit format).
 //!
 //! Exporters poll their node on their own schedule and keep the last known state in memory;
 //! `/metrics` only encodes that state and never calls the node.
@@ -31,6 +32,7 @@ pub mod telemetry;
 pub mod traces;
 pub mod upstream;
 pub mod volume;
+pub mod webconfig;
 
 pub use prometheus_client;
 

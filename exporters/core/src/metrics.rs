@@ -109,6 +109,40 @@ impl CollectorStatus {
     }
 }
 
+/// A label value escaped as the exposition formats require (`\\` for a backslash, `\"` for a
+/// double quote, `\n` for a line feed), in OpenMetrics and in the Prometheus text alike.
+///
+/// The metrics library writes label values as given, so one `"` from a node (a client version
+/// string) or an operator (a `--volume.path`, a watcher target name) would make the whole
+/// scrape unparseable. Every label value that does not come from a fixed `&'static str` is
+/// wrapped in this.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Escaped<T>(pub T);
+
+impl<T: AsRef<str>> prometheus_client::encoding::EncodeLabelValue for Escaped<T> {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder,
+    ) -> std::fmt::Result {
+        write_escaped(encoder, self.0.as_ref())
+    }
+}
+
+/// Writes `s` escaped for a label value (see [`Escaped`]).
+pub fn write_escaped(w: &mut impl std::fmt::Write, s: &str) -> std::fmt::Result {
+    let mut rest = s;
+    while let Some(i) = rest.find(['\\', '"', '\n']) {
+        w.write_str(&rest[..i])?;
+        w.write_str(match rest.as_bytes()[i] {
+            b'\\' => "\\\\",
+            b'"' => "\\\"",
+            _ => "\\n",
+        })?;
+        rest = &rest[i + 1..];
+    }
+    w.write_str(rest)
+}
+
 /// Build metadata labels.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 struct BuildLabels {
@@ -167,4 +201,46 @@ pub fn encode_gauge<V: prometheus_client::encoding::EncodeGaugeValue + std::fmt:
         prometheus_client::metrics::gauge::ConstGauge::new(v).encode(m)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hostile label values survive both formats and read back as given.
+    #[test]
+    fn escaped_label_values_round_trip() {
+        let hostile = [
+            "a\"b",
+            "back\\slash",
+            "two\nlines",
+            "x # {y=\"z\"} 1",
+            "\\\"\n",
+        ];
+        let mut reg = Registry::default();
+        let fam = Family::<[(&'static str, Escaped<String>); 1], Gauge>::default();
+        reg.register("hostile", "Hostile label values", fam.clone());
+        for (i, v) in hostile.iter().enumerate() {
+            fam.get_or_create(&[("v", Escaped(v.to_string()))])
+                .set(i as i64 + 1);
+        }
+        let mut om = String::new();
+        prometheus_client::encoding::text::encode(&mut om, &reg).expect("encode");
+        let prom = crate::server::to_prometheus_text(&om);
+        for text in [&om, &prom] {
+            let s = crate::exposition::parse(text);
+            for (i, v) in hostile.iter().enumerate() {
+                assert_eq!(
+                    crate::exposition::value(&s, "hostile", &[("v", v)]),
+                    Some(i as f64 + 1.0),
+                    "{v:?} in\n{text}"
+                );
+            }
+            // One line per sample: no raw line feed inside a value.
+            assert_eq!(
+                text.lines().filter(|l| l.starts_with("hostile{")).count(),
+                5
+            );
+        }
+    }
 }

@@ -335,6 +335,7 @@ pub fn build(
         "http/protobuf" => {
             crate::upstream::install_crypto();
             let client = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
                 .timeout(args.export_timeout)
                 .build()
                 .map_err(|e| format!("--otel.endpoint: cannot build the HTTP client: {e}"))?;

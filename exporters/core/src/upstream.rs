@@ -30,17 +30,21 @@ pub enum ErrorKind {
     RpcError,
     /// The body exceeded the configured size limit.
     TooLarge,
+    /// The node answered with a redirect (3xx). Redirects are never followed: they could point
+    /// the exporter (and the request body) at any other address.
+    Redirect,
 }
 
 impl ErrorKind {
     /// Every kind, for documentation and tests.
-    pub const ALL: [ErrorKind; 6] = [
+    pub const ALL: [ErrorKind; 7] = [
         ErrorKind::Timeout,
         ErrorKind::Connect,
         ErrorKind::HttpStatus,
         ErrorKind::Decode,
         ErrorKind::RpcError,
         ErrorKind::TooLarge,
+        ErrorKind::Redirect,
     ];
 
     /// The label value.
@@ -52,6 +56,7 @@ impl ErrorKind {
             ErrorKind::Decode => "decode",
             ErrorKind::RpcError => "rpc_error",
             ErrorKind::TooLarge => "too_large",
+            ErrorKind::Redirect => "redirect",
         }
     }
 }
@@ -67,6 +72,8 @@ pub enum UpstreamError {
     HttpStatus { status: u16, snippet: String },
     #[error("response body exceeds the limit of {limit} bytes")]
     TooLarge { limit: usize },
+    #[error("HTTP status {status}: a redirect (to {location}), not followed")]
+    Redirect { status: u16, location: String },
     #[error("cannot decode the response: {0}")]
     Decode(String),
     #[error("JSON-RPC error {code}: {message}")]
@@ -81,6 +88,7 @@ impl UpstreamError {
             UpstreamError::Connect(_) => ErrorKind::Connect,
             UpstreamError::HttpStatus { .. } => ErrorKind::HttpStatus,
             UpstreamError::TooLarge { .. } => ErrorKind::TooLarge,
+            UpstreamError::Redirect { .. } => ErrorKind::Redirect,
             UpstreamError::Decode(_) => ErrorKind::Decode,
             UpstreamError::Rpc { .. } => ErrorKind::RpcError,
         }
@@ -110,7 +118,7 @@ impl prometheus_client::encoding::EncodeLabelSet for CallLabels {
     ) -> Result<(), std::fmt::Error> {
         use prometheus_client::encoding::EncodeLabel;
         for (k, v) in self.constant.iter().flat_map(|c| c.iter()) {
-            (*k, v.as_str()).encode(encoder.encode_label())?;
+            (*k, crate::metrics::Escaped(v.as_str())).encode(encoder.encode_label())?;
         }
         (self.key, self.target).encode(encoder.encode_label())?;
         if let Some(kind) = self.kind {
@@ -327,6 +335,9 @@ impl Upstream {
     pub fn http_client(opts: &UpstreamOptions) -> anyhow::Result<reqwest::Client> {
         install_crypto();
         Ok(reqwest::Client::builder()
+            // A node (or whatever answers at its address) must not send us, with our request
+            // body and credentials, to another address: a 3xx is an error of kind `redirect`.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(opts.timeout)
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(4)
@@ -406,12 +417,27 @@ impl Upstream {
         path: &str,
         accept_status: &[u16],
     ) -> Result<(u16, Bytes), UpstreamError> {
+        self.get_capped(target, path, accept_status, self.opts.max_body_bytes)
+            .await
+    }
+
+    /// [`Upstream::get`] with a smaller body cap for this call (at most the endpoint's): a list
+    /// whose useful length is bounded (`--peers.list-max`) is cut as soon as it is longer, instead
+    /// of being buffered up to the general cap.
+    pub async fn get_capped(
+        &self,
+        target: &'static str,
+        path: &str,
+        accept_status: &[u16],
+        max_body_bytes: usize,
+    ) -> Result<(u16, Bytes), UpstreamError> {
         let url = self.join(path)?;
         let req = self
             .client
             .get(url)
             .header(reqwest::header::ACCEPT, "application/json");
-        self.send_accepting(&[target], "GET", Some(target), req, accept_status)
+        let limit = max_body_bytes.min(self.opts.max_body_bytes);
+        self.send_with_limit(&[target], "GET", Some(target), req, accept_status, limit)
             .await
     }
 
@@ -459,6 +485,7 @@ impl Upstream {
         let res = match res {
             Err(_) => Err(UpstreamError::Timeout(self.opts.timeout)),
             Ok(Err(e)) => Err(classify(e)),
+            Ok(Ok(r)) if r.status().is_redirection() => Err(redirect_error(&r)),
             Ok(Ok(r)) if !r.status().is_success() => Err(UpstreamError::HttpStatus {
                 status: r.status().as_u16(),
                 snippet: String::new(),
@@ -526,8 +553,22 @@ impl Upstream {
         targets: &[&'static str],
         method: &'static str,
         template: Option<&'static str>,
+        req: reqwest::RequestBuilder,
+        accept_status: &[u16],
+    ) -> Result<(u16, Bytes), UpstreamError> {
+        let limit = self.opts.max_body_bytes;
+        self.send_with_limit(targets, method, template, req, accept_status, limit)
+            .await
+    }
+
+    async fn send_with_limit(
+        &self,
+        targets: &[&'static str],
+        method: &'static str,
+        template: Option<&'static str>,
         mut req: reqwest::RequestBuilder,
         accept_status: &[u16],
+        limit: usize,
     ) -> Result<(u16, Bytes), UpstreamError> {
         use tracing::Instrument;
         if let Some((u, p)) = &self.user {
@@ -535,7 +576,6 @@ impl Upstream {
         }
         let span = self.http_span(method, template);
         let start = Instant::now();
-        let limit = self.opts.max_body_bytes;
         let result = match tokio::time::timeout(
             self.opts.timeout,
             exchange(req, limit, accept_status).instrument(span.clone()),
@@ -580,6 +620,9 @@ async fn exchange(
 ) -> Result<(u16, Bytes), UpstreamError> {
     let res = req.send().await.map_err(classify)?;
     let status = res.status();
+    if status.is_redirection() && !accept_status.contains(&status.as_u16()) {
+        return Err(redirect_error(&res));
+    }
     if let Some(len) = res.content_length()
         && len > limit as u64
     {
@@ -593,6 +636,27 @@ async fn exchange(
         });
     }
     Ok((status.as_u16(), body))
+}
+
+/// A 3xx answer as an error; the target is shown (cut, without credentials or query) so the log
+/// line tells where the node wanted to send us.
+fn redirect_error(res: &reqwest::Response) -> UpstreamError {
+    let location = res
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|l| match Url::parse(l) {
+            Ok(mut u) => {
+                u.set_query(None);
+                redact_url(&u)
+            }
+            Err(_) => l.split('?').next().unwrap_or("").to_string(),
+        })
+        .unwrap_or_else(|| "nowhere".to_string());
+    UpstreamError::Redirect {
+        status: res.status().as_u16(),
+        location: truncate(&location, 120),
+    }
 }
 
 /// Reads a body, failing as soon as it grows beyond `limit` bytes.

@@ -7,7 +7,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
-type PathLabels = [(&'static str, String); 1];
+use crate::metrics::Escaped;
+
+type PathLabels = [(&'static str, Escaped<String>); 1];
 
 /// `ethwatch_volume_size_bytes{path}` and `ethwatch_volume_available_bytes{path}`.
 #[derive(Clone)]
@@ -49,7 +51,7 @@ impl VolumeMetrics {
     pub fn update(&self) -> Result<(), String> {
         let mut first_err = None;
         for p in &self.paths {
-            let label = [("path", p.display().to_string())];
+            let label = [("path", Escaped(p.display().to_string()))];
             match rustix::fs::statvfs(p) {
                 Ok(st) => {
                     let frsize = if st.f_frsize > 0 {
@@ -125,11 +127,11 @@ mod tests {
         assert!(err.contains("/no/such/path/ethwatch"), "{err}");
         let size = v
             .size
-            .get_or_create(&[("path", std::env::temp_dir().display().to_string())])
+            .get_or_create(&[("path", Escaped(std::env::temp_dir().display().to_string()))])
             .get();
         let avail = v
             .available
-            .get_or_create(&[("path", std::env::temp_dir().display().to_string())])
+            .get_or_create(&[("path", Escaped(std::env::temp_dir().display().to_string()))])
             .get();
         assert!(size > 0 && avail <= size, "size {size} avail {avail}");
     }

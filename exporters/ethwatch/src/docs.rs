@@ -105,7 +105,7 @@ a test fails when this file is stale. Edit the help strings in the code, not her
 Every metric ethwatch exports, with its type, labels and help text. Label values are bounded: \
 methods, routes, collectors, kinds and statuses come from fixed lists in the code; `path` \
 comes from the `--volume.path` flag.\n\n\
-Error `kind` values (fixed): `timeout`, `connect`, `http_status`, `decode`, `rpc_error`, `too_large`.\n\n",
+Error `kind` values (fixed): `timeout`, `connect`, `http_status`, `decode`, `rpc_error`, `too_large`, `redirect` (a 3xx answer: redirects are never followed).\n\n",
     );
     out.push_str("## Exporter health (every exporter)\n\n");
     out.push_str(

@@ -99,7 +99,20 @@ where
 {
     let traces = ethwatch_core::telemetry::setup(common, exporter)?;
     let shutdown = ethwatch_core::shutdown::on_signal();
-    start(shutdown).await?.await?;
+    let task = start(shutdown.clone()).await?;
+    // The HTTP server closes what is left after --web.shutdown-timeout; the pollers stop at
+    // their next await. Should anything still hang, the process exits anyway shortly after, so
+    // Kubernetes never waits out the grace period.
+    let grace = common.shutdown_timeout + std::time::Duration::from_secs(2);
+    tokio::select! {
+        r = task => r?,
+        _ = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(?grace, "tasks did not drain in time after the shutdown signal; exiting");
+        }
+    }
     if let Some(t) = traces {
         t.flush(std::time::Duration::from_secs(2)).await;
     }

@@ -120,6 +120,79 @@ fn config_file_errors_name_the_field() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Absurd durations fail with a line naming the flag, not a panic (issue 15, item 8).
+#[test]
+fn absurd_durations_name_the_flag() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "execution",
+                "--rpc-url",
+                "http://x",
+                "--poll-interval",
+                "1e20",
+            ],
+            "--poll-interval",
+        ),
+        (
+            &[
+                "consensus",
+                "--beacon-url",
+                "http://x",
+                "--beacon-timeout",
+                "1e300h",
+            ],
+            "--beacon-timeout",
+        ),
+        (
+            &[
+                "network",
+                "--execution-target",
+                "a=http://x",
+                "--cycle-timeout",
+                "9000h",
+            ],
+            "--cycle-timeout",
+        ),
+        (
+            &[
+                "execution",
+                "--rpc-url",
+                "http://x",
+                "--web.read-header-timeout",
+                "0s",
+            ],
+            "--web.read-header-timeout",
+        ),
+    ];
+    for (args, field) in cases {
+        let (code, err) = ethwatch(args, &[("RUST_BACKTRACE", "0")]);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+        assert!(err.contains(field), "{args:?} must name {field}: {err}");
+    }
+}
+
+/// A duplicate watcher target name is reported under the flag that repeats it (issue 15, item 8).
+#[test]
+fn duplicate_target_name_names_its_flag() {
+    let (code, err) = ethwatch(
+        &[
+            "network",
+            "--execution-target",
+            "n1=http://127.0.0.1:1",
+            "--beacon-target",
+            "n1=http://127.0.0.1:2",
+            "--web.listen-address",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--beacon-target"), "{err}");
+    assert!(!err.contains("--pair"), "{err}");
+}
+
 /// Text logs written to a pipe (a file, a log collector) carry no ANSI colour codes.
 #[test]
 fn text_logs_to_a_pipe_have_no_colour_codes() {

@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use ethwatch_core::metrics::Escaped;
 use ethwatch_core::metrics::encode_gauge as gauge;
 use ethwatch_core::upstream::RequestMetrics;
 use prometheus_client::collector::Collector;
@@ -196,8 +197,8 @@ impl Collector for StateCollector {
                 MetricType::Gauge,
             )?;
             let labels = [
-                ("client", c.client.as_str()),
-                ("version", c.version.as_str()),
+                ("client", Escaped(c.client.as_str())),
+                ("version", Escaped(c.version.as_str())),
             ];
             ConstGauge::new(1i64).encode(m.encode_family(&labels)?)?;
         }
@@ -321,6 +322,7 @@ pub fn registry_for_docs() -> Registry {
     let volume =
         ethwatch_core::volume::VolumeMetrics::register(&mut registry, vec![std::env::temp_dir()]);
     let _ = volume.update();
+    let _ = ethwatch_core::server::ServerMetrics::register(&mut registry);
     let m = ExecutionMetrics::register(&mut registry, true);
     m.rpc
         .observe("eth_getBlockByNumber", std::time::Duration::ZERO, None);

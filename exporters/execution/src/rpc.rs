@@ -250,3 +250,106 @@ impl RpcClient {
         Ok((items, false))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One client for every case (building its HTTP client loads the TLS roots).
+    fn client() -> &'static RpcClient {
+        static C: std::sync::OnceLock<RpcClient> = std::sync::OnceLock::new();
+        C.get_or_init(new_client)
+    }
+
+    fn new_client() -> RpcClient {
+        let mut reg = prometheus_client::registry::Registry::default();
+        let m = ethwatch_core::upstream::RequestMetrics::register(
+            &mut reg, "method", "d", "d", "e", "e",
+        );
+        let up = Upstream::new(
+            &url::Url::parse("http://127.0.0.1:1/").expect("url"),
+            ethwatch_core::upstream::UpstreamOptions::default(),
+            m,
+        )
+        .expect("upstream");
+        RpcClient::new(up)
+    }
+
+    /// What the generated server does with call `i`.
+    #[derive(Debug, Clone, Copy)]
+    enum Answer {
+        Ok(u64),
+        Error(i64),
+        Missing,
+    }
+
+    fn answer() -> impl Strategy<Value = Answer> {
+        prop_oneof![
+            3 => any::<u64>().prop_map(Answer::Ok),
+            1 => (-32700i64..-32000).prop_map(Answer::Error),
+            1 => Just(Answer::Missing),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Answers in any order, some missing, some errors, some with ids of other requests:
+        /// each call gets its own answer or a decode error, never another call's.
+        #[test]
+        fn batch_answers_match_by_id(
+            first in 1u64..1_000_000,
+            answers in prop::collection::vec(answer(), 1..16),
+            foreign in prop::collection::vec(any::<u32>(), 0..4),
+            order in any::<prop::sample::Index>(),
+        ) {
+            let n = answers.len();
+            let mut items: Vec<String> = answers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, a)| {
+                    let id = first + i as u64;
+                    match a {
+                        Answer::Ok(v) => Some(format!(r#"{{"jsonrpc":"2.0","id":{id},"result":"0x{v:x}"}}"#)),
+                        Answer::Error(c) => Some(format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{c},"message":"no"}}}}"#)),
+                        Answer::Missing => None,
+                    }
+                })
+                .collect();
+            for f in &foreign {
+                let id = first + n as u64 + u64::from(*f);
+                items.push(format!(r#"{{"jsonrpc":"2.0","id":{id},"result":"0xdead"}}"#));
+            }
+            let k = if items.is_empty() { 0 } else { order.index(items.len()) };
+            items.rotate_left(k);
+            let body = if n == 1 && items.len() == 1 {
+                items[0].clone()
+            } else {
+                format!("[{}]", items.join(","))
+            };
+            let c = client();
+            let got = c.split(body.as_bytes(), first, n);
+            if answers.iter().all(|a| matches!(a, Answer::Missing)) {
+                prop_assert!(got.is_err(), "an answer with none of our ids must fail the exchange");
+                return Ok(());
+            }
+            let (got, refused) = got.expect("some ids answered");
+            prop_assert!(!refused);
+            prop_assert_eq!(got.len(), n);
+            for (a, r) in answers.iter().zip(&got) {
+                match (a, r) {
+                    (Answer::Ok(v), Ok(raw)) => prop_assert_eq!(raw.get(), format!("\"0x{v:x}\"")),
+                    (Answer::Error(c), Err(UpstreamError::Rpc { code, .. })) => prop_assert_eq!(*code, *c),
+                    (Answer::Missing, Err(e)) => prop_assert_eq!(e.kind(), ErrorKind::Decode),
+                    (a, r) => prop_assert!(false, "{a:?} answered as {r:?}"),
+                }
+            }
+        }
+
+        #[test]
+        fn any_bytes_are_an_answer_or_an_error(bytes in prop::collection::vec(any::<u8>(), 0..256), n in 1usize..8) {
+            let _ = client().split(&bytes, 1, n);
+        }
+    }
+}

@@ -124,6 +124,9 @@ async fn session(
         span.record("otel.status_code", "ERROR");
         (kind, msg)
     };
+    // wss:// uses rustls with the system roots (SSL_CERT_FILE/SSL_CERT_DIR are honoured) on
+    // the process's ring provider.
+    ethwatch_core::upstream::install_crypto();
     let connect = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true);
     let (mut ws, _) = match tokio::time::timeout(timeout, connect.instrument(span.clone())).await {
         Err(_) => {

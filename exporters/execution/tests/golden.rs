@@ -180,8 +180,9 @@ fn normalize(text: &str) -> String {
 }
 
 fn mask(text: &str) -> String {
-    const VOLATILE: [&str; 6] = [
+    const VOLATILE: [&str; 7] = [
         "process_",
+        "ethwatch_http_open_connections",
         "ethwatch_collector_duration_seconds",
         "ethwatch_collector_last_success_timestamp_seconds",
         "eth_el_head_age_seconds",

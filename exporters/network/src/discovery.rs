@@ -292,17 +292,31 @@ pub fn parse_pair(s: &str) -> Result<(String, String), String> {
     Ok((el.trim().to_string(), cl.trim().to_string()))
 }
 
-/// Builds the static target map; pairs refer to names in the lists.
+/// Builds the static target map; pairs refer to names in the lists. An error names the flag
+/// (without dashes) it is about: a duplicate name is reported under the target flag where it
+/// appears the second time, a pair naming an unknown target under `pair`.
 pub fn static_targets(
     execution: &[(String, Url)],
     beacon: &[(String, Url)],
     pairs: &[(String, String)],
-) -> Result<Targets, String> {
+) -> Result<Targets, (&'static str, String)> {
     let mut out = Targets::new();
-    for (layer, list) in [(Layer::Execution, execution), (Layer::Consensus, beacon)] {
+    for (layer, list, flag) in [
+        (Layer::Execution, execution, "execution-target"),
+        (Layer::Consensus, beacon, "beacon-target"),
+    ] {
         for (name, url) in list {
-            if out.contains_key(name) {
-                return Err(format!("target name '{name}' is used twice"));
+            if let Some(first) = out.get(name) {
+                let first_flag = match first.layer {
+                    Layer::Execution => "--execution-target",
+                    Layer::Consensus => "--beacon-target",
+                };
+                return Err((
+                    flag,
+                    format!(
+                        "target name '{name}' is used twice (already given by {first_flag}); names must be unique across both lists"
+                    ),
+                ));
             }
             out.insert(
                 name.clone(),
@@ -321,13 +335,16 @@ pub fn static_targets(
             match out.get_mut(n) {
                 Some(t) if t.layer == want => t.pair = Some(key.clone()),
                 _ => {
-                    return Err(format!(
-                        "--pair {el}={cl}: '{n}' is not a --{}-target",
-                        if want == Layer::Execution {
-                            "execution"
-                        } else {
-                            "beacon"
-                        }
+                    return Err((
+                        "pair",
+                        format!(
+                            "{el}={cl}: '{n}' is not a --{}-target",
+                            if want == Layer::Execution {
+                                "execution"
+                            } else {
+                                "beacon"
+                            }
+                        ),
                     ));
                 }
             }
@@ -589,7 +606,26 @@ mod tests {
             &[("el-1".into(), "cl-9".into())],
         )
         .expect_err("bad pair");
-        assert!(err.contains("cl-9"), "{err}");
+        assert_eq!(err.0, "pair");
+        assert!(err.1.contains("cl-9"), "{err:?}");
+        // A duplicate name is reported under the flag that repeats it, not under --pair.
+        let err = static_targets(
+            &[("n".into(), u("http://127.0.0.1:1"))],
+            &[("n".into(), u("http://127.0.0.1:2"))],
+            &[],
+        )
+        .expect_err("duplicate");
+        assert_eq!(err.0, "beacon-target", "{err:?}");
+        let err = static_targets(
+            &[
+                ("n".into(), u("http://127.0.0.1:1")),
+                ("n".into(), u("http://127.0.0.1:2")),
+            ],
+            &[],
+            &[],
+        )
+        .expect_err("duplicate");
+        assert_eq!(err.0, "execution-target", "{err:?}");
         assert!(parse_static("el-1").is_err());
         assert!(parse_static("el-1=ftp://x").is_err());
     }

@@ -155,7 +155,7 @@ impl NetworkArgs {
             return Err(bad("max-body-bytes", "must be at least 1024"));
         }
         discovery::static_targets(&self.execution_targets, &self.beacon_targets, &self.pairs)
-            .map_err(|e| bad("pair", &e))?;
+            .map_err(|(field, e)| bad(field, &e))?;
         Ok(())
     }
 }
@@ -206,7 +206,7 @@ pub async fn start(args: NetworkArgs, shutdown: CancellationToken) -> anyhow::Re
     } else {
         let t =
             discovery::static_targets(&args.execution_targets, &args.beacon_targets, &args.pairs)
-                .map_err(anyhow::Error::msg)?;
+                .map_err(|(field, e)| anyhow::anyhow!("--{field}: {e}"))?;
         let shown = format!("{} static targets", t.len());
         let (_tx, rx) = watch::channel(t);
         health.up.set(1);

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+use ethwatch_core::metrics::Escaped;
 use ethwatch_core::upstream::RequestMetrics;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -152,9 +153,10 @@ impl Collector for StateCollector {
             )?;
             for (layer, r) in layers {
                 for (node, on) in &r.agreement.on_majority {
-                    ConstGauge::new(i64::from(*on)).encode(
-                        m.encode_family(&[("layer", layer.as_str()), ("node", node.as_str())])?,
-                    )?;
+                    ConstGauge::new(i64::from(*on)).encode(m.encode_family(&[
+                        ("layer", Escaped(layer.as_str())),
+                        ("node", Escaped(node.as_str())),
+                    ])?)?;
                 }
             }
         }
@@ -168,8 +170,8 @@ impl Collector for StateCollector {
             for n in &s.nodes {
                 if let Some(h) = n.head {
                     ConstGauge::new(h as i64).encode(m.encode_family(&[
-                        ("layer", n.layer.as_str()),
-                        ("node", n.name.as_str()),
+                        ("layer", Escaped(n.layer.as_str())),
+                        ("node", Escaped(n.name.as_str())),
                     ])?)?;
                 }
             }
@@ -183,7 +185,10 @@ impl Collector for StateCollector {
             )?;
             for n in &s.nodes {
                 ConstGauge::new(i64::from(n.status != NodeStatus::Down)).encode(
-                    m.encode_family(&[("layer", n.layer.as_str()), ("node", n.name.as_str())])?,
+                    m.encode_family(&[
+                        ("layer", Escaped(n.layer.as_str())),
+                        ("node", Escaped(n.name.as_str())),
+                    ])?,
                 )?;
             }
         }
@@ -207,7 +212,7 @@ impl Collector for StateCollector {
                 )?;
                 for (node, d) in &s.pairs {
                     ConstGauge::new(i64::from(d.unsigned_abs() > s.pair_tolerance))
-                        .encode(m.encode_family(&[("node", node.as_str())])?)?;
+                        .encode(m.encode_family(&[("node", Escaped(node.as_str()))])?)?;
                 }
             }
             let mut m = family(
@@ -217,7 +222,8 @@ impl Collector for StateCollector {
                 None,
             )?;
             for (node, d) in &s.pairs {
-                ConstGauge::new(*d).encode(m.encode_family(&[("node", node.as_str())])?)?;
+                ConstGauge::new(*d)
+                    .encode(m.encode_family(&[("node", Escaped(node.as_str()))])?)?;
             }
         }
         Ok(())

@@ -1,0 +1,210 @@
+//! `--ws-url wss://...` really connects (issue 15, item 7): a real anvil node behind a TLS front
+//! (tokio-rustls, a self-signed certificate made by `openssl` for 127.0.0.1), the `ethwatch`
+//! binary trusting that certificate through `SSL_CERT_FILE`, and the newHeads subscription must
+//! come up (`eth_el_subscription_connected` 1).
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A TLS front: accepts TLS on a loopback port and pipes the plaintext to `backend`.
+async fn tls_front(cert: &std::path::Path, key: &std::path::Path, backend: u16) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    ethwatch_core::upstream::install_crypto();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .expect("cert")
+        .collect::<Result<_, _>>()
+        .expect("cert pem");
+    let key = PrivateKeyDer::from_pem_file(key).expect("key");
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                let Ok(mut plain) = TcpStream::connect(("127.0.0.1", backend)).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_subscription_connects_through_tls() {
+    let dir = std::env::temp_dir().join(format!("ethwatch-wss-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    // A CA (what the exporter trusts) and a server certificate for 127.0.0.1 signed by it.
+    let (ca, cert, key) = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    let openssl = |args: &[&str]| {
+        let st = Command::new("openssl")
+            .current_dir(&dir)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(st.success(), "openssl {args:?} failed");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-days",
+                "1",
+                "-subj",
+                "/CN=ethwatch-test-ca",
+                "-keyout",
+                "ca-key.pem",
+                "-out",
+                "ca.pem",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                "key.pem",
+                "-out",
+                "req.pem",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "req.pem",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca-key.pem",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "cert.pem",
+    ]);
+
+    let anvil_bin = std::env::var("ETHWATCH_ANVIL").unwrap_or_else(|_| {
+        panic!("ETHWATCH_ANVIL is not set: run the tests with scripts/test.sh")
+    });
+    let anvil_port = free_port();
+    let _anvil = Proc(
+        Command::new(anvil_bin)
+            .args(["--host", "127.0.0.1", "--port", &anvil_port.to_string()])
+            .args(["--block-time", "1", "--prune-history", "--silent"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("anvil"),
+    );
+    wait_port(anvil_port);
+    let front = tls_front(&cert, &key, anvil_port).await;
+
+    let port = free_port();
+    let log = std::fs::File::create(dir.join("ethwatch.log")).expect("log");
+    let _exp = Proc(
+        Command::new(env!("CARGO_BIN_EXE_ethwatch"))
+            .args([
+                "execution",
+                "--rpc-url",
+                &format!("http://127.0.0.1:{anvil_port}"),
+            ])
+            .args(["--ws-url", &format!("wss://127.0.0.1:{front}")])
+            .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+            .env("SSL_CERT_FILE", &ca)
+            .env_remove("SSL_CERT_DIR")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("ethwatch"),
+    );
+    wait_port(port);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("body");
+        let s = ethwatch_core::exposition::parse(&text);
+        let connected = ethwatch_core::exposition::value(&s, "eth_el_subscription_connected", &[]);
+        let blocks =
+            ethwatch_core::exposition::value(&s, "eth_el_block_arrival_delay_seconds_count", &[]);
+        if connected == Some(1.0) && blocks.is_some_and(|b| b >= 1.0) {
+            break;
+        }
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(dir.join("ethwatch.log")).unwrap_or_default();
+            panic!(
+                "the wss subscription did not come up (connected {connected:?}, headers {blocks:?}):\n{log}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
