@@ -251,7 +251,10 @@ async fn handle(poller: &Poller, ev: &SseEvent) -> Result<(), String> {
                 root: h.block,
                 parent_root: None,
             };
-            if let Err(e) = poller.on_head(seen, HeadSource::Stream, poller.may_walk()).await {
+            if let Err(e) = poller
+                .on_head(seen, HeadSource::Stream, poller.may_walk())
+                .await
+            {
                 tracing::debug!(error = %e, "processing a head event");
             }
         }

@@ -546,8 +546,12 @@ impl Poller {
         let head = async {
             let t = Instant::now();
             let r = if poll_head {
-                self.poll_head(walkable(s.is_syncing, Some(s.sync_distance.0), self.cfg.max_backfill))
-                    .await
+                self.poll_head(walkable(
+                    s.is_syncing,
+                    Some(s.sync_distance.0),
+                    self.cfg.max_backfill,
+                ))
+                .await
             } else {
                 Ok(())
             };
@@ -808,7 +812,11 @@ impl Poller {
     /// Whether a new head may walk back over headers now (see [`walkable`]).
     pub fn may_walk(&self) -> bool {
         let st = self.metrics.state.lock();
-        walkable(st.syncing == Some(true), st.sync_distance, self.cfg.max_backfill)
+        walkable(
+            st.syncing == Some(true),
+            st.sync_distance,
+            self.cfg.max_backfill,
+        )
     }
 
     async fn poll_head(&self, may_walk: bool) -> Result<(), UpstreamError> {
