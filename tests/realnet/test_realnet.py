@@ -390,11 +390,14 @@ def test_partition_pages_and_heals(env):
     text = watcher_log.read_text(errors="replace")
     for layer in ("execution", "consensus"):
         events = [("split" if "network split" in ln else "healed", ln) for ln in text.splitlines()
-                  if ("network split" in ln or "network healed" in ln) and f"layer={layer}" in ln]
+                  if ("network split" in ln or "network healed" in ln)
+                  and (f'layer="{layer}"' in ln or f"layer={layer}" in ln)]
         kinds = [k for k, _ in events]
         assert kinds[:1] == ["split"] and kinds[-1:] == ["healed"], f"{layer}: {events}"
         assert all(a != b for a, b in zip(kinds, kinds[1:])), f"{layer}: repeated lines {events}"
-        assert events[0][1].count("0x") >= 2, f"the split line names the heads: {events[0][1]}"
+        names = [p.el_name if layer == "execution" else p.cl_name for p in net.pairs]
+        assert all(n in events[0][1] for n in names) and "0x" in events[0][1], \
+            f"the split line names the heads and their nodes: {events[0][1]}"
 
 
 def _recent_proposers(net: RealNet) -> set[int]:
