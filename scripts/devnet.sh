@@ -17,6 +17,7 @@
 #   DEVNET=real|quick    which devnet (default real)
 #   PAIRS=2              participants of the real devnet
 #   VALIDATORS=64        validators of the real devnet, split evenly between participants
+#   WITH_JAEGER=1        the real devnet's exporters send traces to a local Jaeger (URL printed)
 #   BLOCK_TIME=2         anvil block time in seconds (quick)
 #   WITH_CONSENSUS=0     execution side only (quick: no Lodestar, no consensus exporter)
 #   NODES_ONLY=1         start only the nodes (quick: no cargo build, no ethwatch)
@@ -61,10 +62,22 @@ real)
   fi
   [[ -x "$ETHWATCH_BIN" ]] || die "no ethwatch binary at $ETHWATCH_BIN"
   new_run_dir
+  otel=()
+  if [[ "${WITH_JAEGER:-0}" == 1 ]]; then
+    # Traces of every exporter to a local Jaeger (scripts/jaeger.sh, 127.0.0.1 only).
+    scripts/tools.sh jaeger >/dev/null
+    # shellcheck source=/dev/null
+    source "$CACHE/tools/env.sh"
+    export JAEGER_STATE="$RUN/jaeger"
+    eval "$(scripts/jaeger.sh start)"
+    trap 'scripts/jaeger.sh stop >/dev/null 2>&1 || true' EXIT
+    otel=(--otel)
+  fi
   # The project's rules, with the low-peer thresholds of a two-node network
   # (tests/e2e/realnet-overlay.yaml), go into the devnet's Prometheus.
-  exec "$ETHWATCH_PYTHON" -m tests.e2e.realnet --dir "$RUN" --ethwatch "$ETHWATCH_BIN" \
-    --pairs "${PAIRS:-2}" --validators "${VALIDATORS:-64}"
+  "$ETHWATCH_PYTHON" -m tests.e2e.realnet --dir "$RUN" --ethwatch "$ETHWATCH_BIN" \
+    --pairs "${PAIRS:-2}" --validators "${VALIDATORS:-64}" "${otel[@]}"
+  exit $?
   ;;
 quick) ;;
 *) die "DEVNET must be real or quick, not '$DEVNET'" ;;

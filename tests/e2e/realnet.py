@@ -166,12 +166,14 @@ class RealNet:
                     "beacon": tool("ETHWATCH_PRYSM_BEACON", "beacon-chain"),
                     "validator": tool("ETHWATCH_PRYSM_VALIDATOR", "validator")}
         self.net_port: int | None = None
+        self.otel = False  # pass this process's OTEL_* variables to the exporters
 
     # -- start -----------------------------------------------------------------------------------
     @classmethod
     def start(cls, stack: Stack, tmp: pathlib.Path, ethwatch: pathlib.Path | None = None,
               pairs: int = 2, validators: int = 64, exporters: bool = True,
-              genesis_delay: int | None = None, wait_finality: bool = False) -> "RealNet":
+              genesis_delay: int | None = None, wait_finality: bool = False,
+              otel: bool = False) -> "RealNet":
         """Writes the genesis, starts every node, peers them, starts the exporters (unless
         `exporters` is false) and returns once execution blocks advance on every node."""
         if exporters and ethwatch is None:
@@ -222,6 +224,7 @@ class RealNet:
             assert r.returncode == 0, f"geth init failed:\n{r.stderr[-3000:]}"
 
         net = cls(stack, tmp, ethwatch, plist, genesis_time)
+        net.otel = otel
         for p in plist:
             net._start_geth(p)
         for p in plist:
@@ -287,13 +290,21 @@ class RealNet:
             "--suggested-fee-recipient", FEE_RECIPIENT, "--monitoring-host", HOST,
             "--monitoring-port", str(p.ports["vc_mon"]), "--verbosity", "info"], **self._pre())
 
+    def _exporter_pre(self):
+        """The exporters' environment: the children's, plus the standard OTEL_* variables of
+        this process when `otel` was asked for (traces to a local Jaeger, scripts/devnet.sh)."""
+        env = child_env()
+        if self.otel:
+            env.update({k: v for k, v in os.environ.items() if k.startswith("OTEL_")})
+        return dict(env=env, preexec_fn=die_with_parent)
+
     def _start_exporters(self) -> None:
         e = str(self.ethwatch)
         for p in self.pairs:
             self.stack.start(f"ethwatch-execution-{p.index}", [
                 e, "execution", "--rpc-url", p.el_url, "--ws-url", p.ws_url,
                 "--web.listen-address", f"{HOST}:{p.ports['el_exp']}",
-                "--volume.path", str(p.dir / "volume")], **self._pre())
+                "--volume.path", str(p.dir / "volume")], **self._exporter_pre())
             self.targets.append(("ethwatch-execution", p.ports["el_exp"], {
                 "namespace": NAMESPACE, "pod": f"{p.el_name}-0", "container": "ethwatch",
                 "eth_enclave_participant": str(p.index), "eth_enclave_client": "geth"}))
@@ -301,7 +312,7 @@ class RealNet:
                 e, "consensus", "--beacon-url", p.beacon_url,
                 "--validators.id", ",".join(str(v) for v in p.validators),
                 "--web.listen-address", f"{HOST}:{p.ports['cl_exp']}",
-                "--volume.path", str(p.dir / "volume")], **self._pre())
+                "--volume.path", str(p.dir / "volume")], **self._exporter_pre())
             self.targets.append(("ethwatch-consensus", p.ports["cl_exp"], {
                 "namespace": NAMESPACE, "pod": f"{p.cl_name}-0", "container": "ethwatch",
                 "eth_enclave_participant": str(p.index), "eth_enclave_client": "prysm"}))
@@ -311,7 +322,7 @@ class RealNet:
             cmd += ["--execution-target", f"{p.el_name}={p.el_url}",
                     "--beacon-target", f"{p.cl_name}={p.beacon_url}",
                     "--pair", f"{p.el_name}={p.cl_name}"]
-        self.stack.start("ethwatch-network", cmd, **self._pre())
+        self.stack.start("ethwatch-network", cmd, **self._exporter_pre())
         self.targets.append(("ethwatch-network", self.net_port, {
             "namespace": NAMESPACE, "pod": "ethwatch-network-0", "container": "ethwatch"}))
 
@@ -557,6 +568,8 @@ def main() -> None:
     ap.add_argument("--rules", type=pathlib.Path,
                     help="a rules directory; default: alerts/ rendered with realnet-overlay.yaml")
     ap.add_argument("--no-traffic", action="store_true")
+    ap.add_argument("--otel", action="store_true",
+                    help="give the exporters this process's OTEL_* variables (traces)")
     ap.add_argument("--no-exporters", action="store_true",
                     help="only the nodes: no ethwatch, no Prometheus or Alertmanager (for recording "
                     "fixtures and for scripts/bench-compare.sh BENCH_NODES=real)")
@@ -571,7 +584,8 @@ def main() -> None:
         print(f"devnet: starting {args.pairs} geth + Prysm pairs ({args.validators} validators) "
               f"in {args.dir}", flush=True)
         net = RealNet.start(stack, args.dir, args.ethwatch, pairs=args.pairs,
-                            validators=args.validators, exporters=not args.no_exporters)
+                            validators=args.validators, exporters=not args.no_exporters,
+                            otel=args.otel)
         rules = args.rules
         if args.no_exporters:
             mon = None
@@ -594,7 +608,9 @@ def main() -> None:
                 lines += [f"                 execution metrics {p.el_metrics}",
                           f"                 consensus metrics {p.cl_metrics}"]
         if mon:
-            lines += [f"  network watcher:  http://{HOST}:{net.net_port}/  (metrics: /metrics)",
+            if args.otel and os.environ.get("JAEGER_UI"):
+            lines += [f"  traces (Jaeger):  {os.environ['JAEGER_UI']}  (/api/traces/TRACE_ID)"]
+        lines += [f"  network watcher:  http://{HOST}:{net.net_port}/  (metrics: /metrics)",
                       f"  prometheus:       {mon['prometheus_url']}  (try: ALERTS, eth_el_head_block_number)",
                       f"  alertmanager:     {mon['alertmanager_url']}"]
         lines += [f"  test key (devnet only): {TEST_ADDRESS}",
