@@ -609,8 +609,8 @@ def main() -> None:
                           f"                 consensus metrics {p.cl_metrics}"]
         if mon:
             if args.otel and os.environ.get("JAEGER_UI"):
-            lines += [f"  traces (Jaeger):  {os.environ['JAEGER_UI']}  (/api/traces/TRACE_ID)"]
-        lines += [f"  network watcher:  http://{HOST}:{net.net_port}/  (metrics: /metrics)",
+                lines += [f"  traces (Jaeger):  {os.environ['JAEGER_UI']}  (/api/traces/TRACE_ID)"]
+            lines += [f"  network watcher:  http://{HOST}:{net.net_port}/  (metrics: /metrics)",
                       f"  prometheus:       {mon['prometheus_url']}  (try: ALERTS, eth_el_head_block_number)",
                       f"  alertmanager:     {mon['alertmanager_url']}"]
         lines += [f"  test key (devnet only): {TEST_ADDRESS}",
