@@ -24,12 +24,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, EVENTS_PATH};
 use crate::head::Seen;
-use crate::poller::{HeadSource, Poller};
+use crate::poller::{ClCollector, HeadSource, Poller};
 use crate::sse::{SseError, SseEvent, SseItem, SseParser};
 use crate::types::{BlockEvent, FinalizedEvent, HeadEvent, ReorgEvent};
-
-/// The collector name of the stream.
-pub const COLLECTOR: &str = "events";
+use ethwatch_core::collectors::Collector;
 
 /// A session that lasted this long counts as stable: backoff resets and its loss is logged.
 const STABLE: Duration = Duration::from_secs(30);
@@ -89,9 +87,11 @@ pub async fn run(
         if !end.counted {
             poller.metrics().error(api::EVENTS, end.kind);
         }
-        poller
-            .status()
-            .record(COLLECTOR, started.elapsed(), Err(end.msg.clone()));
+        poller.status().record(
+            ClCollector::Events.name(),
+            started.elapsed(),
+            Err(end.msg.clone()),
+        );
         if end.open_for.is_some_and(|d| d >= STABLE) {
             backoff = Duration::from_secs(1);
         }
@@ -163,7 +163,9 @@ async fn session(
     drop(open);
     let opened = Instant::now();
     poller.set_stream_state(true, true);
-    poller.status().record(COLLECTOR, Duration::ZERO, Ok(()));
+    poller
+        .status()
+        .record(ClCollector::Events.name(), Duration::ZERO, Ok(()));
     if !log.ever_connected {
         log.ever_connected = true;
         if !log.announced_down {

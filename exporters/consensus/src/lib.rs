@@ -30,6 +30,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ethwatch_core::collectors::{Collector, Collectors};
 use ethwatch_core::config::{CommonArgs, parse_duration, parse_http_url};
 use ethwatch_core::exporter::Frame;
 use ethwatch_core::server;
@@ -41,7 +42,7 @@ use url::Url;
 use crate::api::BeaconApi;
 use crate::events::EventsConfig;
 use crate::metrics::ConsensusMetrics;
-use crate::poller::{Enabled, Poller, PollerConfig, ReadyConfig};
+use crate::poller::{ClCollector, Poller, PollerConfig, ReadyConfig};
 use crate::validators::ValidatorFilter;
 
 /// Flags of `ethwatch consensus`. Every flag has an `ETHWATCH_*` environment twin.
@@ -150,16 +151,9 @@ pub struct ConsensusArgs {
     )]
     pub validators_id: Vec<String>,
 
-    /// Event stream collector: the head the moment the node has it, reorgs, finality.
-    #[arg(long = "collector.events", env = "ETHWATCH_COLLECTOR_EVENTS", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    pub collector_events: bool,
-    /// Peers collector: peer counts by state and connected peers by direction.
-    #[arg(long = "collector.peers", env = "ETHWATCH_COLLECTOR_PEERS", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    pub collector_peers: bool,
-    /// Validators collector: counts by status, balance and participation, once per epoch.
-    /// Switch it off (or narrow it with --validators.id) on very large networks.
-    #[arg(long = "collector.validators", env = "ETHWATCH_COLLECTOR_VALIDATORS", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    pub collector_validators: bool,
+    /// The `--collector.*` flags, one per switch of [`ClCollector`]'s table.
+    #[command(flatten)]
+    pub collectors: Collectors<ClCollector>,
 }
 
 impl ConsensusArgs {
@@ -265,11 +259,7 @@ pub async fn start(args: ConsensusArgs, shutdown: CancellationToken) -> anyhow::
         metrics,
         status.clone(),
         PollerConfig {
-            enabled: Enabled {
-                events: args.collector_events,
-                peers: args.collector_peers,
-                validators: args.collector_validators,
-            },
+            enabled: args.collectors,
             poll_interval: args.poll_interval,
             streaming_interval: args.streaming_poll_interval,
             info_interval: args.info_interval,
@@ -297,14 +287,14 @@ pub async fn start(args: ConsensusArgs, shutdown: CancellationToken) -> anyhow::
         args.beacon_timeout * 3,
         shutdown.clone(),
     ));
-    if args.collector_validators {
+    if args.collectors.enabled(ClCollector::Validators) {
         frame.spawn(validators_loop(
             poller.clone(),
             args.beacon_timeout,
             shutdown.clone(),
         ));
     }
-    if args.collector_events {
+    if args.collectors.enabled(ClCollector::Events) {
         // Some nodes (Lodestar 1.5) send the stream's response headers only with the first
         // event, so opening it gets its own, longer timeout.
         let stream = Upstream::new(
@@ -347,8 +337,11 @@ async fn poll_loop(poller: Arc<Poller>, cycle_timeout: Duration, shutdown: Cance
         move || pace.next_tick_in(),
         move || {
             tracing::warn!(timeout = ?cycle_timeout, "poll cycle timed out");
-            s.status()
-                .record("head", cycle_timeout, Err("poll cycle timed out".into()));
+            s.status().record(
+                ClCollector::Head.name(),
+                cycle_timeout,
+                Err("poll cycle timed out".into()),
+            );
         },
     )
     .await
@@ -370,7 +363,7 @@ async fn validators_loop(
             r = tokio::time::timeout(timeout, poller.poll_validators()) => {
                 if r.is_err() {
                     tracing::warn!(?timeout, "validators collectors timed out");
-                    poller.status().record("validators", timeout, Err("timed out".into()));
+                    poller.status().record(ClCollector::Validators.name(), timeout, Err("timed out".into()));
                 }
             }
         }

@@ -505,8 +505,9 @@ pub fn registry_for_docs() -> Registry {
     let mut registry = Registry::default();
     register_build_info(&mut registry);
     let status = CollectorStatus::register(&mut registry);
-    for c in crate::poller::COLLECTORS {
-        status.record(c, std::time::Duration::from_millis(3), Ok(()));
+    use ethwatch_core::collectors::Collector;
+    for &c in crate::poller::ClCollector::ALL {
+        status.record(c.name(), std::time::Duration::from_millis(3), Ok(()));
     }
     let volume =
         ethwatch_core::volume::VolumeMetrics::register(&mut registry, vec![std::env::temp_dir()]);

@@ -22,6 +22,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use ethwatch_core::collectors::{Collector, CollectorSpec, Collectors, Switch};
 use ethwatch_core::metrics::CollectorStatus;
 use ethwatch_core::upstream::{ErrorKind, UpstreamError};
 
@@ -38,20 +39,139 @@ use crate::types::{
 };
 use crate::validators::{self, ValidatorFilter};
 
-/// Every collector, as named in self-metrics and on the landing page.
-pub const COLLECTORS: [&str; 11] = [
-    "sync",
-    "health",
-    "head",
-    "finality",
-    "peers",
-    "clock",
-    "info",
-    "validators",
-    "participation",
-    "proposals",
-    "events",
-];
+/// The consensus exporter's collectors: the one table the `--collector.*` flags, the
+/// `collector` label of the self-metrics, the landing page and the table in `docs/consensus.md`
+/// come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClCollector {
+    Sync,
+    Health,
+    Head,
+    Finality,
+    Peers,
+    Clock,
+    Info,
+    Validators,
+    Participation,
+    Proposals,
+    Events,
+}
+
+impl Collector for ClCollector {
+    const ALL: &'static [Self] = &[
+        ClCollector::Sync,
+        ClCollector::Health,
+        ClCollector::Head,
+        ClCollector::Finality,
+        ClCollector::Peers,
+        ClCollector::Clock,
+        ClCollector::Info,
+        ClCollector::Validators,
+        ClCollector::Participation,
+        ClCollector::Proposals,
+        ClCollector::Events,
+    ];
+
+    fn spec(self) -> &'static CollectorSpec {
+        const FULL: &str = "every full cycle";
+        const EPOCH: &str = "once per epoch";
+        match self {
+            ClCollector::Sync => &CollectorSpec {
+                name: "sync",
+                calls: "`GET /eth/v1/node/syncing`",
+                interval: "every full cycle, first; its answer is `eth_cl_up`",
+                switch: Switch::Always,
+            },
+            ClCollector::Health => &CollectorSpec {
+                name: "health",
+                calls: "`GET /eth/v1/node/health` (200, 206 and 503 are answers, not errors)",
+                interval: FULL,
+                switch: Switch::Always,
+            },
+            ClCollector::Head => &CollectorSpec {
+                name: "head",
+                calls: "`GET /eth/v1/beacon/headers/head` (every full cycle without a live event \
+                        stream);<br>`GET /eth/v2/beacon/blocks/{root}` once per new head (event or \
+                        poll), for its execution block number and parent;<br>before Bellatrix \
+                        (`BELLATRIX_FORK_EPOCH` of the spec) a block has no execution payload: \
+                        `GET /eth/v1/beacon/headers/{root}` (its parent) instead, and not even that \
+                        for a head in the slot right after the previous head;<br>\
+                        `GET /eth/v1/beacon/headers/{root}` per parent walked over a gap (at most \
+                        `--max-backfill`)",
+                interval: "per new head; a full cycle without a live event stream",
+                switch: Switch::Always,
+            },
+            ClCollector::Finality => &CollectorSpec {
+                name: "finality",
+                calls: "`GET /eth/v1/beacon/states/head/finality_checkpoints`",
+                interval: "every full cycle without a live event stream; with one, once the head \
+                           enters a new epoch (checkpoints change only at epoch processing) and \
+                           after a reorg",
+                switch: Switch::Always,
+            },
+            ClCollector::Peers => &CollectorSpec {
+                name: "peers",
+                calls: "`GET /eth/v1/node/peer_count`, then `GET /eth/v1/node/peers?state=connected` \
+                        unless no peer is connected",
+                interval: "`--peers-interval`, on a full cycle",
+                switch: Switch::Flag(
+                    "Peers collector: peer counts by state and connected peers by direction.",
+                ),
+            },
+            ClCollector::Clock => &CollectorSpec {
+                name: "clock",
+                calls: "`GET /eth/v1/beacon/genesis`, `GET /eth/v1/config/spec`",
+                interval: "start, `--info-interval`, and when the node answers again after a failure",
+                switch: Switch::Always,
+            },
+            ClCollector::Info => &CollectorSpec {
+                name: "info",
+                calls: "`GET /eth/v1/node/version`",
+                interval: "`--info-interval`",
+                switch: Switch::Always,
+            },
+            ClCollector::Validators => &CollectorSpec {
+                name: "validators",
+                calls: "`GET /eth/v1/beacon/states/head/validators` (64 ids per request with \
+                        `--validators.id`)",
+                interval: EPOCH,
+                switch: Switch::Flag(
+                    "Validators collector: counts by status, balance and participation, once per \
+                     epoch. Switch it off (or narrow it with --validators.id) on very large \
+                     networks.",
+                ),
+            },
+            ClCollector::Participation => &CollectorSpec {
+                name: "participation",
+                calls: "`POST /eth/v1/beacon/rewards/attestations/{epoch}`, else \
+                        `GET /eth/v1/beacon/headers/{slot}` (back to the epoch's last block) and \
+                        `GET /eth/v2/debug/beacon/states/{slot}`",
+                interval: "once per epoch, also after a failure",
+                switch: Switch::Follows("validators"),
+            },
+            ClCollector::Proposals => &CollectorSpec {
+                name: "proposals",
+                calls: "only with `--validators.id`: `GET /eth/v1/validator/duties/proposer/{epoch}`, \
+                        then `GET /eth/v1/beacon/headers/{slot}` per duty of a watched validator \
+                        (404, an empty slot, is an answer)",
+                interval: "duties once per epoch; each duty once, a slot after its slot",
+                switch: Switch::Follows("validators"),
+            },
+            ClCollector::Events => &CollectorSpec {
+                name: "events",
+                calls: "`GET /eth/v1/events?topics=head&topics=block&topics=chain_reorg&topics=finalized_checkpoint`",
+                interval: "one long-lived connection",
+                switch: Switch::Flag(
+                    "Event stream collector: the head the moment the node has it, reorgs, \
+                     finality.",
+                ),
+            },
+        }
+    }
+}
+
+/// Which collectors run (the `--collector.*` flags).
+pub type Enabled = Collectors<ClCollector>;
 
 /// Whether collector `c` runs with this configuration.
 /// A new head may walk back over headers unless the node is syncing a backlog longer than one
@@ -61,22 +181,8 @@ fn walkable(syncing: bool, sync_distance: Option<u64>, max_backfill: u64) -> boo
     !syncing || sync_distance.is_some_and(|d| d <= max_backfill)
 }
 
-fn collector_enabled(cfg: &PollerConfig, c: &str) -> bool {
-    match c {
-        "events" => cfg.enabled.events,
-        "peers" => cfg.enabled.peers,
-        "validators" | "participation" => cfg.enabled.validators,
-        "proposals" => cfg.enabled.validators && !cfg.filter.is_all(),
-        _ => true,
-    }
-}
-
-/// Which optional collectors run.
-#[derive(Debug, Clone, Copy)]
-pub struct Enabled {
-    pub events: bool,
-    pub peers: bool,
-    pub validators: bool,
+fn collector_enabled(cfg: &PollerConfig, c: ClCollector) -> bool {
+    cfg.enabled.enabled(c) && (c != ClCollector::Proposals || !cfg.filter.is_all())
 }
 
 /// `/readyz` thresholds.
@@ -186,13 +292,13 @@ impl Poller {
         status: CollectorStatus,
         cfg: PollerConfig,
     ) -> Self {
-        for c in COLLECTORS {
-            status.declare(c, collector_enabled(&cfg, c));
+        for &c in ClCollector::ALL {
+            status.declare(c.name(), collector_enabled(&cfg, c));
         }
         metrics
             .validators_watched_ids
             .set(i64::try_from(cfg.filter.len()).unwrap_or(i64::MAX));
-        if cfg.enabled.validators && !cfg.filter.is_all() {
+        if collector_enabled(&cfg, ClCollector::Proposals) {
             // Both results from the start, so the first miss is an increase from 0.
             for o in proposals::Outcome::ALL {
                 let _ = metrics.proposals.get_or_create(&[("result", o.as_str())]);
@@ -407,9 +513,9 @@ impl Poller {
             async {
                 let t = Instant::now();
                 let r = self.poll_finality().await;
-                self.record("finality", t, r);
+                self.record(ClCollector::Finality, t, r);
             }
-            .instrument(collector_span("finality"))
+            .instrument(collector_span(ClCollector::Finality))
             .instrument(tracing::info_span!(
                 "poll",
                 otel.name = "poll",
@@ -421,7 +527,7 @@ impl Poller {
     }
 
     /// The epoch of the current head, once the head and the clock are known.
-    fn collector_enabled(&self, c: &str) -> bool {
+    fn collector_enabled(&self, c: ClCollector) -> bool {
         collector_enabled(&self.cfg, c)
     }
 
@@ -464,7 +570,7 @@ impl Poller {
         let live = self.stream_live();
         let poll_head = !live;
         let poll_finality = !live || self.finality_due();
-        let sync_span = collector_span("sync");
+        let sync_span = collector_span(ClCollector::Sync);
         let syncing = self
             .api
             .get_data::<Syncing>(api::SYNCING, "/eth/v1/node/syncing")
@@ -479,9 +585,10 @@ impl Poller {
                 // the ones on their own schedule run again as soon as the node answers. The
                 // event stream reports its own state.
                 let msg = e.to_string();
-                for c in COLLECTORS {
-                    if c != "events" && self.collector_enabled(c) {
-                        self.status.record(c, start.elapsed(), Err(msg.clone()));
+                for &c in ClCollector::ALL {
+                    if c != ClCollector::Events && self.collector_enabled(c) {
+                        self.status
+                            .record(c.name(), start.elapsed(), Err(msg.clone()));
                     }
                 }
                 let mut sc = self.sched();
@@ -501,7 +608,8 @@ impl Poller {
             st.el_offline = s.el_offline;
         }
         self.update_ready(s.sync_distance.0);
-        self.status.record("sync", start.elapsed(), Ok(()));
+        self.status
+            .record(ClCollector::Sync.name(), start.elapsed(), Ok(()));
 
         let (clock_due, info_due, peers_due) = {
             let now = Instant::now();
@@ -510,7 +618,7 @@ impl Poller {
             (
                 sc.clock_stale || due(sc.next_info),
                 due(sc.next_info),
-                self.cfg.enabled.peers && due(sc.next_peers),
+                self.collector_enabled(ClCollector::Peers) && due(sc.next_peers),
             )
         };
         if clock_due {
@@ -520,9 +628,9 @@ impl Poller {
                 if r.is_ok() {
                     self.sched().clock_stale = false;
                 }
-                self.record("clock", t, r);
+                self.record(ClCollector::Clock, t, r);
             }
-            .instrument(collector_span("clock"))
+            .instrument(collector_span(ClCollector::Clock))
             .await;
         }
         let info = async {
@@ -531,18 +639,18 @@ impl Poller {
                     let t = Instant::now();
                     let r = self.poll_version().await;
                     self.sched().next_info = Some(start + self.cfg.info_interval);
-                    self.record("info", t, r);
+                    self.record(ClCollector::Info, t, r);
                 }
-                .instrument(collector_span("info"))
+                .instrument(collector_span(ClCollector::Info))
                 .await;
             }
         };
         let health = async {
             let t = Instant::now();
             let r = self.poll_health().await;
-            self.record("health", t, r);
+            self.record(ClCollector::Health, t, r);
         }
-        .instrument(collector_span("health"));
+        .instrument(collector_span(ClCollector::Health));
         let head = async {
             let t = Instant::now();
             let r = if poll_head {
@@ -555,9 +663,9 @@ impl Poller {
             } else {
                 Ok(())
             };
-            self.record("head", t, r);
+            self.record(ClCollector::Head, t, r);
         }
-        .instrument(collector_span("head"));
+        .instrument(collector_span(ClCollector::Head));
         let finality = async {
             let t = Instant::now();
             let r = if poll_finality {
@@ -565,18 +673,18 @@ impl Poller {
             } else {
                 Ok(())
             };
-            self.record("finality", t, r);
+            self.record(ClCollector::Finality, t, r);
         }
-        .instrument(collector_span("finality"));
+        .instrument(collector_span(ClCollector::Finality));
         let peers = async {
             if peers_due {
                 async {
                     let t = Instant::now();
                     let r = self.poll_peers().await;
                     self.sched().next_peers = Some(start + self.cfg.peers_interval);
-                    self.record("peers", t, r);
+                    self.record(ClCollector::Peers, t, r);
                 }
-                .instrument(collector_span("peers"))
+                .instrument(collector_span(ClCollector::Peers))
                 .await;
             }
         };
@@ -586,7 +694,8 @@ impl Poller {
 
     /// Records a collector run; a failure is logged when it starts and when it ends, not per run,
     /// and marks the current (collector) span as failed.
-    fn record(&self, collector: &'static str, started: Instant, r: Result<(), UpstreamError>) {
+    fn record(&self, c: ClCollector, started: Instant, r: Result<(), UpstreamError>) {
+        let collector = c.name();
         if r.is_err() {
             tracing::Span::current().record("otel.status_code", "ERROR");
         }
@@ -972,7 +1081,10 @@ impl Poller {
     pub async fn poll_validators(&self) {
         // Not before the node first answered, nor while it is down (the poll cycle marks these
         // collectors failed then, and they run again once it answers).
-        if !self.cfg.enabled.validators || self.last_ok_ms() == 0 || !self.metrics.state.lock().up {
+        if !self.collector_enabled(ClCollector::Validators)
+            || self.last_ok_ms() == 0
+            || !self.metrics.state.lock().up
+        {
             return;
         }
         let Some(clock) = self.clock() else { return };
@@ -1000,17 +1112,17 @@ impl Poller {
         };
         if counts_due {
             self.poll_validator_counts(epoch, now, retry_after, epoch_len)
-                .instrument(collector_span("validators"))
+                .instrument(collector_span(ClCollector::Validators))
                 .await;
         }
         if part_due {
             self.poll_participation(epoch, now, clock.slots_per_epoch, try_rewards)
-                .instrument(collector_span("participation"))
+                .instrument(collector_span(ClCollector::Participation))
                 .await;
         }
         if proposals_due {
             self.poll_proposals(epoch, slot, now, retry_after, clock.slots_per_epoch)
-                .instrument(collector_span("proposals"))
+                .instrument(collector_span(ClCollector::Proposals))
                 .await;
         }
     }
@@ -1057,7 +1169,7 @@ impl Poller {
         if r.is_err() {
             self.sched().proposals_retry_at = Some(now + retry_after);
         }
-        self.record("proposals", t, r);
+        self.record(ClCollector::Proposals, t, r);
     }
 
     /// How long a failed validators collector waits: one slot, but after an
@@ -1118,7 +1230,7 @@ impl Poller {
                     );
                 }
             }
-            self.record("validators", t, r.map(|_| ()));
+            self.record(ClCollector::Validators, t, r.map(|_| ()));
         }
     }
 
@@ -1156,7 +1268,7 @@ impl Poller {
                 }
                 Err(_) => self.sched().participation_failed_in = Some(epoch),
             }
-            self.record("participation", t, r.map(|_| ()));
+            self.record(ClCollector::Participation, t, r.map(|_| ()));
         }
     }
 }
@@ -1186,7 +1298,8 @@ fn stream_grace_ms(c: Clock) -> u64 {
 }
 
 /// A span for one collector run, child of the current (poll) span.
-fn collector_span(name: &'static str) -> tracing::Span {
+fn collector_span(c: ClCollector) -> tracing::Span {
+    let name = c.name();
     tracing::info_span!(
         "collect",
         otel.name = %format!("collect {name}"),
@@ -1197,7 +1310,16 @@ fn collector_span(name: &'static str) -> tracing::Span {
 
 #[cfg(test)]
 mod tests {
-    use super::walkable;
+    use super::*;
+
+    /// `docs/consensus.md` lists the collectors as the table declares them
+    /// (`ETHWATCH_BLESS=1` rewrites it).
+    #[test]
+    fn docs_list_the_collector_table() {
+        let doc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/consensus.md");
+        ethwatch_core::collectors::check_doc_table::<ClCollector>(&doc)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
 
     #[test]
     fn a_node_a_few_slots_behind_still_has_its_reorgs_walked() {

@@ -1,6 +1,7 @@
 //! What every ethwatch exporter shares.
 //!
 //! # Layout
+//! - [`collectors`]: the typed table of an exporter's collectors, its `--collector.*` flags and docs.
 //! - [`config`]: the flags every exporter takes (`--web.*`, `--log.format`, `--config.file`), the
 //!   YAML config file merge, and value parsers (durations).
 //! - [`exporter`]: the frame every exporter runs in (registry, listener, tasks, server).
@@ -20,6 +21,7 @@
 //! Exporters poll their node on their own schedule and keep the last known state in memory;
 //! `/metrics` only encodes that state and never calls the node.
 
+pub mod collectors;
 pub mod config;
 pub mod exporter;
 pub mod exposition;

@@ -21,6 +21,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ethwatch_core::collectors::{Collector, Collectors};
 use ethwatch_core::config::{CommonArgs, parse_duration, parse_http_url, parse_ws_url};
 use ethwatch_core::exporter::Frame;
 use ethwatch_core::server;
@@ -30,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::metrics::ExecutionMetrics;
-use crate::poller::{Enabled, Poller, PollerConfig};
+use crate::poller::{ElCollector, Poller, PollerConfig};
 use crate::rpc::RpcClient;
 
 /// Flags of `ethwatch execution`. Every flag has an `ETHWATCH_*` environment twin.
@@ -96,24 +97,9 @@ pub struct ExecutionArgs {
     )]
     pub ready_intervals: u32,
 
-    /// Head collector: latest block, block rate, intervals, reorgs.
-    #[arg(long = "collector.head", env = "ETHWATCH_COLLECTOR_HEAD", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    pub collector_head: bool,
-    /// Finality collector: finalized and safe block numbers.
-    #[arg(long = "collector.finality", env = "ETHWATCH_COLLECTOR_FINALITY", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    pub collector_finality: bool,
-    /// Sync collector: eth_syncing.
-    #[arg(long = "collector.sync", env = "ETHWATCH_COLLECTOR_SYNC", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    pub collector_sync: bool,
-    /// Peers collector: net_peerCount.
-    #[arg(long = "collector.peers", env = "ETHWATCH_COLLECTOR_PEERS", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    pub collector_peers: bool,
-    /// Transaction pool collector: txpool_status.
-    #[arg(long = "collector.txpool", env = "ETHWATCH_COLLECTOR_TXPOOL", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    pub collector_txpool: bool,
-    /// Info collector: chain id, network id, client version.
-    #[arg(long = "collector.info", env = "ETHWATCH_COLLECTOR_INFO", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    pub collector_info: bool,
+    /// The `--collector.*` flags, one per entry of [`ElCollector`]'s table.
+    #[command(flatten)]
+    pub collectors: Collectors<ElCollector>,
 }
 
 impl ExecutionArgs {
@@ -190,14 +176,7 @@ pub async fn start(args: ExecutionArgs, shutdown: CancellationToken) -> anyhow::
         metrics,
         status.clone(),
         PollerConfig {
-            enabled: Enabled {
-                head: args.collector_head,
-                finality: args.collector_finality,
-                sync: args.collector_sync,
-                peers: args.collector_peers,
-                txpool: args.collector_txpool,
-                info: args.collector_info,
-            },
+            enabled: args.collectors,
             poll_interval: args.poll_interval,
             streaming_interval: args.streaming_poll_interval,
             info_interval: args.info_interval,
@@ -227,7 +206,11 @@ pub async fn start(args: ExecutionArgs, shutdown: CancellationToken) -> anyhow::
             move || pace.cycle_interval(),
             move || {
                 tracing::warn!(timeout = ?cycle_timeout, "poll cycle timed out");
-                s.record("head", cycle_timeout, Err("poll cycle timed out".into()));
+                s.record(
+                    ElCollector::Head.name(),
+                    cycle_timeout,
+                    Err("poll cycle timed out".into()),
+                );
             },
         ));
     }

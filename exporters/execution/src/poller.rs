@@ -1,16 +1,8 @@
 //! The poll cycle: one batched JSON-RPC request per cycle for every due collector, plus at most
 //! one more when the head skipped blocks or reorged (fetching what was missed).
 //!
-//! Collectors and the calls each contributes to the batch:
-//!
-//! | collector  | calls                                                       | interval           |
-//! |------------|-------------------------------------------------------------|--------------------|
-//! | `head`     | `eth_getBlockByNumber("latest", false)`                     | `--poll-interval`  |
-//! | `finality` | `eth_getBlockByNumber("finalized"/"safe", false)`           | `--poll-interval`  |
-//! | `sync`     | `eth_syncing`                                               | `--poll-interval`  |
-//! | `peers`    | `net_peerCount`                                             | `--poll-interval`  |
-//! | `txpool`   | `txpool_status`                                             | `--poll-interval`  |
-//! | `info`     | `eth_chainId`, `net_version`, `web3_clientVersion`          | `--info-interval`  |
+//! The collectors and the calls each contributes to the batch are the table [`ElCollector`]
+//! (rendered in `docs/execution.md`).
 //!
 //! A method the node does not implement (-32601) is dropped from the batch, its signal becomes
 //! absent and its collector reports success 0; it is logged once and re-probed every
@@ -21,6 +13,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use ethwatch_core::collectors::{Collector, CollectorSpec, Collectors, Switch};
 use ethwatch_core::metrics::CollectorStatus;
 use ethwatch_core::upstream::UpstreamError;
 use serde_json::json;
@@ -30,43 +23,104 @@ use crate::metrics::ExecutionMetrics;
 use crate::rpc::{Call, ItemResult, METHOD_NOT_FOUND, RpcClient};
 use crate::types::{ClientVersion, Header, Quantity, SyncStatus, TxpoolStatus};
 
-/// The collectors of the execution exporter, in batch order.
-pub const COLLECTORS: [&str; 6] = ["head", "finality", "sync", "peers", "txpool", "info"];
-
-/// The methods of collectors that can be unsupported by a client (-32601).
-const COLLECTOR_METHODS: [(&str, &str); 6] = [
-    ("sync", "eth_syncing"),
-    ("peers", "net_peerCount"),
-    ("txpool", "txpool_status"),
-    ("info", "eth_chainId"),
-    ("info", "net_version"),
-    ("info", "web3_clientVersion"),
-];
-
-/// Which collectors run.
-#[derive(Debug, Clone, Copy)]
-pub struct Enabled {
-    pub head: bool,
-    pub finality: bool,
-    pub sync: bool,
-    pub peers: bool,
-    pub txpool: bool,
-    pub info: bool,
+/// The execution exporter's collectors, in batch order: the one table the `--collector.*`
+/// flags, the `collector` label of the self-metrics and the table in `docs/execution.md` come
+/// from. What each one asks is [`ElCollector::calls`]; its handler, [`Poller::handle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ElCollector {
+    Head,
+    Finality,
+    Sync,
+    Peers,
+    Txpool,
+    Info,
 }
 
-impl Enabled {
-    fn get(&self, name: &str) -> bool {
-        match name {
-            "head" => self.head,
-            "finality" => self.finality,
-            "sync" => self.sync,
-            "peers" => self.peers,
-            "txpool" => self.txpool,
-            "info" => self.info,
-            _ => false,
+impl Collector for ElCollector {
+    const ALL: &'static [Self] = &[
+        ElCollector::Head,
+        ElCollector::Finality,
+        ElCollector::Sync,
+        ElCollector::Peers,
+        ElCollector::Txpool,
+        ElCollector::Info,
+    ];
+
+    fn spec(self) -> &'static CollectorSpec {
+        const EVERY: &str = "every cycle";
+        match self {
+            ElCollector::Head => &CollectorSpec {
+                name: "head",
+                calls: r#"`eth_getBlockByNumber("latest", false)`"#,
+                interval: EVERY,
+                switch: Switch::Flag(
+                    "Head collector: latest block, block rate, intervals, reorgs.",
+                ),
+            },
+            ElCollector::Finality => &CollectorSpec {
+                name: "finality",
+                calls: r#"`eth_getBlockByNumber("finalized", false)`, `eth_getBlockByNumber("safe", false)`"#,
+                interval: EVERY,
+                switch: Switch::Flag("Finality collector: finalized and safe block numbers."),
+            },
+            ElCollector::Sync => &CollectorSpec {
+                name: "sync",
+                calls: "`eth_syncing`",
+                interval: EVERY,
+                switch: Switch::Flag("Sync collector: eth_syncing."),
+            },
+            ElCollector::Peers => &CollectorSpec {
+                name: "peers",
+                calls: "`net_peerCount`",
+                interval: EVERY,
+                switch: Switch::Flag("Peers collector: net_peerCount."),
+            },
+            ElCollector::Txpool => &CollectorSpec {
+                name: "txpool",
+                calls: "`txpool_status`",
+                interval: EVERY,
+                switch: Switch::Flag("Transaction pool collector: txpool_status."),
+            },
+            ElCollector::Info => &CollectorSpec {
+                name: "info",
+                calls: "`eth_chainId`, `net_version`, `web3_clientVersion`",
+                interval: "`--info-interval` (5 m)",
+                switch: Switch::Flag("Info collector: chain id, network id, client version."),
+            },
         }
     }
 }
+
+impl ElCollector {
+    /// The calls this collector adds to a poll batch.
+    pub fn calls(self) -> Vec<Call> {
+        let block = |tag: &str| Call::new("eth_getBlockByNumber", json!([tag, false]));
+        let bare = |m: &'static str| Call::new(m, json!([]));
+        match self {
+            ElCollector::Head => vec![block("latest")],
+            ElCollector::Finality => vec![block("finalized"), block("safe")],
+            ElCollector::Sync => vec![bare("eth_syncing")],
+            ElCollector::Peers => vec![bare("net_peerCount")],
+            ElCollector::Txpool => vec![bare("txpool_status")],
+            ElCollector::Info => {
+                vec![
+                    bare("eth_chainId"),
+                    bare("net_version"),
+                    bare("web3_clientVersion"),
+                ]
+            }
+        }
+    }
+
+    /// Whether a node may lack this collector's methods (-32601): they are dropped from the
+    /// batch while found unsupported, and re-probed.
+    fn optional(self) -> bool {
+        !matches!(self, ElCollector::Head | ElCollector::Finality)
+    }
+}
+
+/// Which collectors run (the `--collector.*` flags).
+pub type Enabled = Collectors<ElCollector>;
 
 /// Settings of the poller.
 #[derive(Debug, Clone)]
@@ -104,7 +158,7 @@ pub struct Poller {
     /// The last transport failure logged, so a down node logs once, not every poll.
     last_failure: Mutex<Option<&'static str>>,
     /// Collectors whose last run failed, so a failing collector logs once, not every poll.
-    failing: Mutex<HashSet<&'static str>>,
+    failing: Mutex<HashSet<ElCollector>>,
     /// Unix milliseconds of the moment the subscription was last lost (readiness).
     subscription_lost_ms: AtomicU64,
     /// Wakes the poll loop early: the subscription was lost, so the poll must take over at once.
@@ -119,8 +173,8 @@ impl Poller {
         status: CollectorStatus,
         cfg: PollerConfig,
     ) -> Self {
-        for c in COLLECTORS {
-            status.declare(c, cfg.enabled.get(c));
+        for &c in ElCollector::ALL {
+            status.declare(c.name(), cfg.enabled.enabled(c));
         }
         let mut tracker = HeadTracker::new(128, cfg.max_backfill);
         if cfg.max_backfill == 0 {
@@ -224,53 +278,30 @@ impl Poller {
 
     async fn poll_cycle(&self) {
         let start = Instant::now();
-        let mut plan: Vec<(&'static str, Call)> = Vec::with_capacity(9);
-        let latest = || json!(["latest", false]);
-        if self.cfg.enabled.head {
-            plan.push(("head", Call::new("eth_getBlockByNumber", latest())));
-        }
-        if self.cfg.enabled.finality {
-            plan.push((
-                "finality",
-                Call::new("eth_getBlockByNumber", json!(["finalized", false])),
-            ));
-            plan.push((
-                "finality",
-                Call::new("eth_getBlockByNumber", json!(["safe", false])),
-            ));
-        }
-        if self.cfg.enabled.sync && self.supported("eth_syncing", start) {
-            plan.push(("sync", Call::new("eth_syncing", json!([]))));
-        }
-        if self.cfg.enabled.peers && self.supported("net_peerCount", start) {
-            plan.push(("peers", Call::new("net_peerCount", json!([]))));
-        }
-        if self.cfg.enabled.txpool && self.supported("txpool_status", start) {
-            plan.push(("txpool", Call::new("txpool_status", json!([]))));
-        }
-        let info_due = self.cfg.enabled.info && {
+        let mut plan: Vec<(ElCollector, Call)> = Vec::with_capacity(9);
+        let info_due = {
             let next = self.next_info.lock().unwrap_or_else(|e| e.into_inner());
             next.is_none_or(|t| start >= t)
         };
-        if info_due {
-            for m in ["eth_chainId", "net_version", "web3_clientVersion"] {
-                if self.supported(m, start) {
-                    plan.push(("info", Call::new(m, json!([]))));
-                }
+        for &c in ElCollector::ALL {
+            if !self.cfg.enabled.enabled(c) || (c == ElCollector::Info && !info_due) {
+                continue;
             }
-        }
-        // Collectors whose every method is unsupported report failure without a call.
-        for (c, methods) in [
-            ("sync", &["eth_syncing"][..]),
-            ("peers", &["net_peerCount"][..]),
-            ("txpool", &["txpool_status"][..]),
-        ] {
-            if self.cfg.enabled.get(c) && !plan.iter().any(|(pc, _)| *pc == c) {
-                let m = methods[0];
+            let calls = c.calls();
+            let first = calls[0].method;
+            let before = plan.len();
+            plan.extend(
+                calls
+                    .into_iter()
+                    .filter(|call| !c.optional() || self.supported(call.method, start))
+                    .map(|call| (c, call)),
+            );
+            // A collector whose every method is unsupported reports failure without a call.
+            if plan.len() == before && c != ElCollector::Info {
                 self.status.record(
-                    c,
+                    c.name(),
                     Duration::ZERO,
-                    Err(format!("{m} is not supported by the node")),
+                    Err(format!("{first} is not supported by the node")),
                 );
             }
         }
@@ -278,19 +309,20 @@ impl Poller {
             return;
         }
 
-        let mut spans: Vec<(&'static str, tracing::Span)> = Vec::new();
+        let mut spans: Vec<(ElCollector, tracing::Span)> = Vec::new();
         for (c, _) in &plan {
             if !spans.iter().any(|(n, _)| n == c) {
+                let name = c.name();
                 let s = tracing::info_span!(
                     "collect",
-                    otel.name = %format!("collect {c}"),
+                    otel.name = %format!("collect {name}"),
                     otel.status_code = tracing::field::Empty,
-                    ethwatch.collector = *c,
+                    ethwatch.collector = name,
                 );
-                spans.push((c, s));
+                spans.push((*c, s));
             }
         }
-        let span_of = |c: &str| {
+        let span_of = |c: ElCollector| {
             spans
                 .iter()
                 .find(|(n, _)| *n == c)
@@ -299,7 +331,7 @@ impl Poller {
         };
         let calls: Vec<Call> = plan
             .iter()
-            .map(|(c, call)| call.clone().under(&span_of(c)))
+            .map(|(c, call)| call.clone().under(&span_of(*c)))
             .collect();
         let results = match self.rpc.batch(&calls).await {
             Ok(r) => r,
@@ -309,9 +341,9 @@ impl Poller {
                 // not only those in this batch (info runs every --info-interval but is as blind);
                 // info runs again as soon as the node answers.
                 let elapsed = start.elapsed();
-                for c in COLLECTORS {
-                    if self.cfg.enabled.get(c) {
-                        self.status.record(c, elapsed, Err(e.to_string()));
+                for &c in ElCollector::ALL {
+                    if self.cfg.enabled.enabled(c) {
+                        self.status.record(c.name(), elapsed, Err(e.to_string()));
                     }
                 }
                 *self.next_info.lock().unwrap_or_else(|e| e.into_inner()) = None;
@@ -320,34 +352,15 @@ impl Poller {
         };
         self.node_answered();
 
-        let mut by_collector: Vec<(&'static str, Vec<(Call, ItemResult)>)> = Vec::new();
-        for ((c, call), r) in plan.into_iter().zip(results) {
-            match by_collector.iter_mut().find(|(n, _)| *n == c) {
-                Some((_, v)) => v.push((call, r)),
-                None => by_collector.push((c, vec![(call, r)])),
-            }
-        }
-        for (c, items) in by_collector {
+        for (c, items) in group(plan.into_iter().zip(results)) {
             use tracing::Instrument;
             let span = span_of(c);
-            let r = match c {
-                "head" => self.handle_head(items).instrument(span.clone()).await,
-                "finality" => span.in_scope(|| self.handle_finality(items)),
-                "sync" => span.in_scope(|| self.handle_sync(items)),
-                "peers" => span.in_scope(|| self.handle_peers(items)),
-                "txpool" => span.in_scope(|| self.handle_txpool(items)),
-                "info" => {
-                    *self.next_info.lock().unwrap_or_else(|e| e.into_inner()) =
-                        Some(start + self.cfg.info_interval);
-                    span.in_scope(|| self.handle_info(items))
-                }
-                _ => Ok(()),
-            };
+            let r = self.handle(c, items, start).instrument(span.clone()).await;
             if r.is_err() {
                 span.record("otel.status_code", "ERROR");
             }
             self.log_collector(c, &r, start);
-            self.status.record(c, start.elapsed(), r);
+            self.status.record(c.name(), start.elapsed(), r);
         }
         let expected = self.cfg.expected_interval.map(|d| d.as_secs_f64()).or(self
             .tracker
@@ -357,25 +370,46 @@ impl Poller {
         self.metrics.state.lock().expected_interval = expected;
     }
 
+    /// A collector's handler: reads its answers into the state.
+    async fn handle(
+        &self,
+        c: ElCollector,
+        items: Vec<(Call, ItemResult)>,
+        cycle_start: Instant,
+    ) -> Result<(), String> {
+        match c {
+            ElCollector::Head => self.handle_head(items).await,
+            ElCollector::Finality => self.handle_finality(items),
+            ElCollector::Sync => self.handle_sync(items),
+            ElCollector::Peers => self.handle_peers(items),
+            ElCollector::Txpool => self.handle_txpool(items),
+            ElCollector::Info => {
+                *self.next_info.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(cycle_start + self.cfg.info_interval);
+                self.handle_info(items)
+            }
+        }
+    }
+
     /// Logs a collector that starts failing once (a warning naming the cause) and when it works
     /// again; a method the node lacks is logged by [`Self::check_unsupported`] instead.
-    fn log_collector(&self, c: &'static str, r: &Result<(), String>, cycle_start: Instant) {
+    fn log_collector(&self, c: ElCollector, r: &Result<(), String>, cycle_start: Instant) {
         let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
         match r {
             Err(e) if failing.insert(c) && !self.found_unsupported(c, cycle_start) => {
                 tracing::warn!(
                     node = self.rpc.upstream().redacted_url(),
-                    collector = c,
+                    collector = c.name(),
                     error = %e,
                     "collector failed; its last values are kept and go stale until it succeeds"
                 );
             }
-            Err(e) => tracing::debug!(collector = c, error = %e, "collector failed"),
+            Err(e) => tracing::debug!(collector = c.name(), error = %e, "collector failed"),
             Ok(()) => {
-                if failing.remove(c) {
+                if failing.remove(&c) {
                     tracing::info!(
                         node = self.rpc.upstream().redacted_url(),
-                        collector = c,
+                        collector = c.name(),
                         "collector works again"
                     );
                 }
@@ -384,15 +418,15 @@ impl Poller {
     }
 
     /// Whether this cycle found a method of collector `c` unsupported.
-    fn found_unsupported(&self, c: &str, cycle_start: Instant) -> bool {
+    fn found_unsupported(&self, c: ElCollector, cycle_start: Instant) -> bool {
+        if !c.optional() {
+            return false;
+        }
         let map = self.unsupported.lock().unwrap_or_else(|e| e.into_inner());
-        COLLECTOR_METHODS
-            .iter()
-            .filter(|(cc, _)| *cc == c)
-            .any(|(_, m)| {
-                map.get(m)
-                    .is_some_and(|until| *until >= cycle_start + self.cfg.reprobe_interval)
-            })
+        c.calls().iter().any(|call| {
+            map.get(call.method)
+                .is_some_and(|until| *until >= cycle_start + self.cfg.reprobe_interval)
+        })
     }
 
     fn node_failed(&self, e: &UpstreamError) {
@@ -601,22 +635,19 @@ impl Poller {
     pub async fn on_subscription_head(&self, announced: Header) -> Result<(), UpstreamError> {
         let arrived = ethwatch_core::unix_now();
         let start = Instant::now();
-        let mut plan: Vec<(&'static str, Call)> = vec![(
-            "head",
+        let mut plan: Vec<(ElCollector, Call)> = vec![(
+            ElCollector::Head,
             Call::new("eth_getBlockByHash", json!([announced.hash, false])),
         )];
-        if self.cfg.enabled.finality {
-            plan.push((
-                "finality",
-                Call::new("eth_getBlockByNumber", json!(["finalized", false])),
-            ));
-            plan.push((
-                "finality",
-                Call::new("eth_getBlockByNumber", json!(["safe", false])),
-            ));
-        }
-        if self.cfg.enabled.txpool && self.supported("txpool_status", start) {
-            plan.push(("txpool", Call::new("txpool_status", json!([]))));
+        for c in [ElCollector::Finality, ElCollector::Txpool] {
+            if self.cfg.enabled.enabled(c) {
+                plan.extend(
+                    c.calls()
+                        .into_iter()
+                        .filter(|call| !c.optional() || self.supported(call.method, start))
+                        .map(|call| (c, call)),
+                );
+            }
         }
         let calls: Vec<Call> = plan.iter().map(|(_, c)| c.clone()).collect();
         let mut results = self.rpc.batch(&calls).await?.into_iter();
@@ -624,22 +655,12 @@ impl Poller {
             .next()
             .unwrap_or_else(|| Err(UpstreamError::decode("empty answer")));
         let block: Option<Header> = self.decode("eth_getBlockByHash", head_item)?;
-        let mut rest: Vec<(&'static str, Vec<(Call, ItemResult)>)> = Vec::new();
-        for ((c, call), r) in plan.into_iter().skip(1).zip(results) {
-            match rest.iter_mut().find(|(n, _)| *n == c) {
-                Some((_, v)) => v.push((call, r)),
-                None => rest.push((c, vec![(call, r)])),
-            }
-        }
         // The pool and the safe and finalized blocks first: a scrape that shows the new head
         // shows them as read with it.
-        for (c, items) in rest {
-            let r = match c {
-                "finality" => self.handle_finality(items),
-                _ => self.handle_txpool(items),
-            };
+        for (c, items) in group(plan.into_iter().skip(1).zip(results)) {
+            let r = self.handle(c, items, start).await;
             self.log_collector(c, &r, start);
-            self.status.record(c, start.elapsed(), r);
+            self.status.record(c.name(), start.elapsed(), r);
         }
         match block {
             Some(b) if b.hash == announced.hash => {
@@ -726,6 +747,20 @@ impl Poller {
     }
 }
 
+/// The answers of a batch grouped by collector, in batch order.
+fn group(
+    answers: impl Iterator<Item = ((ElCollector, Call), ItemResult)>,
+) -> Vec<(ElCollector, Vec<(Call, ItemResult)>)> {
+    let mut out: Vec<(ElCollector, Vec<(Call, ItemResult)>)> = Vec::new();
+    for ((c, call), r) in answers {
+        match out.iter_mut().find(|(n, _)| *n == c) {
+            Some((_, v)) => v.push((call, r)),
+            None => out.push((c, vec![(call, r)])),
+        }
+    }
+    out
+}
+
 /// Fetches missed blocks through the poller's client, in one batch.
 struct RpcBlocks<'a>(&'a Poller);
 
@@ -748,5 +783,28 @@ impl BlockSource for RpcBlocks<'_> {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `docs/execution.md` lists the collectors as the table declares them
+    /// (`ETHWATCH_BLESS=1` rewrites it).
+    #[test]
+    fn docs_list_the_collector_table() {
+        let doc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/execution.md");
+        ethwatch_core::collectors::check_doc_table::<ElCollector>(&doc)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn every_collector_has_calls_and_a_flag() {
+        for &c in ElCollector::ALL {
+            assert!(!c.calls().is_empty(), "{c:?}");
+            assert!(matches!(c.spec().switch, Switch::Flag(_)), "{c:?}");
+            assert_eq!(ElCollector::by_name(c.name()), Some(c));
+        }
     }
 }
