@@ -157,8 +157,9 @@ pub struct ConsensusArgs {
 }
 
 impl ConsensusArgs {
-    /// Checks relations between flags; the message names the field.
-    pub fn validate(&self) -> Result<(), ethwatch_core::config::ConfigError> {
+    /// Checks relations between flags (the message names the field) and returns the parsed
+    /// `--validators.id` filter.
+    pub fn validate(&self) -> Result<ValidatorFilter, ethwatch_core::config::ConfigError> {
         use ethwatch_core::config::ConfigError::Invalid;
         let bad = |field: &str, msg: String| Invalid {
             field: format!("--{field}"),
@@ -223,8 +224,7 @@ impl ConsensusArgs {
                 format!("{:?} is below the minimum of 1s", self.events_max_backoff),
             ));
         }
-        ValidatorFilter::parse(&self.validators_id).map_err(|e| bad("validators.id", e))?;
-        Ok(())
+        ValidatorFilter::parse(&self.validators_id).map_err(|e| bad("validators.id", e))
     }
 }
 
@@ -240,8 +240,7 @@ pub struct Running {
 
 /// Validates the flags, binds the listener and starts every task.
 pub async fn start(args: ConsensusArgs, shutdown: CancellationToken) -> anyhow::Result<Running> {
-    args.validate()?;
-    let filter = ValidatorFilter::parse(&args.validators_id).map_err(anyhow::Error::msg)?;
+    let filter = args.validate()?;
     let mut frame = Frame::bind(&args.common, shutdown.clone()).await?;
     let status = frame.status.clone();
     let metrics = ConsensusMetrics::register(&mut frame.registry);

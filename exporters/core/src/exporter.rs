@@ -67,16 +67,6 @@ impl Frame {
         })
     }
 
-    /// The address the server will answer on.
-    pub fn addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
-    /// The shutdown token every task watches.
-    pub fn shutdown(&self) -> CancellationToken {
-        self.shutdown.clone()
-    }
-
     /// Adds the exporter's live values to the landing page and its own routes to the server.
     pub fn set_pages(&mut self, pages: Arc<dyn Pages>) {
         self.pages = Some(pages);

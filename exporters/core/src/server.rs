@@ -556,7 +556,7 @@ pub async fn serve(
     let mut accept_errors = AcceptErrors::new();
     let opts = Arc::new(opts);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, _) = tokio::select! {
             _ = shutdown.cancelled() => break,
             r = listener.accept() => match r {
                 Ok(x) => {

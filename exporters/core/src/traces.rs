@@ -165,14 +165,6 @@ pub fn register_metrics(registry: &mut Registry) {
     );
 }
 
-/// The number of dropped spans so far (tests).
-pub fn dropped_spans() -> u64 {
-    ["queue_full", "export_failed"]
-        .iter()
-        .map(|r| METRICS.dropped.get_or_create(&[("reason", r)]).get())
-        .sum()
-}
-
 /// A span processor with a bounded queue and counted drops.
 #[derive(Debug)]
 pub struct BoundedProcessor {
@@ -367,11 +359,6 @@ pub fn build(
         .build();
     let tracer = provider.tracer("ethwatch");
     Ok(Some((tracer, TraceGuard { provider, flush })))
-}
-
-/// The trace id of the current span, when it is sampled (for exemplars).
-pub fn current_trace_id() -> Option<String> {
-    trace_id_of(&tracing::Span::current())
 }
 
 /// The trace id of `span`, when it is exported and sampled (for exemplars).
