@@ -14,6 +14,7 @@
 //! first connection, the loss of a stable stream, and its return to stability. Reconnect attempts
 //! in between are logged at debug level, so a flapping node cannot flood the log.
 
+use ethwatch_core::node::Backoff;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
@@ -72,7 +73,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let url = stream.redacted_url().to_string();
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = Backoff::new(cfg.max_backoff);
     let mut log = Transitions::default();
     loop {
         let started = Instant::now();
@@ -93,8 +94,9 @@ pub async fn run(
             Err(end.msg.clone()),
         );
         if end.open_for.is_some_and(|d| d >= STABLE) {
-            backoff = Duration::from_secs(1);
+            backoff.reset();
         }
+        let delay = backoff.next_delay();
         log.attempts += 1;
         if !log.announced_down {
             log.announced_down = true;
@@ -106,13 +108,11 @@ pub async fn run(
                 "event stream lost; polling covers the gap, reconnecting with backoff (further attempts at debug level)"
             );
         } else {
-            tracing::debug!(kind = end.kind.as_str(), error = %end.msg, retry_in = ?backoff, "event stream attempt ended");
+            tracing::debug!(kind = end.kind.as_str(), error = %end.msg, retry_in = ?delay, "event stream attempt ended");
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
+        if !Backoff::sleep(delay, &shutdown).await {
+            return;
         }
-        backoff = (backoff * 2).min(cfg.max_backoff.max(Duration::from_secs(1)));
     }
 }
 

@@ -26,7 +26,6 @@ pub mod sse;
 pub mod types;
 pub mod validators;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,7 +34,6 @@ use ethwatch_core::config::{CommonArgs, parse_duration, parse_http_url};
 use ethwatch_core::exporter::Frame;
 use ethwatch_core::server;
 use ethwatch_core::upstream::{Upstream, UpstreamOptions};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
@@ -229,14 +227,7 @@ impl ConsensusArgs {
 }
 
 /// A started exporter.
-pub struct Running {
-    /// Where the HTTP server listens.
-    pub addr: SocketAddr,
-    /// The poller (tests inspect it).
-    pub poller: Arc<Poller>,
-    /// Ends when every task has drained after shutdown.
-    pub task: JoinHandle<()>,
-}
+pub type Running = ethwatch_core::exporter::Running<Poller>;
 
 /// Validates the flags, binds the listener and starts every task.
 pub async fn start(args: ConsensusArgs, shutdown: CancellationToken) -> anyhow::Result<Running> {

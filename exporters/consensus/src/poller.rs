@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use ethwatch_core::collectors::{Collector, CollectorSpec, Collectors, Switch};
 use ethwatch_core::metrics::CollectorStatus;
+use ethwatch_core::node::NodeHealth;
 use ethwatch_core::upstream::{ErrorKind, UpstreamError};
 
 use tracing::Instrument;
@@ -259,10 +260,8 @@ pub struct Poller {
     cfg: PollerConfig,
     tracker: tokio::sync::Mutex<HeadTracker>,
     sched: Mutex<Schedule>,
-    /// Unix milliseconds of the last answered `/eth/v1/node/syncing` (readiness).
-    last_ok_ms: AtomicU64,
-    /// The last transport failure logged, so a down node logs once, not every poll.
-    last_failure: Mutex<Option<&'static str>>,
+    /// Whether the node answers, and when `/eth/v1/node/syncing` last did (readiness).
+    health: NodeHealth,
     /// Collectors whose failure was logged and that have not worked since.
     failing: Mutex<std::collections::HashSet<&'static str>>,
     /// The sync-distance half of readiness, with hysteresis.
@@ -304,6 +303,7 @@ impl Poller {
                 let _ = metrics.proposals.get_or_create(&[("result", o.as_str())]);
             }
         }
+        let health = NodeHealth::new("beacon node", api.upstream().redacted_url().to_string());
         Poller {
             api,
             metrics,
@@ -314,8 +314,7 @@ impl Poller {
                 clock_stale: true,
                 ..Schedule::default()
             }),
-            last_ok_ms: AtomicU64::new(0),
-            last_failure: Mutex::new(None),
+            health,
             failing: Mutex::default(),
             ready: AtomicBool::new(true),
             stream_active: AtomicBool::new(false),
@@ -358,7 +357,7 @@ impl Poller {
 
     /// Unix milliseconds of the last time the node answered (0 if never).
     pub fn last_ok_ms(&self) -> u64 {
-        self.last_ok_ms.load(Ordering::Relaxed)
+        self.health.last_ok_ms()
     }
 
     /// The time between cycles: the flag, or half a slot (at least 250 ms), or 1 s while the
@@ -721,30 +720,14 @@ impl Poller {
 
     fn node_failed(&self, e: &UpstreamError) {
         self.metrics.state.lock().up = false;
-        let kind = e.kind().as_str();
-        let mut last = self.last_failure.lock().unwrap_or_else(|e| e.into_inner());
-        if *last != Some(kind) {
-            tracing::warn!(
-                node = self.api.upstream().redacted_url(),
-                kind,
-                error = %e,
-                "beacon node unreachable or misbehaving; serving last known values as stale"
-            );
-            *last = Some(kind);
-        }
+        self.health.failed(e);
     }
 
     /// Marks the node up; after a failure, the clock is read again (a restarted dev node may
     /// have a new genesis).
     fn node_answered(&self) {
         self.metrics.state.lock().up = true;
-        self.last_ok_ms.store(unix_ms(), Ordering::Relaxed);
-        let mut last = self.last_failure.lock().unwrap_or_else(|e| e.into_inner());
-        if last.take().is_some() {
-            tracing::info!(
-                node = self.api.upstream().redacted_url(),
-                "beacon node answers again"
-            );
+        if self.health.answered() {
             self.sched().clock_stale = true;
         }
     }

@@ -22,6 +22,17 @@ use crate::metrics::{CollectorStatus, register_build_info};
 use crate::server::{self, Pages, ReadinessCheck, ServeOptions, ServerMetrics, ServerState};
 use crate::volume::VolumeMetrics;
 
+/// A started exporter: where it listens, what it polls with (tests inspect it), and the task that
+/// ends when every task has drained after shutdown.
+pub struct Running<P> {
+    /// Where the HTTP server listens.
+    pub addr: std::net::SocketAddr,
+    /// The poller (the watcher, for `ethwatch network`).
+    pub poller: std::sync::Arc<P>,
+    /// Ends when every task has drained after shutdown.
+    pub task: tokio::task::JoinHandle<()>,
+}
+
 /// See the module docs.
 pub struct Frame {
     /// Where the exporter registers its metrics; already holds `ethwatch_build_info`, the

@@ -9,6 +9,7 @@
 //!   latency histogram with exemplars, credential redaction.
 //! - [`exposition`]: reading the text exposition format back (tests, docs generator).
 //! - [`metrics`]: the exporter's own health metrics (`ethwatch_*`) and shared metric helpers.
+//! - [`node`]: the watched node's health (logged once per change) and the reconnect backoff.
 //! - [`process`]: `process_*` metrics of the exporter itself.
 //! - [`server`]: the HTTP server (`/metrics`, `/healthz`, `/readyz`, `/`).
 //! - [`schedule`]: running a collector on its own interval under a timeout, recording its status.
@@ -26,6 +27,7 @@ pub mod config;
 pub mod exporter;
 pub mod exposition;
 pub mod metrics;
+pub mod node;
 pub mod process;
 pub mod schedule;
 pub mod server;

@@ -17,7 +17,6 @@ pub mod rpc;
 pub mod types;
 pub mod ws;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +25,6 @@ use ethwatch_core::config::{CommonArgs, parse_duration, parse_http_url, parse_ws
 use ethwatch_core::exporter::Frame;
 use ethwatch_core::server;
 use ethwatch_core::upstream::{Upstream, UpstreamOptions};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
@@ -147,14 +145,7 @@ impl ExecutionArgs {
 }
 
 /// A started exporter.
-pub struct Running {
-    /// Where the HTTP server listens.
-    pub addr: SocketAddr,
-    /// The poller (tests inspect it).
-    pub poller: Arc<Poller>,
-    /// Ends when every task has drained after shutdown.
-    pub task: JoinHandle<()>,
-}
+pub type Running = ethwatch_core::exporter::Running<Poller>;
 
 /// Validates the flags, binds the listener and starts every task.
 pub async fn start(args: ExecutionArgs, shutdown: CancellationToken) -> anyhow::Result<Running> {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use ethwatch_core::collectors::{Collector, CollectorSpec, Collectors, Switch};
 use ethwatch_core::metrics::CollectorStatus;
+use ethwatch_core::node::NodeHealth;
 use ethwatch_core::upstream::UpstreamError;
 use serde_json::json;
 
@@ -153,10 +154,8 @@ pub struct Poller {
     /// Methods found unsupported, with when to probe them again.
     unsupported: Mutex<HashMap<&'static str, Instant>>,
     next_info: Mutex<Option<Instant>>,
-    /// Unix milliseconds of the last answered poll (readiness).
-    last_ok_ms: AtomicU64,
-    /// The last transport failure logged, so a down node logs once, not every poll.
-    last_failure: Mutex<Option<&'static str>>,
+    /// Whether the node answers, and when it last did (readiness).
+    health: NodeHealth,
     /// Collectors whose last run failed, so a failing collector logs once, not every poll.
     failing: Mutex<HashSet<ElCollector>>,
     /// Unix milliseconds of the moment the subscription was last lost (readiness).
@@ -180,6 +179,7 @@ impl Poller {
         if cfg.max_backfill == 0 {
             tracker = HeadTracker::new(128, 1);
         }
+        let health = NodeHealth::new("execution node", rpc.upstream().redacted_url().to_string());
         Poller {
             rpc,
             metrics,
@@ -188,8 +188,7 @@ impl Poller {
             cfg,
             unsupported: Mutex::default(),
             next_info: Mutex::new(None),
-            last_ok_ms: AtomicU64::new(0),
-            last_failure: Mutex::new(None),
+            health,
             failing: Mutex::default(),
             subscription_lost_ms: AtomicU64::new(0),
             wake: std::sync::Arc::default(),
@@ -208,7 +207,7 @@ impl Poller {
 
     /// Unix milliseconds of the last poll the node answered (0 if none).
     pub fn last_ok_ms(&self) -> u64 {
-        self.last_ok_ms.load(Ordering::Relaxed)
+        self.health.last_ok_ms()
     }
 
     /// The newHeads subscription is up: heads arrive the moment the node has them.
@@ -431,30 +430,12 @@ impl Poller {
 
     fn node_failed(&self, e: &UpstreamError) {
         self.metrics.state.lock().up = false;
-        let kind = e.kind().as_str();
-        let mut last = self.last_failure.lock().unwrap_or_else(|e| e.into_inner());
-        if *last != Some(kind) {
-            tracing::warn!(
-                node = self.rpc.upstream().redacted_url(),
-                kind,
-                error = %e,
-                "execution node unreachable or misbehaving; serving last known values as stale"
-            );
-            *last = Some(kind);
-        }
+        self.health.failed(e);
     }
 
     fn node_answered(&self) {
         self.metrics.state.lock().up = true;
-        self.last_ok_ms
-            .store(ethwatch_core::unix_now_ms(), Ordering::Relaxed);
-        let mut last = self.last_failure.lock().unwrap_or_else(|e| e.into_inner());
-        if last.take().is_some() {
-            tracing::info!(
-                node = self.rpc.upstream().redacted_url(),
-                "execution node answers again"
-            );
-        }
+        self.health.answered();
     }
 
     /// Handles "method not found": marks it, logs once. Returns the error for the collector.

@@ -5,6 +5,7 @@
 //! finalized blocks and the txpool in one batch. When the
 //! connection drops it reconnects with exponential backoff (1 s to 30 s); polling covers the gap.
 
+use ethwatch_core::node::Backoff;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,7 +57,7 @@ pub async fn run(
         .unwrap_or_default();
     status.declare(COLLECTOR, true);
     let shown = redact_url(&url);
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = Backoff::new(Duration::from_secs(30));
     // Log a lost subscription once, not at every failed reconnect.
     let mut logged_down = false;
     loop {
@@ -71,7 +72,7 @@ pub async fn run(
         if was_connected {
             poller.subscription_lost();
             logged_down = false;
-            backoff = Duration::from_secs(1);
+            backoff.reset();
         }
         let (kind, msg) = match result {
             Ok(()) => (
@@ -88,11 +89,9 @@ pub async fn run(
         } else {
             tracing::debug!(url = %shown, kind = kind.as_str(), error = %msg, "subscription reconnect failed");
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
+        if !Backoff::sleep(backoff.next_delay(), &shutdown).await {
+            return;
         }
-        backoff = (backoff * 2).min(Duration::from_secs(30));
     }
 }
 

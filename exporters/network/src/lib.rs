@@ -15,7 +15,6 @@ pub mod metrics;
 pub mod poll;
 pub mod status;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +23,6 @@ use ethwatch_core::exporter::Frame;
 use ethwatch_core::server;
 use ethwatch_core::upstream::UpstreamOptions;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
@@ -161,11 +159,7 @@ impl NetworkArgs {
 }
 
 /// A started watcher.
-pub struct Running {
-    pub addr: SocketAddr,
-    pub watcher: Arc<Watcher>,
-    pub task: JoinHandle<()>,
-}
+pub type Running = ethwatch_core::exporter::Running<Watcher>;
 
 /// Validates flags, connects discovery, binds the listener and starts every task.
 pub async fn start(args: NetworkArgs, shutdown: CancellationToken) -> anyhow::Result<Running> {
@@ -292,7 +286,7 @@ pub async fn start(args: NetworkArgs, shutdown: CancellationToken) -> anyhow::Re
     let (addr, task) = frame.serve(&args.common, "network", upstream_shown, readiness)?;
     Ok(Running {
         addr,
-        watcher,
+        poller: watcher,
         task,
     })
 }
