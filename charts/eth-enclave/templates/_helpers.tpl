@@ -423,3 +423,165 @@ stored gzipped: the uncompressed mainnet-preset state is over the 1 MiB ConfigMa
     - name: network-configs
       mountPath: /network-configs
 {{- end }}
+
+{{/*
+The ethwatch sidecar of a node pod (execution.yaml, beacon.yaml): (dict "root" $ "args" (list ...)).
+It reads the node's data volume read-only (it only reports its usage, statvfs) and, with
+monitoring.webConfig, serves /metrics over TLS and/or with basic auth.
+*/}}
+{{- define "eth-enclave.sidecar" -}}
+{{- $root := .root -}}
+- name: ethwatch
+  image: {{ include "eth-enclave.image" (dict "image" $root.Values.ethwatch.image "default" $root.Chart.AppVersion) }}
+  imagePullPolicy: {{ $root.Values.ethwatch.image.pullPolicy }}
+  args:
+    {{- range .args }}
+    - {{ . | quote }}
+    {{- end }}
+    {{- include "eth-enclave.webConfigArgs" $root | nindent 4 }}
+  env:
+    {{- include "eth-enclave.sidecarEnv" $root | nindent 4 }}
+  ports:
+    - name: ethwatch
+      containerPort: {{ $root.Values.ethwatch.port }}
+  readinessProbe:
+    {{- include "eth-enclave.probe" (dict "root" $root "probe" $root.Values.ethwatch.readinessProbe) | nindent 4 }}
+  livenessProbe:
+    {{- include "eth-enclave.probe" (dict "root" $root "probe" $root.Values.ethwatch.livenessProbe) | nindent 4 }}
+  securityContext:
+    {{- toYaml $root.Values.containerSecurityContext | nindent 4 }}
+  resources:
+    {{- toYaml $root.Values.ethwatch.resources | nindent 4 }}
+  volumeMounts:
+    - name: data
+      mountPath: /data
+      readOnly: true
+    {{- include "eth-enclave.webConfigMounts" $root | nindent 4 }}
+{{- end }}
+
+{{/*
+A node StatefulSet's volume claim template: (dict "root" $ "ctx" $ctx "name" "data" "size" "200Gi").
+*/}}
+{{- define "eth-enclave.volumeClaim" -}}
+- metadata:
+    name: {{ .name }}
+    labels:
+      {{- include "eth-enclave.nodeSelectorLabels" .ctx | nindent 6 }}
+  spec:
+    accessModes:
+      {{- toYaml .root.Values.storage.accessModes | nindent 6 }}
+    {{- with .root.Values.storage.storageClassName }}
+    storageClassName: {{ . }}
+    {{- end }}
+    resources:
+      requests:
+        storage: {{ .size }}
+{{- end }}
+
+{{/*
+An ethwatch probe from values: (dict "root" $ "probe" $probe). With TLS on the listener
+(monitoring.webConfig.tls) an httpGet probe gets scheme HTTPS (kubelet does not verify the
+certificate); /healthz and /readyz need no credentials, so basic auth changes nothing here.
+*/}}
+{{- define "eth-enclave.probe" -}}
+{{- $probe := deepCopy .probe -}}
+{{- if and (include "eth-enclave.webTls" .root) (hasKey $probe "httpGet") -}}
+{{- $_ := set $probe.httpGet "scheme" "HTTPS" -}}
+{{- end -}}
+{{- toYaml $probe -}}
+{{- end }}
+
+{{/*
+"true" when the ethwatch listeners serve TLS (monitoring.webConfig on, with a certificate Secret).
+*/}}
+{{- define "eth-enclave.webTls" -}}
+{{- $w := .Values.monitoring.webConfig -}}
+{{- if and $w.enabled $w.tls.secretName -}}true{{- end -}}
+{{- end }}
+
+{{- define "eth-enclave.webAuth" -}}
+{{- $w := .Values.monitoring.webConfig -}}
+{{- if and $w.enabled $w.basicAuth.users -}}true{{- end -}}
+{{- end }}
+
+{{/*
+Name of the Secret holding the ethwatch listeners' web config file (web-config.yml).
+*/}}
+{{- define "eth-enclave.webConfigSecretName" -}}
+{{- printf "%s-web-config" (include "eth-enclave.fullname" .) -}}
+{{- end }}
+
+{{/*
+--web.config.file of every ethwatch container (sidecars and the network watcher), when on.
+*/}}
+{{- define "eth-enclave.webConfigArgs" -}}
+{{- if .Values.monitoring.webConfig.enabled -}}
+- --web.config.file=/etc/ethwatch/web/web-config.yml
+{{- end -}}
+{{- end }}
+
+{{- define "eth-enclave.webConfigMounts" -}}
+{{- if .Values.monitoring.webConfig.enabled -}}
+- name: web-config
+  mountPath: /etc/ethwatch/web
+  readOnly: true
+{{- if include "eth-enclave.webTls" . }}
+- name: web-tls
+  mountPath: /etc/ethwatch/tls
+  readOnly: true
+{{- end }}
+{{- end -}}
+{{- end }}
+
+{{- define "eth-enclave.webConfigVolumes" -}}
+{{- if .Values.monitoring.webConfig.enabled -}}
+- name: web-config
+  secret:
+    secretName: {{ include "eth-enclave.webConfigSecretName" . }}
+    defaultMode: 0440
+{{- if include "eth-enclave.webTls" . }}
+- name: web-tls
+  secret:
+    secretName: {{ .Values.monitoring.webConfig.tls.secretName }}
+    defaultMode: 0440
+    items:
+      - key: tls.crt
+        path: tls.crt
+      - key: tls.key
+        path: tls.key
+{{- end }}
+{{- end -}}
+{{- end }}
+
+{{/*
+What a ServiceMonitor endpoint of an ethwatch port needs to scrape it with monitoring.webConfig:
+scheme https and the CA that signed the certificate, basic auth from a Secret.
+*/}}
+{{- define "eth-enclave.webScrapeConfig" -}}
+{{- $w := .Values.monitoring.webConfig -}}
+{{- if include "eth-enclave.webTls" . }}
+scheme: https
+tlsConfig:
+  {{- if $w.tls.caKey }}
+  ca:
+    secret:
+      name: {{ $w.tls.secretName }}
+      key: {{ $w.tls.caKey }}
+  {{- end }}
+  {{- with $w.tls.serverName }}
+  serverName: {{ . }}
+  {{- end }}
+  {{- if $w.tls.insecureSkipVerify }}
+  insecureSkipVerify: true
+  {{- end }}
+{{- end }}
+{{- if include "eth-enclave.webAuth" . }}
+basicAuth:
+  username:
+    name: {{ $w.basicAuth.scrapeSecret.name }}
+    key: {{ $w.basicAuth.scrapeSecret.usernameKey }}
+  password:
+    name: {{ $w.basicAuth.scrapeSecret.name }}
+    key: {{ $w.basicAuth.scrapeSecret.passwordKey }}
+{{- end }}
+{{- end }}
