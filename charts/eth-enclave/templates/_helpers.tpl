@@ -220,8 +220,7 @@ The node-key volume of one participant's pods, (dict "root" $ "p" $p "layer" "el
 {{- end }}
 
 {{/*
-Name of the JWT Secret and the key one pair uses: (dict "root" $ "p" $p); the ordinal is only known
-in the pod, so the key is returned with a literal ${ORD} for the container's shell.
+Name of the JWT Secret.
 */}}
 {{- define "eth-enclave.jwtSecretName" -}}
 {{- if .Values.secrets.jwt.existingSecret -}}
@@ -231,19 +230,20 @@ in the pod, so the key is returned with a literal ${ORD} for the container's she
 {{- end -}}
 {{- end }}
 
+{{/*
+The engine-API JWT as the clients read it: the jwt init container copies the pod's own key there.
+*/}}
 {{- define "eth-enclave.jwtPath" -}}
-{{- if .root.Values.secrets.jwt.existingSecret -}}
-/jwt/{{ .root.Values.secrets.jwt.existingSecretKey }}
-{{- else -}}
-/jwt/jwt-{{ .p.index }}-${ORD}
-{{- end -}}
+/jwt/jwt.hex
 {{- end }}
 
 {{/*
-The JWT volume of one participant's pods: only the keys of that participant's pairs.
+The JWT volumes of one participant's execution and beacon pods, (dict "root" $ "p" $p):
+`jwt-secret`, the Secret with only the keys of that participant's pairs, mounted only in the jwt
+init container, and `jwt`, a memory volume with the pod's own key, the only one the client sees.
 */}}
 {{- define "eth-enclave.jwtVolume" -}}
-- name: jwt
+- name: jwt-secret
   secret:
     secretName: {{ include "eth-enclave.jwtSecretName" .root }}
     defaultMode: 0440
@@ -257,14 +257,37 @@ The JWT volume of one participant's pods: only the keys of that participant's pa
         path: jwt-{{ $.p.index }}-{{ $ord }}
     {{- end }}
     {{- end }}
+- name: jwt
+  emptyDir:
+    medium: Memory
+    sizeLimit: 1Mi
 {{- end }}
 
-{{- define "eth-enclave.mnemonicSecretName" -}}
-{{- if .Values.secrets.mnemonic.existingSecret -}}
-{{- .Values.secrets.mnemonic.existingSecret -}}
-{{- else -}}
-{{- printf "%s-mnemonic" (include "eth-enclave.fullname" .) -}}
-{{- end -}}
+{{/*
+The jwt init container of execution and beacon pods (files/scripts/copy-jwt.sh): (dict "root" $ "p" $p).
+*/}}
+{{- define "eth-enclave.jwtInit" -}}
+{{- $root := .root -}}
+- name: jwt
+  image: {{ include "eth-enclave.image" (dict "image" $root.Values.toolsImage) }}
+  imagePullPolicy: {{ $root.Values.toolsImage.pullPolicy }}
+  command: ["/bin/sh", "-ec"]
+  args:
+    - |
+      {{- $root.Files.Get "files/scripts/copy-jwt.sh" | nindent 6 }}
+  env:
+    - name: JWT_KEY
+      value: {{ ternary $root.Values.secrets.jwt.existingSecretKey (printf "jwt-%d-ORD" (int .p.index)) (not (empty $root.Values.secrets.jwt.existingSecret)) | quote }}
+  securityContext:
+    {{- toYaml $root.Values.containerSecurityContext | nindent 4 }}
+  resources:
+    {{- include "eth-enclave.resources" (dict "resources" $root.Values.utilityResources) | nindent 4 }}
+  volumeMounts:
+    - name: jwt-secret
+      mountPath: /jwt-secret
+      readOnly: true
+    - name: jwt
+      mountPath: /jwt
 {{- end }}
 
 {{- define "eth-enclave.genesisConfigMapName" -}}
@@ -410,12 +433,7 @@ stored gzipped: the uncompressed mainnet-preset state is over the 1 MiB ConfigMa
   securityContext:
     {{- toYaml .Values.containerSecurityContext | nindent 4 }}
   resources:
-    requests:
-      cpu: 10m
-      memory: 16Mi
-    limits:
-      cpu: 200m
-      memory: 64Mi
+    {{- include "eth-enclave.resources" (dict "resources" .Values.utilityResources "limit" (list .Values.emptyDir.networkConfigs)) | nindent 4 }}
   volumeMounts:
     - name: genesis
       mountPath: /genesis
@@ -584,4 +602,37 @@ basicAuth:
     name: {{ $w.basicAuth.scrapeSecret.name }}
     key: {{ $w.basicAuth.scrapeSecret.passwordKey }}
 {{- end }}
+{{- end }}
+
+{{/*
+A Kubernetes quantity (512Mi, 1Gi, 2G, 1000000) in MiB, rounded up.
+*/}}
+{{- define "eth-enclave.mebibytes" -}}
+{{- $q := toString . -}}
+{{- $num := regexFind "^[0-9]+(\\.[0-9]+)?" $q -}}
+{{- $unit := trimPrefix $num $q -}}
+{{- $per := dict "" 0.00000095367431640625 "k" 0.00095367431640625 "Ki" 0.0009765625 "M" 0.95367431640625 "Mi" 1.0 "G" 953.67431640625 "Gi" 1024.0 "T" 976562.5 "Ti" 1048576.0 -}}
+{{- if or (not $num) (not (hasKey $per $unit)) -}}
+{{- fail (printf "%q is not a storage quantity this chart understands (use Ki, Mi, Gi, Ti, k, M, G, T or bytes)" $q) -}}
+{{- end -}}
+{{- mulf (float64 $num) (get $per $unit) | ceil | int64 -}}
+{{- end }}
+
+{{/*
+A container's resources with its emptyDir volumes added to ephemeral-storage:
+(dict "resources" $r "limit" (list "1Gi" ...) "request" (list ...)). The sizes in "limit" are
+added to limits.ephemeral-storage, those in "request" to requests.ephemeral-storage too (a data
+volume the scheduler must find room for). A limit or request the values leave out stays out.
+*/}}
+{{- define "eth-enclave.resources" -}}
+{{- $r := deepCopy (.resources | default dict) -}}
+{{- range $kind, $sizes := dict "limits" (concat (.limit | default list) (.request | default list)) "requests" (.request | default list) -}}
+{{- $block := get $r $kind | default dict -}}
+{{- if and $sizes (hasKey $block "ephemeral-storage") -}}
+{{- $mi := include "eth-enclave.mebibytes" (get $block "ephemeral-storage") | int64 -}}
+{{- range $sizes }}{{ $mi = add $mi (include "eth-enclave.mebibytes" . | int64) }}{{ end -}}
+{{- $_ := set $block "ephemeral-storage" (printf "%dMi" $mi) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $r -}}
 {{- end }}
