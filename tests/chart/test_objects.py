@@ -80,8 +80,11 @@ def test_every_node_pod_has_its_sidecar(scenario):
         assert ports(side) == {"ethwatch": port}, where
         env = {e["name"]: e for e in side["env"]}
         assert env["ETHWATCH_WEB_LISTEN_ADDRESS"]["value"] == f"0.0.0.0:{port}"
-        assert side["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ethwatch"}, where
-        assert side["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "ethwatch"}, where
+        # (over HTTPS when monitoring.webConfig serves TLS: test_hardening.py)
+        web = v["monitoring"]["webConfig"]
+        tls = {"scheme": "HTTPS"} if web["enabled"] and web["tls"]["secretName"] else {}
+        assert side["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ethwatch", **tls}, where
+        assert side["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "ethwatch", **tls}, where
         # readiness of the pod comes from the sidecar only; liveness of the client from its port
         assert "readinessProbe" not in client, where
         assert client["livenessProbe"]["tcpSocket"]["port"] in ports(client), where
@@ -217,15 +220,17 @@ def test_network_watcher_deployment(scenario):
         f"--cycle-timeout={nw['cycleTimeout']}",
         f"--concurrency={nw['concurrency']}",
         *nw["extraArgs"],
-    ]
+    ] + (["--web.config.file=/etc/ethwatch/web/web-config.yml"] if v["monitoring"]["webConfig"]["enabled"] else [])
     # the same image, environment (log settings, downward API, OTLP) and port as the sidecars
     sts = node_sets(docs, "execution")[0]
     side = container(sts["spec"]["template"]["spec"], "ethwatch")
     assert c["image"] == side["image"] and c["imagePullPolicy"] == side["imagePullPolicy"]
     assert c["env"] == side["env"]
     assert ports(c) == {"ethwatch": port}
-    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ethwatch"}
-    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "ethwatch"}
+    web = v["monitoring"]["webConfig"]
+    tls = {"scheme": "HTTPS"} if web["enabled"] and web["tls"]["secretName"] else {}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ethwatch", **tls}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "ethwatch", **tls}
     assert c["resources"] == nw["resources"]
     assert c["securityContext"] == v["containerSecurityContext"]
     assert spec["securityContext"] == v["podSecurityContext"]
