@@ -4,7 +4,7 @@
 #   scripts/tools.sh                 # everything
 #   scripts/tools.sh anvil lodestar  # only these (anvil lodestar prometheus alertmanager wrk python
 #                                    #   helm k8s-models etcd kube-apiserver prometheus-operator-crds
-#                                    #   geth prysm iptables chromium jaeger)
+#                                    #   geth prysm iptables chromium jaeger shellcheck)
 #
 # Node tools go into ${ETHWATCH_CACHE:-$HOME/.cache/ethwatch}/tools/<name>-<version>/ and are
 # marked done only after the binary has run, so a half install is retried. Debian packages are
@@ -31,7 +31,7 @@ GETH_VERSION=v1.17.10
 PRYSM_VERSION=v6.0.4
 JAEGER_VERSION=v1.75.0
 ALL_TOOLS=(anvil lodestar prometheus alertmanager wrk python helm k8s-models etcd kube-apiserver
-  prometheus-operator-crds geth prysm iptables chromium jaeger)
+  prometheus-operator-crds geth prysm iptables chromium jaeger shellcheck)
 
 log() { echo "tools.sh: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -360,6 +360,8 @@ install_wrk() { need_apt wrk wrk; }
 install_iptables() { need_apt iptables iptables; }
 # Chromium for the status page's headless browser test (driven over the DevTools pipe).
 install_chromium() { need_apt chromium chromium; }
+# The linter of the chart's shell scripts (charts/eth-enclave/files/scripts; tests/chart/test_shellcheck.py).
+install_shellcheck() { need_apt shellcheck shellcheck; }
 
 # ---------------------------------------------------------------------------------------------
 # env.sh lists every tool that is installed now, selected this run or not.
@@ -403,7 +405,7 @@ env_lines() {
   fi
   local var bin
   for var in ETCD:etcd PROMTOOL:promtool PROMETHEUS:prometheus ALERTMANAGER:prometheus-alertmanager WRK:wrk IPTABLES:iptables \
-    CHROMIUM:chromium; do
+    CHROMIUM:chromium SHELLCHECK:shellcheck; do
     if bin="$(command -v "${var#*:}")"; then printf 'export ETHWATCH_%s=%q\n' "${var%%:*}" "$bin"; fi
   done
 }

@@ -20,7 +20,7 @@ if [[ -f "$ETHWATCH_CACHE/tools/env.sh" ]]; then
   source "$ETHWATCH_CACHE/tools/env.sh"
 fi
 for var in ETHWATCH_PYTHON ETHWATCH_HELM ETHWATCH_KUBECTL ETHWATCH_K8S_MODELS ETHWATCH_ETCD \
-  ETHWATCH_KUBE_APISERVER ETHWATCH_PROMETHEUS_OPERATOR_CRDS; do
+  ETHWATCH_KUBE_APISERVER ETHWATCH_PROMETHEUS_OPERATOR_CRDS ETHWATCH_SHELLCHECK; do
   [[ -n "${!var:-}" ]] || fail "$var is not set: run scripts/tools.sh (it installs the tools and writes env.sh)"
 done
 

@@ -76,6 +76,7 @@ class Cluster:
             "--endpoint-reconciler-type=none",
             "--service-cluster-ip-range=10.96.0.0/16",
         ], stdout=api_log, stderr=subprocess.STDOUT))
+        self.url = f"https://127.0.0.1:{secure}"
         self.kubeconfig.write_text(yaml.safe_dump({
             "apiVersion": "v1", "kind": "Config", "current-context": "test",
             "clusters": [{"name": "test", "cluster": {"server": f"https://127.0.0.1:{secure}",
@@ -236,7 +237,7 @@ def test_genesis_job_rbac_stores_the_genesis_and_cleanup_deletes_it(cluster, tmp
     cluster.helm("install", RELEASE, str(CHART), "-n", ns, "-f", str(scenario), "--no-hooks")
     hooks = [d for d in yaml.safe_load_all(cluster.helm("get", "hooks", RELEASE, "-n", ns).stdout) if d]
     rbac = [d for d in hooks if d["kind"] in ("ServiceAccount", "Role", "RoleBinding")]
-    assert len(rbac) == 6
+    assert len(rbac) == 9  # genesis, validator keys, uninstall cleanup
     cluster.kubectl("create", "-n", ns, "-f", "-", input=yaml.safe_dump_all(rbac))
 
     _, _, _, manifest = run_generate("network-params-values", tmp_path)
@@ -257,6 +258,88 @@ def test_genesis_job_rbac_stores_the_genesis_and_cleanup_deletes_it(cluster, tmp
     gone = cluster.kubectl("get", "configmap", f"{RELEASE}-eth-enclave-genesis", "-n", ns, check=False)
     assert gone.returncode != 0 and "NotFound" in gone.stderr
     cluster.helm("uninstall", RELEASE, "-n", ns, "--no-hooks")
+
+
+def test_validator_keys_job_stores_each_pods_secret_once_with_its_own_token(cluster, tmp_path):
+    """The validator-keys Job's store step (files/scripts/store-keys.sh, curl in the tools image)
+    with a token of the ServiceAccount the chart gives that Job, against the real API server: it
+    creates every validator pod's key Secret, owned by the genesis ConfigMap; a second run (the next
+    upgrade) keeps them untouched; one holding another range is replaced. The account can read no
+    other Secret and list none."""
+    from test_objects import derive
+
+    ns = "devnet"  # the namespace the scenario is rendered for
+    cluster.kubectl("create", "namespace", ns, check=False)
+    scenario = CHART / "ci" / "multi-participant-values.yaml"
+    cluster.helm("install", RELEASE, str(CHART), "-n", ns, "-f", str(scenario), "--no-hooks")
+    full = f"{RELEASE}-eth-enclave"
+    try:
+        hooks = [d for d in yaml.safe_load_all(cluster.helm("get", "hooks", RELEASE, "-n", ns).stdout) if d]
+        mine = [d for d in hooks if d["metadata"]["name"] == f"{full}-validator-keys"
+                and d["kind"] in ("ServiceAccount", "Role", "RoleBinding")]
+        assert len(mine) == 3
+        cluster.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all(mine))
+        # the genesis Job's ConfigMap (its own test stores the real one)
+        cluster.kubectl("create", "configmap", f"{full}-genesis", "-n", ns, "--from-literal=genesis_time.txt=1")
+        uid = cluster.kubectl("get", "configmap", f"{full}-genesis", "-n", ns, "-o", "jsonpath={.metadata.uid}").stdout
+        docs = render("multi-participant-values")
+        secrets = derive(docs, tmp_path / "job")
+        sa = tmp_path / "sa"
+        sa.mkdir()
+        token = cluster.kubectl("create", "token", f"{full}-validator-keys", "-n", ns, "--duration=10m").stdout.strip()
+        (sa / "token").write_text(token)
+        # the server's self-signed certificate is its own CA (in a pod: the service-account ca.crt)
+        (sa / "ca.crt").write_bytes((cluster.root / "certs" / "apiserver.crt").read_bytes())
+        job = next(d for d in hooks if d["kind"] == "Job" and d["metadata"]["name"] == f"{full}-validator-keys")
+        store = job["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e["value"] for e in store["env"]}
+        scratch = tmp_path / "tmp"
+        scratch.mkdir()
+        text = next(d for d in hooks if d["kind"] == "ConfigMap" and d["metadata"]["name"] == f"{full}-validator-keys-inputs")["data"]["store-keys.sh"]
+        text = text.replace("/tmp/", f"{scratch}/").replace("/out/", f"{tmp_path / 'job' / 'out'}/")
+
+        def run():
+            proc = subprocess.run(["/bin/sh", "-ec", text], capture_output=True, text=True, timeout=120,
+                                  env={**os.environ, **env, "SA_DIR": str(sa), "KUBE_API": cluster.url})
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            return proc.stdout
+
+        def stored():
+            out = cluster.kubectl("get", "secrets", "-n", ns, "-l", "app.kubernetes.io/component=validator-keys", "-o", "yaml").stdout
+            return {i["metadata"]["name"]: i for i in yaml.safe_load(out)["items"]}
+
+        out = run()
+        assert f"{len(secrets)} stored, 0 kept" in out
+        first = stored()
+        assert sorted(first) == sorted(secrets)
+        for name, s in first.items():
+            assert s["data"] == secrets[name]["data"], name
+            assert s["metadata"]["annotations"]["eth-enclave/key-range"] == secrets[name]["metadata"]["annotations"]["eth-enclave/key-range"]
+            assert s["metadata"]["ownerReferences"] == [{"apiVersion": "v1", "kind": "ConfigMap", "name": f"{full}-genesis", "uid": uid}]
+        # the next upgrade derives again (other salts) but stores nothing: the keys are kept
+        again = derive(docs, tmp_path / "job2")
+        text2 = text.replace(str(tmp_path / "job" / "out"), str(tmp_path / "job2" / "out"))
+        proc = subprocess.run(["/bin/sh", "-ec", text2], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, **env, "SA_DIR": str(sa), "KUBE_API": cluster.url})
+        assert proc.returncode == 0 and f"0 stored, {len(again)} kept" in proc.stdout, proc.stdout + proc.stderr
+        assert {n: s["metadata"]["resourceVersion"] for n, s in stored().items()} == \
+            {n: s["metadata"]["resourceVersion"] for n, s in first.items()}
+        # a Secret holding another range is replaced
+        victim = sorted(first)[0]
+        cluster.kubectl("annotate", "secret", victim, "-n", ns, "--overwrite", "eth-enclave/key-range=0-1")
+        assert "1 stored" in run()
+        assert stored()[victim]["metadata"]["annotations"]["eth-enclave/key-range"] == first[victim]["metadata"]["annotations"]["eth-enclave/key-range"]
+        # nothing else: no list, no other Secret, no delete
+        as_sa = f"--as=system:serviceaccount:{ns}:{full}-validator-keys"
+        for verb, what in (("list", "secrets"), ("get", f"secret/{full}-jwt"), ("delete", f"secret/{victim}"),
+                           ("get", f"secret/{full}-node-keys"), ("patch", f"configmap/{full}-genesis")):
+            proc = cluster.kubectl("auth", "can-i", verb, what, "-n", ns, as_sa, check=False)
+            assert proc.stdout.strip() == "no", f"the validator-keys account may {verb} {what}"
+    finally:
+        cluster.helm("uninstall", RELEASE, "-n", ns, "--no-hooks", check=False)
+        cluster.kubectl("delete", "secrets,configmaps,serviceaccounts,roles,rolebindings", "-n", ns,
+                        "-l", f"app.kubernetes.io/instance={RELEASE}", check=False)
+        cluster.kubectl("delete", "configmap", f"{full}-genesis", "-n", ns, check=False)
 
 
 class Recorder(BaseHTTPRequestHandler):

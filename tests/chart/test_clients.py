@@ -156,9 +156,12 @@ def test_genesis_time_leaves_the_pods_time_to_start():
     images and running the init containers takes minutes on a fresh node, not Kurtosis's 25 s."""
     v = yaml.safe_load((CHART / "values.yaml").read_text())
     assert v["genesis"]["podStartupSeconds"] >= 60
-    job = one(render("default-values"), "Job", f"{FULL}-genesis")
-    gen = next(c for c in job["spec"]["template"]["spec"]["initContainers"] if c["name"] == "generate")
-    assert f"+ {v['network_params']['genesis_delay']} + {v['genesis']['podStartupSeconds']} + 5 + 5 * 1 ))" in gen["args"][0]
-    job = one(render("default-values", ("--set", "genesis.podStartupSeconds=0")), "Job", f"{FULL}-genesis")
-    gen = next(c for c in job["spec"]["template"]["spec"]["initContainers"] if c["name"] == "generate")
-    assert "+ 20 + 0 + 5 + 5 * 1 ))" in gen["args"][0]
+    for extra, startup in (((), v["genesis"]["podStartupSeconds"]), (("--set", "genesis.podStartupSeconds=0"), 0)):
+        job = one(render("default-values", extra), "Job", f"{FULL}-genesis")
+        gen = next(c for c in job["spec"]["template"]["spec"]["initContainers"] if c["name"] == "generate")
+        env = {e["name"]: e["value"] for e in gen["env"]}
+        assert (env["GENESIS_TIME"], env["GENESIS_DELAY"], env["POD_STARTUP_SECONDS"], env["TOTAL_NODES"]) == (
+            "0", str(v["network_params"]["genesis_delay"]), str(startup), "1")
+    # the script adds them all (test_genesis.py runs it and checks the time it fixes)
+    script = (CHART / "files" / "scripts" / "genesis.sh").read_text()
+    assert "GENESIS_DELAY + POD_STARTUP_SECONDS + 5 + 5 * TOTAL_NODES" in script

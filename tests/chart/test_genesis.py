@@ -64,12 +64,15 @@ def run_generate(scenario, tmp_path, ssz=GENESIS_SSZ):
         f'echo "$GENESIS_TIMESTAMP|$NUMBER_OF_VALIDATORS|$EL_AND_CL_MNEMONIC|$GENESIS_DELAY" > {tmp_path}/seen\n'
         f"mkdir -p {dirs['data']}/metadata && cp {fixtures}/* {dirs['data']}/metadata/\n")
     stub.chmod(0o755)
-    text = init["generate"]["args"][0]
+    # the generator step runs files/scripts/genesis.sh from the inputs ConfigMap
+    assert init["generate"]["command"] == ["/bin/bash", "-e", "/inputs/generate.sh"]
+    text = inputs["generate.sh"]
     for path in ("/inputs", "/secrets", "/config", "/data", "/out", "/work"):
         text = text.replace(path + "/", f"{dirs[path[1:]]}/")
+    env = {e["name"]: e["value"] for e in init["generate"]["env"]}
     started = int(time.time())
     proc = subprocess.run(["/bin/bash", "-ec", text], capture_output=True, text=True,
-                          env=dict(os.environ, HOME=str(tmp_path)))
+                          env={**os.environ, **env, "HOME": str(tmp_path)})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return docs, started, (tmp_path / "seen").read_text().strip().split("|"), dirs["out"] / "genesis-configmap.yaml"
 

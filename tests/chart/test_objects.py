@@ -80,8 +80,11 @@ def test_every_node_pod_has_its_sidecar(scenario):
         assert ports(side) == {"ethwatch": port}, where
         env = {e["name"]: e for e in side["env"]}
         assert env["ETHWATCH_WEB_LISTEN_ADDRESS"]["value"] == f"0.0.0.0:{port}"
-        assert side["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ethwatch"}, where
-        assert side["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "ethwatch"}, where
+        # (over HTTPS when monitoring.webConfig serves TLS: test_hardening.py)
+        web = v["monitoring"]["webConfig"]
+        tls = {"scheme": "HTTPS"} if web["enabled"] and web["tls"]["secretName"] else {}
+        assert side["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ethwatch", **tls}, where
+        assert side["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "ethwatch", **tls}, where
         # readiness of the pod comes from the sidecar only; liveness of the client from its port
         assert "readinessProbe" not in client, where
         assert client["livenessProbe"]["tcpSocket"]["port"] in ports(client), where
@@ -217,15 +220,17 @@ def test_network_watcher_deployment(scenario):
         f"--cycle-timeout={nw['cycleTimeout']}",
         f"--concurrency={nw['concurrency']}",
         *nw["extraArgs"],
-    ]
+    ] + (["--web.config.file=/etc/ethwatch/web/web-config.yml"] if v["monitoring"]["webConfig"]["enabled"] else [])
     # the same image, environment (log settings, downward API, OTLP) and port as the sidecars
     sts = node_sets(docs, "execution")[0]
     side = container(sts["spec"]["template"]["spec"], "ethwatch")
     assert c["image"] == side["image"] and c["imagePullPolicy"] == side["imagePullPolicy"]
     assert c["env"] == side["env"]
     assert ports(c) == {"ethwatch": port}
-    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ethwatch"}
-    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "ethwatch"}
+    web = v["monitoring"]["webConfig"]
+    tls = {"scheme": "HTTPS"} if web["enabled"] and web["tls"]["secretName"] else {}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ethwatch", **tls}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "ethwatch", **tls}
     assert c["resources"] == nw["resources"]
     assert c["securityContext"] == v["containerSecurityContext"]
     assert spec["securityContext"] == v["podSecurityContext"]
@@ -499,84 +504,237 @@ def test_genesis_inputs_follow_network_params(scenario):
     job = one(docs := render(scenario), "Job", f"{FULL}-genesis")
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install"
     gen = next(c for c in job["spec"]["template"]["spec"]["initContainers"] if c["name"] == "generate")
-    text = script(gen)
-    if np["genesis_time"]:
-        assert f"ENCLAVE_GENESIS_TIMESTAMP={np['genesis_time']}" in text
-    else:
-        nodes = sum(p["count"] for p in want)
-        startup = v["genesis"]["podStartupSeconds"]
-        assert f"+ {np['genesis_delay']} + {startup} + 5 + 5 * {nodes} ))" in text
+    genv = {e["name"]: e["value"] for e in gen["env"]}
+    assert genv["GENESIS_TIME"] == str(np["genesis_time"])
+    assert genv["VALIDATORS"] == env["NUMBER_OF_VALIDATORS"]
+    assert genv["TOTAL_NODES"] == str(sum(p["count"] for p in want))
+    assert genv["POD_STARTUP_SECONDS"] == str(v["genesis"]["podStartupSeconds"])
+    assert genv["GENESIS_DELAY"] == str(np["genesis_delay"])
 
 
-def run_keys_init(vc_sts, ordinal, tmp_path):
-    """Run the validator client's key init container script for one ordinal, with a stub
-    eth2-val-tools that records its arguments, and return the (min, max) it was asked for."""
-    init = next(c for c in vc_sts["spec"]["template"]["spec"]["initContainers"] if c["name"] == "keys")
-    base = tmp_path / f"{vc_sts['metadata']['name']}-{ordinal}"
-    keys, secrets, bin_dir = base / "validator-keys", base / "secrets", base / "bin"
-    for d in (keys, secrets, bin_dir):
-        d.mkdir(parents=True)
-    (secrets / "mnemonic").write_text("test words")
-    stub = bin_dir / "eth2-val-tools"
+SCRIPTS = ROOT / "charts" / "eth-enclave" / "files" / "scripts"
+
+
+def key_plan(docs):
+    """The validator-keys Job's plan: {secret name: (first key, end key)}."""
+    cm = one(docs, "ConfigMap", f"{FULL}-validator-keys-inputs")
+    plan = {}
+    for line in cm["data"]["keys.plan"].splitlines():
+        if line.strip():
+            name, lo, hi = line.split()
+            plan[name] = (int(lo), int(hi))
+    return plan
+
+
+def pubkey(i):
+    return "0x" + f"{i:096x}"
+
+
+def derive(docs, tmp_path):
+    """Run the validator-keys Job's derive step (files/scripts/derive-keys.sh from its inputs
+    ConfigMap) with a stub eth2-val-tools that lays out keystores as the real one does
+    (keys/<pubkey>/voting-keystore.json, secrets/<pubkey>) for exactly the asked range; return
+    the Secret manifests it wrote, by name."""
+    cm = one(docs, "ConfigMap", f"{FULL}-validator-keys-inputs")["data"]
+    d = {n: tmp_path / n for n in ("inputs", "secrets", "work", "out", "bin")}
+    for p in d.values():
+        p.mkdir(parents=True)
+    for k, text in cm.items():
+        (d["inputs"] / k).write_text(text)
+    (d["secrets"] / "mnemonic").write_text("test words\n")
+    stub = d["bin"] / "eth2-val-tools"
     stub.write_text('#!/bin/sh\nwhile [ $# -gt 0 ]; do case "$1" in\n'
-                    '  --out-loc) out=$2;; --source-min) min=$2;; --source-max) max=$2;; esac; shift; done\n'
-                    'mkdir -p "$out/keys" "$out/secrets"; echo "$min $max" > "$out/keys/range"\n')
+                    '  --out-loc) out=$2;; --source-min) min=$2;; --source-max) max=$2;;\n'
+                    '  --source-mnemonic) [ "$2" = "test words" ] || exit 9;; esac; shift; done\n'
+                    'i=$min; while [ $i -lt $max ]; do p=$(printf "0x%096x" $i)\n'
+                    '  mkdir -p "$out/keys/$p" "$out/secrets"; echo "{\\"index\\": $i}" > "$out/keys/$p/voting-keystore.json"\n'
+                    '  echo "pass-$i" > "$out/secrets/$p"; i=$((i+1)); done\n')
     stub.chmod(0o755)
-    text = script(init).replace("/validator-keys", str(keys)).replace("/secrets/", f"{secrets}/")
-    env = {e["name"]: e["value"] for e in init["env"]}
-    env.update(PATH=f"{bin_dir}:{os.environ['PATH']}", HOSTNAME=f"{vc_sts['metadata']['name']}-{ordinal}")
-    subprocess.run(["/bin/sh", "-ec", text], env=env, check=True, capture_output=True)
-    lo, hi = (keys / "keys" / "range").read_text().split()
-    # a second start finds the keys and derives nothing
-    (keys / "keys" / "range").unlink()
-    proc = subprocess.run(["/bin/sh", "-ec", text], env=env, check=True, capture_output=True, text=True)
-    assert "already present" in proc.stdout and not (keys / "keys" / "range").exists()
-    return int(lo), int(hi)
+    job = one(docs, "Job", f"{FULL}-validator-keys")
+    step = next(c for c in job["spec"]["template"]["spec"]["initContainers"] if c["name"] == "derive")
+    assert step["command"] == ["/bin/bash", "-e", "/inputs/derive-keys.sh"]
+    text = cm["derive-keys.sh"]
+    for path in ("/inputs/", "/work/", "/out/"):
+        text = text.replace(path, f"{d[path[1:-1]]}/")
+    text = text.replace("/secrets/mnemonic", f"{d['secrets']}/mnemonic")
+    env = {e["name"]: e["value"] for e in step["env"]}
+    subprocess.run(["/bin/bash", "-ec", text], check=True, capture_output=True,
+                   env={**os.environ, **env, "PATH": f"{d['bin']}:{os.environ['PATH']}"})
+    return {p.stem: yaml.safe_load(p.read_text()) for p in d["out"].glob("*.yaml")}
+
+
+def install_keys(secret, pod, tmp_path, keys_dir):
+    """Run a validator pod's keys init container (files/scripts/validator-keys.sh) with the key
+    Secret `secret` where the pod's own ordinal's Secret volume is."""
+    src = tmp_path / "keys-src" / pod.rsplit("-", 1)[1]
+    src.mkdir(parents=True, exist_ok=True)
+    for k, b in secret["data"].items():
+        (src / k).write_bytes(base64.b64decode(b))
+    text = (SCRIPTS / "validator-keys.sh").read_text()
+    text = text.replace("/keys-src/", f"{tmp_path}/keys-src/").replace("/validator-keys", str(keys_dir))
+    return subprocess.run(["/bin/sh", "-ec", text], check=True, capture_output=True, text=True,
+                          env={**os.environ, "HOSTNAME": pod}).stdout
 
 
 def test_validator_key_ranges_cover_every_key_once(scenario, tmp_path):
+    """Every validator client pod gets its own key Secret, derived once by the validator-keys Job:
+    the plan covers every held key exactly once, and each Secret holds exactly its pod's range."""
     docs = render(scenario)
     want = expected_participants(scenario)
     genesis = int(genesis_env(docs)["NUMBER_OF_VALIDATORS"])
-    ranges = []
+    plan = key_plan(docs)
+    names = []
     for p in want:
-        if p["validator_count"] == 0:
-            continue
-        sts = one(docs, "StatefulSet", p["vc"])
-        for ordinal in range(sts["spec"]["replicas"]):
-            lo, hi = run_keys_init(sts, ordinal, tmp_path)
-            assert hi - lo == p["validator_count"]
-            assert lo == p["key_start"] + ordinal * p["validator_count"]
-            ranges.append((lo, hi, f"{p['vc']}-{ordinal}"))
-    ranges.sort()
+        for ordinal in range(p["count"] if p["validator_count"] else 0):
+            name = f"{p['vc']}-keys-{ordinal}"
+            lo = p["key_start"] + ordinal * p["validator_count"]
+            assert plan[name] == (lo, lo + p["validator_count"]), name
+            names.append(name)
+    assert sorted(plan) == sorted(names)
     at = 0
-    for lo, hi, who in ranges:
-        assert lo == at, f"{who} starts at {lo}: keys {at}..{lo - 1} are {'unused' if lo > at else 'shared'}"
+    for name, (lo, hi) in sorted(plan.items(), key=lambda x: x[1]):
+        assert lo == at, f"{name} starts at {lo}: keys {at}..{lo - 1} are {'unused' if lo > at else 'shared'}"
         at = hi
     assert at == sum(p["count"] * p["validator_count"] for p in want) <= genesis
+    secrets = derive(docs, tmp_path)
+    assert sorted(secrets) == sorted(plan)
+    for name, (lo, hi) in plan.items():
+        s = secrets[name]
+        assert s["kind"] == "Secret" and s["metadata"]["name"] == name
+        assert s["metadata"]["namespace"] == NAMESPACE
+        assert s["metadata"]["annotations"]["eth-enclave/key-range"] == f"{lo}-{hi}"
+        assert s["metadata"]["ownerReferences"][0]["kind"] == "ConfigMap"
+        assert base64.b64decode(s["data"]["range"]).decode() == f"{lo}-{hi}"
+        assert sorted(k for k in s["data"] if k.endswith(".json")) == sorted(f"{pubkey(i)}.json" for i in range(lo, hi))
+        assert b"test words" not in json.dumps(s).encode()
 
 
-def test_each_pair_shares_one_jwt_and_talks_ordinal_to_ordinal(scenario):
+def test_each_validator_pod_installs_only_its_own_keys(tmp_path):
+    scenario = "multi-participant-values"
+    docs = render(scenario)
+    secrets = derive(docs, tmp_path / "job")
+    p = expected_participants(scenario)[0]
+    keys_dir = tmp_path / "validator-keys"
+    # a pod is given the Secrets of every ordinal of its participant; it takes its own
+    for ordinal in range(p["count"]):
+        install_keys(secrets[f"{p['vc']}-keys-{ordinal}"], f"{p['vc']}-{ordinal}", tmp_path / "pod", keys_dir / str(ordinal))
+    for ordinal in range(p["count"]):
+        lo = p["key_start"] + ordinal * p["validator_count"]
+        want = {pubkey(i) for i in range(lo, lo + p["validator_count"])}
+        root = keys_dir / str(ordinal)
+        assert {x.name for x in (root / "keys").iterdir()} == want
+        assert {x.name for x in (root / "secrets").iterdir()} == want
+        k = pubkey(lo)
+        assert json.loads((root / "keys" / k / "voting-keystore.json").read_text()) == {"index": lo}
+        assert (root / "secrets" / k).read_text() == f"pass-{lo}\n"
+        assert (root / "secrets" / k).stat().st_mode & 0o077 == 0
+    # a restart keeps the slashing protection database; another range starts from an empty volume
+    root = keys_dir / "0"
+    (root / "keys" / "slashing_protection.sqlite").write_text("db")
+    out = install_keys(secrets[f"{p['vc']}-keys-0"], f"{p['vc']}-0", tmp_path / "again", root)
+    assert (root / "keys" / "slashing_protection.sqlite").exists() and "new range" not in out
+    out = install_keys(secrets[f"{p['vc']}-keys-1"], f"{p['vc']}-0", tmp_path / "other", root)
+    assert "new range" in out and not (root / "keys" / "slashing_protection.sqlite").exists()
+
+
+def test_validator_pods_never_see_the_mnemonic(scenario):
+    """No validator pod mounts the mnemonic (nor any Secret but its participant's key Secrets, and
+    those only in the keys init container); the validator client container mounts no Secret."""
+    v = values(scenario)
+    docs = render(scenario)
+    mnemonic_secrets = {f"{FULL}-genesis-mnemonic", f"{FULL}-mnemonic", v["secrets"]["mnemonic"]["existingSecret"]}
+    for p in expected_participants(scenario):
+        if not p["validator_count"]:
+            continue
+        spec = one(docs, "StatefulSet", p["vc"])["spec"]["template"]["spec"]
+        secret_vols = {x["name"]: x["secret"]["secretName"] for x in spec["volumes"] if "secret" in x}
+        assert secret_vols == {f"keys-src-{o}": f"{p['vc']}-keys-{o}" for o in range(p["count"])}
+        assert not set(secret_vols.values()) & mnemonic_secrets
+        for c in spec["containers"] + spec["initContainers"]:
+            mounts = {m["name"] for m in c.get("volumeMounts", [])}
+            if c["name"] == "keys":
+                assert mounts >= set(secret_vols)
+            else:
+                assert not mounts & set(secret_vols), f"{p['vc']}/{c['name']} mounts a key Secret"
+            assert "mnemonic" not in json.dumps(c.get("env", [])).lower()
+    # the release keeps no mnemonic Secret; the Jobs' hook Secret is gone once the hooks succeed
+    for d in by_kind(docs, "Secret"):
+        if "mnemonic" in d["metadata"]["name"]:
+            assert is_hook(d) and "hook-succeeded" in d["metadata"]["annotations"]["helm.sh/hook-delete-policy"]
+            assert d["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+
+
+def test_validator_keys_job_may_only_write_its_secrets(scenario):
+    docs = render(scenario)
+    plan = key_plan(docs)
+    role = one(docs, "Role", f"{FULL}-validator-keys")
+    rules = sorted((tuple(r["resources"]), tuple(r["verbs"]), tuple(r.get("resourceNames", []))) for r in role["rules"])
+    assert rules == sorted([
+        (("secrets",), ("create",), ()),
+        (("secrets",), ("get", "patch"), tuple(plan)),
+        (("configmaps",), ("get",), (f"{FULL}-genesis",)),
+    ])
+    assert all(r["apiGroups"] == [""] for r in role["rules"])
+    job = one(docs, "Job", f"{FULL}-validator-keys")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    # after the genesis Job, whose ConfigMap owns the key Secrets
+    gen = one(docs, "Job", f"{FULL}-genesis")
+    assert int(job["metadata"]["annotations"]["helm.sh/hook-weight"]) > int(gen["metadata"]["annotations"]["helm.sh/hook-weight"])
+
+
+def run_copy_jwt(sts, ordinal, tmp_path):
+    """Run an execution/beacon pod's jwt init container for one ordinal, its Secret volume holding
+    the keys the volume lists (each key's value is its own name); return the JWT the client gets."""
+    spec = sts["spec"]["template"]["spec"]
+    init = next(c for c in spec["initContainers"] if c["name"] == "jwt")
+    vol = {x["name"]: x for x in spec["volumes"]}["jwt-secret"]
+    base = tmp_path / f"{sts['metadata']['name']}-{ordinal}"
+    src, dst = base / "jwt-secret", base / "jwt"
+    src.mkdir(parents=True)
+    dst.mkdir()
+    for item in vol["secret"]["items"]:
+        (src / item["path"]).write_text(item["key"])
+    text = script(init).replace("/jwt-secret/", f"{src}/").replace("/jwt/", f"{dst}/")
+    env = {e["name"]: e["value"] for e in init["env"]}
+    subprocess.run(["/bin/sh", "-ec", text], check=True, capture_output=True,
+                   env={**os.environ, **env, "HOSTNAME": f"{sts['metadata']['name']}-{ordinal}"})
+    assert [x.name for x in dst.iterdir()] == ["jwt.hex"]
+    return (dst / "jwt.hex").read_text()
+
+
+def test_each_pair_shares_one_jwt_and_talks_ordinal_to_ordinal(scenario, tmp_path):
     v = values(scenario)
     docs = render(scenario)
     existing = v["secrets"]["jwt"]["existingSecret"]
     all_keys = []
     for p in expected_participants(scenario):
         el, cl = one(docs, "StatefulSet", p["el"]), one(docs, "StatefulSet", p["cl"])
-        vols = [{x["name"]: x for x in s["spec"]["template"]["spec"]["volumes"]}["jwt"] for s in (el, cl)]
-        assert vols[0] == vols[1], "the pair mounts different JWT volumes"
-        el_path = flag(script(container(el["spec"]["template"]["spec"], "reth")), "authrpc.jwtsecret")
-        cl_text = script(container(cl["spec"]["template"]["spec"], "lighthouse"))
-        assert el_path == flag(cl_text, "jwt-secrets"), "the pair reads different JWT files"
-        keys = [i["key"] for i in vols[0]["secret"]["items"]]
+        specs = [s["spec"]["template"]["spec"] for s in (el, cl)]
+        vols = [{x["name"]: x for x in s["volumes"]} for s in specs]
+        assert vols[0]["jwt-secret"] == vols[1]["jwt-secret"], "the pair mounts different JWT Secrets"
+        # the clients see only a memory volume with their own pair's JWT; the Secret volume (every
+        # ordinal of the participant) is mounted only in the jwt init container
+        for spec, vs, client in ((specs[0], vols[0], "reth"), (specs[1], vols[1], "lighthouse")):
+            assert vs["jwt"]["emptyDir"]["medium"] == "Memory"
+            for c in spec["containers"] + spec["initContainers"]:
+                mounts = {m["name"]: m for m in c.get("volumeMounts", [])}
+                assert ("jwt-secret" in mounts) == (c["name"] == "jwt"), f"{c['name']} mounts the JWT Secret"
+            assert {m["name"]: m for m in container(spec, client)["volumeMounts"]}["jwt"]["readOnly"] is True
+        el_path = flag(script(container(specs[0], "reth")), "authrpc.jwtsecret")
+        cl_text = script(container(specs[1], "lighthouse"))
+        assert el_path == flag(cl_text, "jwt-secrets") == "/jwt/jwt.hex"
+        keys = [i["key"] for i in vols[0]["jwt-secret"]["secret"]["items"]]
+        for ordinal in range(p["count"]):
+            got = {run_copy_jwt(s, ordinal, tmp_path / comp) for s, comp in ((el, "el"), (cl, "cl"))}
+            assert got == {existing and v["secrets"]["jwt"]["existingSecretKey"] or f"jwt-{p['index']}-{ordinal}"}, \
+                "the pair of this ordinal does not get its own JWT"
         if existing:
-            assert vols[0]["secret"]["secretName"] == existing
+            assert vols[0]["jwt-secret"]["secret"]["secretName"] == existing
             assert keys == [v["secrets"]["jwt"]["existingSecretKey"]]
             continue
-        assert vols[0]["secret"]["secretName"] == f"{FULL}-jwt"
-        # one key per ordinal of this participant, chosen by the pod's own ordinal
+        assert vols[0]["jwt-secret"]["secret"]["secretName"] == f"{FULL}-jwt"
+        # only this participant's keys, one per ordinal
         assert keys == [f"jwt-{p['index']}-{o}" for o in range(p["count"])]
-        assert el_path == f"/jwt/jwt-{p['index']}-${{ORD}}"
         all_keys += keys
         # the beacon node of ordinal N drives the execution node of ordinal N of its participant
         engine = flag(cl_text, "execution-endpoints")
@@ -653,8 +811,8 @@ def test_design_defaults():
     v = values("default-values")
     assert (v["storage"]["executionSize"], v["storage"]["consensusSize"], v["storage"]["keysSize"],
             v["storage"]["storageClassName"]) == ("200Gi", "100Gi", "1Gi", "fast-ssd")
-    assert v["execution"]["resources"] == {"requests": {"cpu": "2", "memory": "4Gi"},
-                                           "limits": {"cpu": "4", "memory": "8Gi"}}
+    assert v["execution"]["resources"] == {"requests": {"cpu": "2", "memory": "4Gi", "ephemeral-storage": "256Mi"},
+                                           "limits": {"cpu": "4", "memory": "8Gi", "ephemeral-storage": "1Gi"}}
 
 
 def test_disruption_budgets_and_anti_affinity(scenario):

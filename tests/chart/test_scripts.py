@@ -102,7 +102,7 @@ def test_client_start_lines(tmp_path):
     el, _ = start_argv(one(docs, "StatefulSet", p["el"]), "reth", 1, tmp_path,
                        {"el": "--bootnodes=enode://x@1.2.3.4:30303 --trusted-peers=enode://x@h:30303"}, "reth")
     assert el[0] == "node"
-    assert "--authrpc.jwtsecret=/jwt/jwt-1-1" in el and "--chain=/genesis/genesis.json" in el
+    assert "--authrpc.jwtsecret=/jwt/jwt.hex" in el and "--chain=/genesis/genesis.json" in el
     assert "--p2p-secret-key=/node-key/el-1-1" in el
     assert "--nat=extip:10.9.8.7" in el and "--http.corsdomain=*" in el
     assert "--bootnodes=enode://x@1.2.3.4:30303" in el and "--trusted-peers=enode://x@h:30303" in el
@@ -110,7 +110,7 @@ def test_client_start_lines(tmp_path):
     cl, root = start_argv(one(docs, "StatefulSet", p["cl"]), "lighthouse", 1, tmp_path,
                           {"cl": f"--boot-nodes={ENR} --trusted-peers={PEER}"}, "lighthouse")
     assert cl[0] == "beacon_node"
-    assert "--jwt-secrets=/jwt/jwt-1-1" in cl and "--enr-address=10.9.8.7" in cl
+    assert "--jwt-secrets=/jwt/jwt.hex" in cl and "--enr-address=10.9.8.7" in cl
     assert f"--execution-endpoints=http://{p['el']}-1.{p['el']}.{NAMESPACE}.svc.cluster.local:8551" in cl
     assert f"--boot-nodes={ENR}" in cl and "--testnet-dir=/network-configs" in cl
     assert cl[-1] == "--target-peers=16"
@@ -173,12 +173,14 @@ def enclave():
     server.shutdown()
 
 
-def helm_test(docs, name, port):
+def helm_test(docs, name, port, extra_env=None):
     pod = one(docs, "Pod", f"{FULL}-test-{name}")
     text = pod["spec"]["containers"][0]["args"][0]
     text = re.sub(rf"\b{FULL}-[a-z0-9.-]+\.svc\.cluster\.local", "127.0.0.1", text)
     text = re.sub(r":(8545|9545)\b", f":{port}", text)
-    return subprocess.run(["/bin/sh", "-ec", text], capture_output=True, text=True, timeout=60)
+    env = dict(os.environ, **{e["name"]: e["value"] for e in pod["spec"]["containers"][0].get("env", []) if "value" in e})
+    env.update(extra_env or {})
+    return subprocess.run(["/bin/sh", "-ec", text], capture_output=True, text=True, timeout=60, env=env)
 
 
 def test_helm_test_pods_pass_on_a_healthy_enclave_and_name_the_failure(enclave):

@@ -156,3 +156,70 @@ def test_network_watcher_serves_while_the_api_server_is_unreachable(scenario_nam
         rc = proc.wait(timeout=10)
         log.close()
     assert rc == 0, "SIGTERM is a clean shutdown"
+
+
+def test_sidecars_serve_tls_and_basic_auth_from_the_rendered_web_config(tmp_path):
+    """monitoring.webConfig, end to end with the real binary: the web config file the chart writes
+    (its Secret), a certificate where the chart mounts the TLS Secret, and the sidecar's rendered
+    flags. /metrics needs https and the user's password; the kubelet probes as rendered (HTTPS, not
+    verified, no credentials) pass; plain HTTP gets no answer."""
+    import base64
+    import ssl
+    docs = render("web-config-values")
+    web = one(docs, "Secret", f"{RELEASE}-eth-enclave-web-config")["stringData"]["web-config.yml"]
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=ethwatch",
+                    "-addext", "subjectAltName=DNS:ethwatch.devnet.svc,IP:127.0.0.1",
+                    "-keyout", str(tls / "tls.key"), "-out", str(tls / "tls.crt")], check=True, capture_output=True)
+    (tmp_path / "web-config.yml").write_text(web.replace("/etc/ethwatch/tls/", f"{tls}/"))
+    sts = next(d for d in by_kind(docs, "StatefulSet") if d["metadata"]["labels"]["app.kubernetes.io/component"] == "beacon")
+    c = next(x for x in sts["spec"]["template"]["spec"]["containers"] if x["name"] == "ethwatch")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ETHWATCH_", "OTEL_"))}
+    for e in c["env"]:
+        env[e["name"]] = e.get("value", "test-" + e["name"].lower())
+    env["ETHWATCH_WEB_LISTEN_ADDRESS"] = f"127.0.0.1:{port}"
+    args = [a.replace("--volume.path=/data", f"--volume.path={tmp_path}")
+             .replace("/etc/ethwatch/web/", f"{tmp_path}/") for a in c["args"]]
+    assert f"--web.config.file={tmp_path}/web-config.yml" in args
+    unverified = ssl.create_default_context()
+    unverified.check_hostname, unverified.verify_mode = False, ssl.CERT_NONE  # as kubelet probes
+    verified = ssl.create_default_context(cafile=str(tls / "tls.crt"))  # as Prometheus with the CA
+
+    def fetch(path, ctx, auth=None):
+        req = urllib.request.Request(f"https://127.0.0.1:{port}{path}")
+        if auth:
+            req.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+        try:
+            with urllib.request.urlopen(req, timeout=5, context=ctx) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, ""
+
+    log = open(tmp_path / "log", "w+")
+    proc = subprocess.Popen([tool("ETHWATCH_BIN"), *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline, status = time.time() + 15, None
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                status, _ = fetch("/healthz", unverified)
+                break
+            except OSError:
+                time.sleep(0.1)
+        log.seek(0)
+        assert proc.poll() is None, f"ethwatch {args} exited:\n{log.read()}"
+        for probe, want in ((c["livenessProbe"], 200), (c["readinessProbe"], 503)):  # no node: not ready
+            assert probe["httpGet"]["scheme"] == "HTTPS"
+            assert fetch(probe["httpGet"]["path"], unverified)[0] == want
+        assert fetch("/metrics", verified)[0] == 401
+        assert fetch("/metrics", verified, "prometheus:wrong")[0] == 401
+        code, body = fetch("/metrics", verified, "prometheus:scrape-secret")
+        assert code == 200 and "ethwatch_build_info" in body
+        import http.client
+        with pytest.raises((OSError, http.client.HTTPException)):  # a TLS alert, no HTTP answer
+            get(f"http://127.0.0.1:{port}/metrics")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()

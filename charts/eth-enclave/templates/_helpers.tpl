@@ -220,8 +220,7 @@ The node-key volume of one participant's pods, (dict "root" $ "p" $p "layer" "el
 {{- end }}
 
 {{/*
-Name of the JWT Secret and the key one pair uses: (dict "root" $ "p" $p); the ordinal is only known
-in the pod, so the key is returned with a literal ${ORD} for the container's shell.
+Name of the JWT Secret.
 */}}
 {{- define "eth-enclave.jwtSecretName" -}}
 {{- if .Values.secrets.jwt.existingSecret -}}
@@ -231,19 +230,20 @@ in the pod, so the key is returned with a literal ${ORD} for the container's she
 {{- end -}}
 {{- end }}
 
+{{/*
+The engine-API JWT as the clients read it: the jwt init container copies the pod's own key there.
+*/}}
 {{- define "eth-enclave.jwtPath" -}}
-{{- if .root.Values.secrets.jwt.existingSecret -}}
-/jwt/{{ .root.Values.secrets.jwt.existingSecretKey }}
-{{- else -}}
-/jwt/jwt-{{ .p.index }}-${ORD}
-{{- end -}}
+/jwt/jwt.hex
 {{- end }}
 
 {{/*
-The JWT volume of one participant's pods: only the keys of that participant's pairs.
+The JWT volumes of one participant's execution and beacon pods, (dict "root" $ "p" $p):
+`jwt-secret`, the Secret with only the keys of that participant's pairs, mounted only in the jwt
+init container, and `jwt`, a memory volume with the pod's own key, the only one the client sees.
 */}}
 {{- define "eth-enclave.jwtVolume" -}}
-- name: jwt
+- name: jwt-secret
   secret:
     secretName: {{ include "eth-enclave.jwtSecretName" .root }}
     defaultMode: 0440
@@ -257,14 +257,37 @@ The JWT volume of one participant's pods: only the keys of that participant's pa
         path: jwt-{{ $.p.index }}-{{ $ord }}
     {{- end }}
     {{- end }}
+- name: jwt
+  emptyDir:
+    medium: Memory
+    sizeLimit: 1Mi
 {{- end }}
 
-{{- define "eth-enclave.mnemonicSecretName" -}}
-{{- if .Values.secrets.mnemonic.existingSecret -}}
-{{- .Values.secrets.mnemonic.existingSecret -}}
-{{- else -}}
-{{- printf "%s-mnemonic" (include "eth-enclave.fullname" .) -}}
-{{- end -}}
+{{/*
+The jwt init container of execution and beacon pods (files/scripts/copy-jwt.sh): (dict "root" $ "p" $p).
+*/}}
+{{- define "eth-enclave.jwtInit" -}}
+{{- $root := .root -}}
+- name: jwt
+  image: {{ include "eth-enclave.image" (dict "image" $root.Values.toolsImage) }}
+  imagePullPolicy: {{ $root.Values.toolsImage.pullPolicy }}
+  command: ["/bin/sh", "-ec"]
+  args:
+    - |
+      {{- $root.Files.Get "files/scripts/copy-jwt.sh" | nindent 6 }}
+  env:
+    - name: JWT_KEY
+      value: {{ ternary $root.Values.secrets.jwt.existingSecretKey (printf "jwt-%d-ORD" (int .p.index)) (not (empty $root.Values.secrets.jwt.existingSecret)) | quote }}
+  securityContext:
+    {{- toYaml $root.Values.containerSecurityContext | nindent 4 }}
+  resources:
+    {{- include "eth-enclave.resources" (dict "resources" $root.Values.utilityResources) | nindent 4 }}
+  volumeMounts:
+    - name: jwt-secret
+      mountPath: /jwt-secret
+      readOnly: true
+    - name: jwt
+      mountPath: /jwt
 {{- end }}
 
 {{- define "eth-enclave.genesisConfigMapName" -}}
@@ -410,16 +433,206 @@ stored gzipped: the uncompressed mainnet-preset state is over the 1 MiB ConfigMa
   securityContext:
     {{- toYaml .Values.containerSecurityContext | nindent 4 }}
   resources:
-    requests:
-      cpu: 10m
-      memory: 16Mi
-    limits:
-      cpu: 200m
-      memory: 64Mi
+    {{- include "eth-enclave.resources" (dict "resources" .Values.utilityResources "limit" (list .Values.emptyDir.networkConfigs)) | nindent 4 }}
   volumeMounts:
     - name: genesis
       mountPath: /genesis
       readOnly: true
     - name: network-configs
       mountPath: /network-configs
+{{- end }}
+
+{{/*
+The ethwatch sidecar of a node pod (execution.yaml, beacon.yaml): (dict "root" $ "args" (list ...)).
+It reads the node's data volume read-only (it only reports its usage, statvfs) and, with
+monitoring.webConfig, serves /metrics over TLS and/or with basic auth.
+*/}}
+{{- define "eth-enclave.sidecar" -}}
+{{- $root := .root -}}
+- name: ethwatch
+  image: {{ include "eth-enclave.image" (dict "image" $root.Values.ethwatch.image "default" $root.Chart.AppVersion) }}
+  imagePullPolicy: {{ $root.Values.ethwatch.image.pullPolicy }}
+  args:
+    {{- range .args }}
+    - {{ . | quote }}
+    {{- end }}
+    {{- include "eth-enclave.webConfigArgs" $root | nindent 4 }}
+  env:
+    {{- include "eth-enclave.sidecarEnv" $root | nindent 4 }}
+  ports:
+    - name: ethwatch
+      containerPort: {{ $root.Values.ethwatch.port }}
+  readinessProbe:
+    {{- include "eth-enclave.probe" (dict "root" $root "probe" $root.Values.ethwatch.readinessProbe) | nindent 4 }}
+  livenessProbe:
+    {{- include "eth-enclave.probe" (dict "root" $root "probe" $root.Values.ethwatch.livenessProbe) | nindent 4 }}
+  securityContext:
+    {{- toYaml $root.Values.containerSecurityContext | nindent 4 }}
+  resources:
+    {{- toYaml $root.Values.ethwatch.resources | nindent 4 }}
+  volumeMounts:
+    - name: data
+      mountPath: /data
+      readOnly: true
+    {{- include "eth-enclave.webConfigMounts" $root | nindent 4 }}
+{{- end }}
+
+{{/*
+A node StatefulSet's volume claim template: (dict "root" $ "ctx" $ctx "name" "data" "size" "200Gi").
+*/}}
+{{- define "eth-enclave.volumeClaim" -}}
+- metadata:
+    name: {{ .name }}
+    labels:
+      {{- include "eth-enclave.nodeSelectorLabels" .ctx | nindent 6 }}
+  spec:
+    accessModes:
+      {{- toYaml .root.Values.storage.accessModes | nindent 6 }}
+    {{- with .root.Values.storage.storageClassName }}
+    storageClassName: {{ . }}
+    {{- end }}
+    resources:
+      requests:
+        storage: {{ .size }}
+{{- end }}
+
+{{/*
+An ethwatch probe from values: (dict "root" $ "probe" $probe). With TLS on the listener
+(monitoring.webConfig.tls) an httpGet probe gets scheme HTTPS (kubelet does not verify the
+certificate); /healthz and /readyz need no credentials, so basic auth changes nothing here.
+*/}}
+{{- define "eth-enclave.probe" -}}
+{{- $probe := deepCopy .probe -}}
+{{- if and (include "eth-enclave.webTls" .root) (hasKey $probe "httpGet") -}}
+{{- $_ := set $probe.httpGet "scheme" "HTTPS" -}}
+{{- end -}}
+{{- toYaml $probe -}}
+{{- end }}
+
+{{/*
+"true" when the ethwatch listeners serve TLS (monitoring.webConfig on, with a certificate Secret).
+*/}}
+{{- define "eth-enclave.webTls" -}}
+{{- $w := .Values.monitoring.webConfig -}}
+{{- if and $w.enabled $w.tls.secretName -}}true{{- end -}}
+{{- end }}
+
+{{- define "eth-enclave.webAuth" -}}
+{{- $w := .Values.monitoring.webConfig -}}
+{{- if and $w.enabled $w.basicAuth.users -}}true{{- end -}}
+{{- end }}
+
+{{/*
+Name of the Secret holding the ethwatch listeners' web config file (web-config.yml).
+*/}}
+{{- define "eth-enclave.webConfigSecretName" -}}
+{{- printf "%s-web-config" (include "eth-enclave.fullname" .) -}}
+{{- end }}
+
+{{/*
+--web.config.file of every ethwatch container (sidecars and the network watcher), when on.
+*/}}
+{{- define "eth-enclave.webConfigArgs" -}}
+{{- if .Values.monitoring.webConfig.enabled -}}
+- --web.config.file=/etc/ethwatch/web/web-config.yml
+{{- end -}}
+{{- end }}
+
+{{- define "eth-enclave.webConfigMounts" -}}
+{{- if .Values.monitoring.webConfig.enabled -}}
+- name: web-config
+  mountPath: /etc/ethwatch/web
+  readOnly: true
+{{- if include "eth-enclave.webTls" . }}
+- name: web-tls
+  mountPath: /etc/ethwatch/tls
+  readOnly: true
+{{- end }}
+{{- end -}}
+{{- end }}
+
+{{- define "eth-enclave.webConfigVolumes" -}}
+{{- if .Values.monitoring.webConfig.enabled -}}
+- name: web-config
+  secret:
+    secretName: {{ include "eth-enclave.webConfigSecretName" . }}
+    defaultMode: 0440
+{{- if include "eth-enclave.webTls" . }}
+- name: web-tls
+  secret:
+    secretName: {{ .Values.monitoring.webConfig.tls.secretName }}
+    defaultMode: 0440
+    items:
+      - key: tls.crt
+        path: tls.crt
+      - key: tls.key
+        path: tls.key
+{{- end }}
+{{- end -}}
+{{- end }}
+
+{{/*
+What a ServiceMonitor endpoint of an ethwatch port needs to scrape it with monitoring.webConfig:
+scheme https and the CA that signed the certificate, basic auth from a Secret.
+*/}}
+{{- define "eth-enclave.webScrapeConfig" -}}
+{{- $w := .Values.monitoring.webConfig -}}
+{{- if include "eth-enclave.webTls" . }}
+scheme: https
+tlsConfig:
+  {{- if $w.tls.caKey }}
+  ca:
+    secret:
+      name: {{ $w.tls.secretName }}
+      key: {{ $w.tls.caKey }}
+  {{- end }}
+  {{- with $w.tls.serverName }}
+  serverName: {{ . }}
+  {{- end }}
+  {{- if $w.tls.insecureSkipVerify }}
+  insecureSkipVerify: true
+  {{- end }}
+{{- end }}
+{{- if include "eth-enclave.webAuth" . }}
+basicAuth:
+  username:
+    name: {{ $w.basicAuth.scrapeSecret.name }}
+    key: {{ $w.basicAuth.scrapeSecret.usernameKey }}
+  password:
+    name: {{ $w.basicAuth.scrapeSecret.name }}
+    key: {{ $w.basicAuth.scrapeSecret.passwordKey }}
+{{- end }}
+{{- end }}
+
+{{/*
+A Kubernetes quantity (512Mi, 1Gi, 2G, 1000000) in MiB, rounded up.
+*/}}
+{{- define "eth-enclave.mebibytes" -}}
+{{- $q := toString . -}}
+{{- $num := regexFind "^[0-9]+(\\.[0-9]+)?" $q -}}
+{{- $unit := trimPrefix $num $q -}}
+{{- $per := dict "" 0.00000095367431640625 "k" 0.00095367431640625 "Ki" 0.0009765625 "M" 0.95367431640625 "Mi" 1.0 "G" 953.67431640625 "Gi" 1024.0 "T" 976562.5 "Ti" 1048576.0 -}}
+{{- if or (not $num) (not (hasKey $per $unit)) -}}
+{{- fail (printf "%q is not a storage quantity this chart understands (use Ki, Mi, Gi, Ti, k, M, G, T or bytes)" $q) -}}
+{{- end -}}
+{{- mulf (float64 $num) (get $per $unit) | ceil | int64 -}}
+{{- end }}
+
+{{/*
+A container's resources with its emptyDir volumes added to ephemeral-storage:
+(dict "resources" $r "limit" (list "1Gi" ...) "request" (list ...)). The sizes in "limit" are
+added to limits.ephemeral-storage, those in "request" to requests.ephemeral-storage too (a data
+volume the scheduler must find room for). A limit or request the values leave out stays out.
+*/}}
+{{- define "eth-enclave.resources" -}}
+{{- $r := deepCopy (.resources | default dict) -}}
+{{- range $kind, $sizes := dict "limits" (concat (.limit | default list) (.request | default list)) "requests" (.request | default list) -}}
+{{- $block := get $r $kind | default dict -}}
+{{- if and $sizes (hasKey $block "ephemeral-storage") -}}
+{{- $mi := include "eth-enclave.mebibytes" (get $block "ephemeral-storage") | int64 -}}
+{{- range $sizes }}{{ $mi = add $mi (include "eth-enclave.mebibytes" . | int64) }}{{ end -}}
+{{- $_ := set $block "ephemeral-storage" (printf "%dMi" $mi) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $r -}}
 {{- end }}
