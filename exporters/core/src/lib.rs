@@ -14,6 +14,7 @@
 //! - [`server`]: the HTTP server (`/metrics`, `/healthz`, `/readyz`, `/`).
 //! - [`schedule`]: running a collector on its own interval under a timeout, recording its status.
 //! - [`volume`]: `statvfs` usage of the node's data volumes.
+//! - [`state`]: metrics read from an exporter's state at scrape time, declared as tables.
 //! - [`telemetry`]: logging set-up.
 //! - [`traces`]: OTLP traces of the exporter's own work, bounded and counted.
 //! - [`shutdown`]: SIGTERM/SIGINT into a cancellation token.
@@ -32,6 +33,7 @@ pub mod process;
 pub mod schedule;
 pub mod server;
 pub mod shutdown;
+pub mod state;
 pub mod telemetry;
 pub mod traces;
 pub mod upstream;

@@ -7,14 +7,12 @@
 
 use std::fmt;
 
-use ethwatch_core::metrics::Escaped;
-use ethwatch_core::metrics::encode_gauge as gauge;
+use ethwatch_core::state::{StateMetric, Value, family, gauge, info, seconds};
 use ethwatch_core::upstream::RequestMetrics;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::MetricType;
+use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
@@ -53,169 +51,118 @@ pub struct NodeState {
 /// Shared handle to the state.
 pub type SharedState = ethwatch_core::metrics::Shared<NodeState>;
 
-/// A gauge value from a `u64`; values beyond `i64` (no real node sends them) saturate instead
-/// of wrapping to negative numbers.
-fn int(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
 /// Encodes [`NodeState`] at scrape time.
 #[derive(Debug)]
 pub struct StateCollector(pub SharedState);
 
+/// The metrics of [`NodeState`], encoded at scrape time in this order.
+const STATE_METRICS: &[StateMetric<NodeState>] = &[
+    gauge(
+        "eth_el_up",
+        "1 when the last poll reached the node and it answered",
+        |s| Some(Value::from(s.up)),
+    ),
+    gauge(
+        "eth_el_head_block_number",
+        "Number of the node's head block",
+        |s| s.head_number.map(Value::uint),
+    ),
+    seconds(
+        "eth_el_head_block_timestamp",
+        "Timestamp of the node's head block",
+        |s| s.head_timestamp.map(Value::uint),
+    ),
+    seconds(
+        "eth_el_head_age",
+        "Seconds since the head block's timestamp, computed at scrape time",
+        |s| {
+            s.head_timestamp
+                .map(|t| Value::from((ethwatch_core::unix_now() - t as f64).max(0.0)))
+        },
+    ),
+    gauge("eth_el_head_gas_used", "Gas used by the head block", |s| {
+        s.head_gas_used.map(Value::uint)
+    }),
+    gauge(
+        "eth_el_head_gas_limit",
+        "Gas limit of the head block",
+        |s| s.head_gas_limit.map(Value::uint),
+    ),
+    gauge(
+        "eth_el_head_base_fee_per_gas_wei",
+        "Base fee per gas of the head block, in wei",
+        |s| s.head_base_fee.map(|v| Value::from(v as f64)),
+    ),
+    gauge(
+        "eth_el_head_transactions",
+        "Transactions in the head block (the block of eth_el_head_block_number; with --ws-url it is fetched for every announced head)",
+        |s| s.head_transactions.map(Value::uint),
+    ),
+    seconds(
+        "eth_el_expected_block_interval",
+        "Expected time between blocks: configured, or the median of recent intervals",
+        |s| s.expected_interval.map(Value::from),
+    ),
+    gauge(
+        "eth_el_finalized_block_number",
+        "Number of the finalized block",
+        |s| s.finalized.map(Value::uint),
+    ),
+    gauge(
+        "eth_el_safe_block_number",
+        "Number of the safe block",
+        |s| s.safe.map(Value::uint),
+    ),
+    gauge(
+        "eth_el_syncing",
+        "1 when eth_syncing reports sync progress, 0 when it returns false",
+        |s| s.syncing.map(Value::from),
+    ),
+    gauge(
+        "eth_el_sync_current_block",
+        "Block the node has synced to (eth_syncing currentBlock; the head when not syncing)",
+        |s| s.sync_current.map(Value::uint),
+    ),
+    gauge(
+        "eth_el_sync_highest_block",
+        "Highest block the node knows of (eth_syncing highestBlock; the head when not syncing)",
+        |s| s.sync_highest.map(Value::uint),
+    ),
+    gauge("eth_el_peers", "Connected peers (net_peerCount)", |s| {
+        s.peers.map(Value::uint)
+    }),
+    gauge("eth_el_chain_id", "Chain id (eth_chainId)", |s| {
+        s.chain_id.map(Value::uint)
+    }),
+    gauge("eth_el_network_id", "Network id (net_version)", |s| {
+        s.network_id.map(Value::uint)
+    }),
+    info(
+        "eth_el_client_info",
+        "Client name and version from web3_clientVersion",
+        |s| {
+            s.client
+                .as_ref()
+                .map(|c| vec![("client", c.client.clone()), ("version", c.version.clone())])
+        },
+    ),
+    family(
+        "eth_el_txpool_transactions",
+        "Transactions in the pool by status (txpool_status)",
+        "status",
+        |s| {
+            [("pending", s.txpool_pending), ("queued", s.txpool_queued)]
+                .into_iter()
+                .filter_map(|(st, v)| v.map(|v| (st, Value::uint(v))))
+                .collect()
+        },
+    ),
+];
+
 impl Collector for StateCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
         let s = self.0.lock().clone();
-        let e = &mut enc;
-        gauge(
-            e,
-            "eth_el_up",
-            "1 when the last poll reached the node and it answered",
-            None,
-            Some(i64::from(s.up)),
-        )?;
-        gauge(
-            e,
-            "eth_el_head_block_number",
-            "Number of the node's head block",
-            None,
-            s.head_number.map(int),
-        )?;
-        gauge(
-            e,
-            "eth_el_head_block_timestamp",
-            "Timestamp of the node's head block",
-            Some(&Unit::Seconds),
-            s.head_timestamp.map(int),
-        )?;
-        let age = s
-            .head_timestamp
-            .map(|t| (ethwatch_core::unix_now() - t as f64).max(0.0));
-        gauge(
-            e,
-            "eth_el_head_age",
-            "Seconds since the head block's timestamp, computed at scrape time",
-            Some(&Unit::Seconds),
-            age,
-        )?;
-        gauge(
-            e,
-            "eth_el_head_gas_used",
-            "Gas used by the head block",
-            None,
-            s.head_gas_used.map(int),
-        )?;
-        gauge(
-            e,
-            "eth_el_head_gas_limit",
-            "Gas limit of the head block",
-            None,
-            s.head_gas_limit.map(int),
-        )?;
-        gauge(
-            e,
-            "eth_el_head_base_fee_per_gas_wei",
-            "Base fee per gas of the head block, in wei",
-            None,
-            s.head_base_fee.map(|v| v as f64),
-        )?;
-        gauge(
-            e,
-            "eth_el_head_transactions",
-            "Transactions in the head block (the block of eth_el_head_block_number; with --ws-url it is fetched for every announced head)",
-            None,
-            s.head_transactions.map(int),
-        )?;
-        gauge(
-            e,
-            "eth_el_expected_block_interval",
-            "Expected time between blocks: configured, or the median of recent intervals",
-            Some(&Unit::Seconds),
-            s.expected_interval,
-        )?;
-        gauge(
-            e,
-            "eth_el_finalized_block_number",
-            "Number of the finalized block",
-            None,
-            s.finalized.map(int),
-        )?;
-        gauge(
-            e,
-            "eth_el_safe_block_number",
-            "Number of the safe block",
-            None,
-            s.safe.map(int),
-        )?;
-        gauge(
-            e,
-            "eth_el_syncing",
-            "1 when eth_syncing reports sync progress, 0 when it returns false",
-            None,
-            s.syncing.map(i64::from),
-        )?;
-        gauge(
-            e,
-            "eth_el_sync_current_block",
-            "Block the node has synced to (eth_syncing currentBlock; the head when not syncing)",
-            None,
-            s.sync_current.map(int),
-        )?;
-        gauge(
-            e,
-            "eth_el_sync_highest_block",
-            "Highest block the node knows of (eth_syncing highestBlock; the head when not syncing)",
-            None,
-            s.sync_highest.map(int),
-        )?;
-        gauge(
-            e,
-            "eth_el_peers",
-            "Connected peers (net_peerCount)",
-            None,
-            s.peers.map(int),
-        )?;
-        gauge(
-            e,
-            "eth_el_chain_id",
-            "Chain id (eth_chainId)",
-            None,
-            s.chain_id.map(int),
-        )?;
-        gauge(
-            e,
-            "eth_el_network_id",
-            "Network id (net_version)",
-            None,
-            s.network_id.map(int),
-        )?;
-        if let Some(c) = &s.client {
-            let mut m = e.encode_descriptor(
-                "eth_el_client_info",
-                "Client name and version from web3_clientVersion",
-                None,
-                MetricType::Gauge,
-            )?;
-            let labels = [
-                ("client", Escaped(c.client.as_str())),
-                ("version", Escaped(c.version.as_str())),
-            ];
-            ConstGauge::new(1i64).encode(m.encode_family(&labels)?)?;
-        }
-        if s.txpool_pending.is_some() || s.txpool_queued.is_some() {
-            let mut m = e.encode_descriptor(
-                "eth_el_txpool_transactions",
-                "Transactions in the pool by status (txpool_status)",
-                None,
-                MetricType::Gauge,
-            )?;
-            for (status, v) in [("pending", s.txpool_pending), ("queued", s.txpool_queued)] {
-                if let Some(v) = v {
-                    ConstGauge::new(int(v)).encode(m.encode_family(&[("status", status)])?)?;
-                }
-            }
-        }
-        Ok(())
+        ethwatch_core::state::encode(&mut enc, STATE_METRICS, &s)
     }
 }
 
