@@ -8,15 +8,14 @@
 
 use std::fmt;
 
-use ethwatch_core::metrics::encode_gauge as gauge;
-use ethwatch_core::metrics::{CollectorStatus, Escaped, register_build_info};
+use ethwatch_core::metrics::{CollectorStatus, register_build_info};
+use ethwatch_core::state::{StateMetric, Value, family, gauge, info, seconds};
 use ethwatch_core::upstream::{ErrorKind, RequestMetrics};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::MetricType;
+use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
@@ -133,245 +132,197 @@ pub struct StateCollector {
     now: Option<f64>,
 }
 
-fn labelled(
-    enc: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    key: &'static str,
-    values: &[(&str, i64)],
-) -> fmt::Result {
-    if values.is_empty() {
-        return Ok(());
-    }
-    let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for (label, v) in values {
-        ConstGauge::new(*v).encode(m.encode_family(&[(key, *label)])?)?;
-    }
-    Ok(())
+/// What one scrape encodes from: the state, and the wall clock's slot and epoch at the scrape.
+pub struct Scrape {
+    pub s: NodeState,
+    pub clock_slot: Option<u64>,
+    pub clock_epoch: Option<u64>,
 }
 
-fn as_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
+/// The metrics of [`NodeState`], encoded at scrape time in this order.
+const STATE_METRICS: &[StateMetric<Scrape>] = &[
+    gauge(
+        "eth_cl_up",
+        "1 when the last poll reached the beacon node and it answered /eth/v1/node/syncing",
+        |c| Some(Value::from(c.s.up)),
+    ),
+    seconds(
+        "eth_cl_genesis_time",
+        "Unix time of the chain's genesis (/eth/v1/beacon/genesis)",
+        |c| c.s.clock.map(|k| Value::uint(k.genesis_time)),
+    ),
+    gauge(
+        "eth_cl_seconds_per_slot",
+        "Slot length in seconds (/eth/v1/config/spec)",
+        |c| c.s.clock.map(|k| Value::from(k.seconds_per_slot())),
+    ),
+    gauge(
+        "eth_cl_slots_per_epoch",
+        "Slots per epoch (/eth/v1/config/spec)",
+        |c| c.s.clock.map(|k| Value::uint(k.slots_per_epoch)),
+    ),
+    gauge(
+        "eth_cl_clock_slot",
+        "The wall-clock slot from genesis time and slot length, computed at scrape time",
+        |c| c.clock_slot.map(Value::uint),
+    ),
+    gauge(
+        "eth_cl_clock_epoch",
+        "The wall-clock epoch, computed at scrape time",
+        |c| c.clock_epoch.map(Value::uint),
+    ),
+    gauge(
+        "eth_cl_head_slot",
+        "Slot of the node's head block (event stream, else poll)",
+        |c| c.s.head_slot.map(Value::uint),
+    ),
+    gauge(
+        "eth_cl_head_lag_slots",
+        "Wall-clock slot minus head slot, computed at scrape time",
+        |c| {
+            c.clock_slot
+                .zip(c.s.head_slot)
+                .map(|(k, h)| Value::uint(k.saturating_sub(h)))
+        },
+    ),
+    gauge(
+        "eth_cl_head_execution_block_number",
+        "Execution block number in the head block's payload (absent before the merge)",
+        |c| c.s.head_execution_block_number.map(Value::uint),
+    ),
+    gauge(
+        "eth_cl_finalized_epoch",
+        "Epoch of the finalized checkpoint",
+        |c| c.s.finalized_epoch.map(Value::uint),
+    ),
+    gauge(
+        "eth_cl_justified_epoch",
+        "Epoch of the current justified checkpoint",
+        |c| c.s.justified_epoch.map(Value::uint),
+    ),
+    gauge(
+        "eth_cl_finality_distance_epochs",
+        "Wall-clock epoch minus finalized epoch, computed at scrape time",
+        |c| {
+            c.clock_epoch
+                .zip(c.s.finalized_epoch)
+                .map(|(k, f)| Value::uint(k.saturating_sub(f)))
+        },
+    ),
+    gauge(
+        "eth_cl_syncing",
+        "1 when the node reports is_syncing (/eth/v1/node/syncing)",
+        |c| c.s.syncing.map(Value::from),
+    ),
+    gauge(
+        "eth_cl_sync_distance_slots",
+        "Slots the node reports it still has to sync",
+        |c| c.s.sync_distance.map(Value::uint),
+    ),
+    gauge(
+        "eth_cl_optimistic",
+        "1 when the node reports its head is optimistic (execution payload not yet verified)",
+        |c| c.s.optimistic.map(Value::from),
+    ),
+    gauge(
+        "eth_cl_el_offline",
+        "1 when the node reports its execution client offline (absent on nodes without the field)",
+        |c| c.s.el_offline.map(Value::from),
+    ),
+    family(
+        "eth_cl_health_status",
+        "Node health from /eth/v1/node/health: 1 for the current status (200 ready, 206 syncing, 503 not_initialized), 0 for the others",
+        "status",
+        |c| match c.s.health {
+            Some(h) => Health::ALL
+                .iter()
+                .map(|x| (x.as_str(), Value::from(*x == h)))
+                .collect(),
+            None => Vec::new(),
+        },
+    ),
+    family(
+        "eth_cl_peers",
+        "Peers by connection state (/eth/v1/node/peer_count)",
+        "state",
+        |c| match c.s.peers {
+            Some(p) => ["disconnected", "connecting", "connected", "disconnecting"]
+                .into_iter()
+                .zip(p.map(Value::uint))
+                .collect(),
+            None => Vec::new(),
+        },
+    ),
+    family(
+        "eth_cl_peers_by_direction",
+        "Connected peers by direction (/eth/v1/node/peers?state=connected)",
+        "direction",
+        |c| match c.s.peers_by_direction {
+            Some(d) => ["inbound", "outbound"]
+                .into_iter()
+                .zip(d.map(Value::uint))
+                .collect(),
+            None => Vec::new(),
+        },
+    ),
+    info(
+        "eth_cl_client_info",
+        "Client name and version from /eth/v1/node/version",
+        |c| {
+            c.s.client.as_ref().map(|(client, version)| {
+                vec![("client", client.clone()), ("version", version.clone())]
+            })
+        },
+    ),
+    family(
+        "eth_cl_validators",
+        "Validators by status (all validators, or the ones --validators.id names), read from the head state once per epoch: up to one epoch (and one slot) old",
+        "status",
+        |c| match c.s.validators {
+            Some(counts) => VALIDATOR_STATUSES
+                .iter()
+                .zip(counts)
+                .map(|(st, n)| (*st, Value::uint(n)))
+                .collect(),
+            None => Vec::new(),
+        },
+    ),
+    gauge(
+        "eth_cl_validators_balance_gwei",
+        "Total balance of the counted validators, in gwei, read from the head state once per epoch (at the exporter's first validators run in the epoch): up to one epoch (and one slot) old; proposer and sync-committee rewards within the epoch show at the next read",
+        |c| c.s.validators_balance_gwei.map(Value::uint),
+    ),
+    family(
+        "eth_cl_epoch_participation_ratio",
+        "Share of active validators whose timely vote for the duty was correct, for the epoch in eth_cl_epoch_participation_epoch",
+        "duty",
+        |c| match c.s.participation {
+            Some(p) => [("source", p.source), ("target", p.target), ("head", p.head)]
+                .into_iter()
+                .filter_map(|(d, v)| v.map(|v| (d, Value::from(v))))
+                .collect(),
+            None => Vec::new(),
+        },
+    ),
+    gauge(
+        "eth_cl_epoch_participation_epoch",
+        "The epoch eth_cl_epoch_participation_ratio describes (the latest complete one: clock epoch minus 2)",
+        |c| c.s.participation.map(|p| Value::uint(p.epoch)),
+    ),
+];
 
 impl Collector for StateCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
         let s = self.state.lock().clone();
         let now = self.now.unwrap_or_else(ethwatch_core::unix_now);
-        let e = &mut enc;
         let clock_slot = s.clock.and_then(|c| c.slot_at(now));
         let clock_epoch = s.clock.zip(clock_slot).map(|(c, slot)| c.epoch_of(slot));
-        gauge(
-            e,
-            "eth_cl_up",
-            "1 when the last poll reached the beacon node and it answered /eth/v1/node/syncing",
-            None,
-            Some(i64::from(s.up)),
-        )?;
-        gauge(
-            e,
-            "eth_cl_genesis_time",
-            "Unix time of the chain's genesis (/eth/v1/beacon/genesis)",
-            Some(&Unit::Seconds),
-            s.clock.map(|c| as_i64(c.genesis_time)),
-        )?;
-        gauge(
-            e,
-            "eth_cl_seconds_per_slot",
-            "Slot length in seconds (/eth/v1/config/spec)",
-            None,
-            s.clock.map(|c| c.seconds_per_slot()),
-        )?;
-        gauge(
-            e,
-            "eth_cl_slots_per_epoch",
-            "Slots per epoch (/eth/v1/config/spec)",
-            None,
-            s.clock.map(|c| as_i64(c.slots_per_epoch)),
-        )?;
-        gauge(
-            e,
-            "eth_cl_clock_slot",
-            "The wall-clock slot from genesis time and slot length, computed at scrape time",
-            None,
-            clock_slot.map(as_i64),
-        )?;
-        gauge(
-            e,
-            "eth_cl_clock_epoch",
-            "The wall-clock epoch, computed at scrape time",
-            None,
-            clock_epoch.map(as_i64),
-        )?;
-        gauge(
-            e,
-            "eth_cl_head_slot",
-            "Slot of the node's head block (event stream, else poll)",
-            None,
-            s.head_slot.map(as_i64),
-        )?;
-        let lag = clock_slot
-            .zip(s.head_slot)
-            .map(|(c, h)| as_i64(c.saturating_sub(h)));
-        gauge(
-            e,
-            "eth_cl_head_lag_slots",
-            "Wall-clock slot minus head slot, computed at scrape time",
-            None,
-            lag,
-        )?;
-        gauge(
-            e,
-            "eth_cl_head_execution_block_number",
-            "Execution block number in the head block's payload (absent before the merge)",
-            None,
-            s.head_execution_block_number.map(as_i64),
-        )?;
-        gauge(
-            e,
-            "eth_cl_finalized_epoch",
-            "Epoch of the finalized checkpoint",
-            None,
-            s.finalized_epoch.map(as_i64),
-        )?;
-        gauge(
-            e,
-            "eth_cl_justified_epoch",
-            "Epoch of the current justified checkpoint",
-            None,
-            s.justified_epoch.map(as_i64),
-        )?;
-        let distance = clock_epoch
-            .zip(s.finalized_epoch)
-            .map(|(c, f)| as_i64(c.saturating_sub(f)));
-        gauge(
-            e,
-            "eth_cl_finality_distance_epochs",
-            "Wall-clock epoch minus finalized epoch, computed at scrape time",
-            None,
-            distance,
-        )?;
-        gauge(
-            e,
-            "eth_cl_syncing",
-            "1 when the node reports is_syncing (/eth/v1/node/syncing)",
-            None,
-            s.syncing.map(i64::from),
-        )?;
-        gauge(
-            e,
-            "eth_cl_sync_distance_slots",
-            "Slots the node reports it still has to sync",
-            None,
-            s.sync_distance.map(as_i64),
-        )?;
-        gauge(
-            e,
-            "eth_cl_optimistic",
-            "1 when the node reports its head is optimistic (execution payload not yet verified)",
-            None,
-            s.optimistic.map(i64::from),
-        )?;
-        gauge(
-            e,
-            "eth_cl_el_offline",
-            "1 when the node reports its execution client offline (absent on nodes without the field)",
-            None,
-            s.el_offline.map(i64::from),
-        )?;
-        if let Some(h) = s.health {
-            let values: Vec<(&str, i64)> = Health::ALL
-                .iter()
-                .map(|x| (x.as_str(), i64::from(*x == h)))
-                .collect();
-            labelled(
-                e,
-                "eth_cl_health_status",
-                "Node health from /eth/v1/node/health: 1 for the current status (200 ready, 206 syncing, 503 not_initialized), 0 for the others",
-                "status",
-                &values,
-            )?;
-        }
-        if let Some(p) = s.peers {
-            let values = [
-                ("disconnected", as_i64(p[0])),
-                ("connecting", as_i64(p[1])),
-                ("connected", as_i64(p[2])),
-                ("disconnecting", as_i64(p[3])),
-            ];
-            labelled(
-                e,
-                "eth_cl_peers",
-                "Peers by connection state (/eth/v1/node/peer_count)",
-                "state",
-                &values,
-            )?;
-        }
-        if let Some(d) = s.peers_by_direction {
-            let values = [("inbound", as_i64(d[0])), ("outbound", as_i64(d[1]))];
-            labelled(
-                e,
-                "eth_cl_peers_by_direction",
-                "Connected peers by direction (/eth/v1/node/peers?state=connected)",
-                "direction",
-                &values,
-            )?;
-        }
-        if let Some((client, version)) = &s.client {
-            let mut m = e.encode_descriptor(
-                "eth_cl_client_info",
-                "Client name and version from /eth/v1/node/version",
-                None,
-                MetricType::Gauge,
-            )?;
-            let labels = [
-                ("client", Escaped(client.as_str())),
-                ("version", Escaped(version.as_str())),
-            ];
-            ConstGauge::new(1i64).encode(m.encode_family(&labels)?)?;
-        }
-        if let Some(counts) = s.validators {
-            let values: Vec<(&str, i64)> = VALIDATOR_STATUSES
-                .iter()
-                .zip(counts)
-                .map(|(st, n)| (*st, as_i64(n)))
-                .collect();
-            labelled(
-                e,
-                "eth_cl_validators",
-                "Validators by status (all validators, or the ones --validators.id names), read from the head state once per epoch: up to one epoch (and one slot) old",
-                "status",
-                &values,
-            )?;
-        }
-        gauge(
-            e,
-            "eth_cl_validators_balance_gwei",
-            "Total balance of the counted validators, in gwei, read from the head state once per epoch (at the exporter's first validators run in the epoch): up to one epoch (and one slot) old; proposer and sync-committee rewards within the epoch show at the next read",
-            None,
-            s.validators_balance_gwei.map(as_i64),
-        )?;
-        if let Some(p) = s.participation {
-            let values: Vec<(&str, f64)> =
-                [("source", p.source), ("target", p.target), ("head", p.head)]
-                    .into_iter()
-                    .filter_map(|(d, v)| v.map(|v| (d, v)))
-                    .collect();
-            if !values.is_empty() {
-                let mut m = e.encode_descriptor("eth_cl_epoch_participation_ratio", "Share of active validators whose timely vote for the duty was correct, for the epoch in eth_cl_epoch_participation_epoch", None, MetricType::Gauge)?;
-                for (duty, v) in values {
-                    ConstGauge::new(v).encode(m.encode_family(&[("duty", duty)])?)?;
-                }
-            }
-            gauge(
-                e,
-                "eth_cl_epoch_participation_epoch",
-                "The epoch eth_cl_epoch_participation_ratio describes (the latest complete one: clock epoch minus 2)",
-                None,
-                Some(as_i64(p.epoch)),
-            )?;
-        }
-        Ok(())
+        let scrape = Scrape {
+            s,
+            clock_slot,
+            clock_epoch,
+        };
+        ethwatch_core::state::encode(&mut enc, STATE_METRICS, &scrape)
     }
 }
 
