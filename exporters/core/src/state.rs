@@ -63,6 +63,9 @@ impl EncodeGaugeValue for Value {
 /// The labels of an info metric: `(name, value)`.
 pub type InfoLabels = Vec<(&'static str, String)>;
 
+/// Series of a family with any labels: `(labels, value)`.
+pub type Series = Vec<(Vec<(&'static str, String)>, Value)>;
+
 /// How a metric's value is read from what the scrape sees (`C`: the state, and the time).
 pub enum Read<C> {
     /// One unlabelled gauge; `None` leaves it out.
@@ -73,6 +76,9 @@ pub enum Read<C> {
     /// An info metric: one series of value 1 whose labels (escaped) carry the facts; `None`
     /// leaves it out.
     Info(fn(&C) -> Option<InfoLabels>),
+    /// A gauge family with any labels (escaped): `None` leaves it out; an empty list still
+    /// declares it (HELP and TYPE, no series).
+    Series(fn(&C) -> Option<Series>),
 }
 
 /// One metric of an exporter's state: its name, help, unit and labels, and its value.
@@ -140,6 +146,20 @@ pub const fn info<C>(
     }
 }
 
+/// A gauge family with any labels.
+pub const fn series<C>(
+    name: &'static str,
+    help: &'static str,
+    read: fn(&C) -> Option<Series>,
+) -> StateMetric<C> {
+    StateMetric {
+        name,
+        help,
+        unit: None,
+        read: Read::Series(read),
+    }
+}
+
 /// Encodes every metric of `table` from `c`, in table order.
 pub fn encode<C>(enc: &mut DescriptorEncoder, table: &[StateMetric<C>], c: &C) -> fmt::Result {
     for m in table {
@@ -170,6 +190,18 @@ pub fn encode<C>(enc: &mut DescriptorEncoder, table: &[StateMetric<C>], c: &C) -
                     ConstGauge::new(1i64).encode(d.encode_family(&labels)?)?;
                 }
             }
+            Read::Series(read) => {
+                if let Some(series) = read(c) {
+                    let mut d = enc.encode_descriptor(m.name, m.help, unit, MetricType::Gauge)?;
+                    for (labels, v) in series {
+                        let labels: Vec<(&str, Escaped<&str>)> = labels
+                            .iter()
+                            .map(|(k, v)| (*k, Escaped(v.as_str())))
+                            .collect();
+                        ConstGauge::new(v).encode(d.encode_family(&labels)?)?;
+                    }
+                }
+            }
         }
     }
     Ok(())
@@ -196,6 +228,9 @@ mod tests {
             s.who
                 .clone()
                 .map(|w| vec![("client", w), ("version", "1".into())])
+        }),
+        series("t_series", "Series.", |s| {
+            s.a.map(|_| vec![(vec![("l", "v".into()), ("n", "x\\y".into())], Value::Int(7))])
         }),
     ];
 
@@ -232,7 +267,8 @@ mod tests {
         let want = "# HELP t_a A.\n# TYPE t_a gauge\nt_a 9223372036854775807\n\
                     # HELP t_f_seconds F.\n# TYPE t_f_seconds gauge\n# UNIT t_f_seconds seconds\nt_f_seconds 0.5\n\
                     # HELP t_by By.\n# TYPE t_by gauge\nt_by{kind=\"x\"} 2\nt_by{kind=\"y\"} 1.5\n\
-                    # HELP t_info Info.\n# TYPE t_info gauge\nt_info{client=\"a\\\"b\",version=\"1\"} 1\n# EOF\n";
+                    # HELP t_info Info.\n# TYPE t_info gauge\nt_info{client=\"a\\\"b\",version=\"1\"} 1\n\
+                    # HELP t_series Series.\n# TYPE t_series gauge\nt_series{l=\"v\",n=\"x\\\\y\"} 7\n# EOF\n";
         assert_eq!(t, want);
         let t = text(S {
             a: None,
