@@ -24,8 +24,9 @@ use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, EVENTS_PATH};
+use crate::collectors::ClCollector;
 use crate::head::Seen;
-use crate::poller::{ClCollector, HeadSource, Poller};
+use crate::poller::{HeadSource, Poller};
 use crate::sse::{SseError, SseEvent, SseItem, SseParser};
 use crate::types::{BlockEvent, FinalizedEvent, HeadEvent, ReorgEvent};
 use ethwatch_core::collectors::Collector;

@@ -8,6 +8,7 @@
 //! - [`events`]: the event stream task (live head, reorgs, finality), with reconnect and backoff.
 //! - [`clock`]: the wall-clock slot from genesis and slot length.
 //! - [`head`]: head accounting: blocks, missed slots (the exact definition is there).
+//! - [`collectors`]: the collectors' table (flags, self-metric labels, docs).
 //! - [`poller`]: the poll cycle and its collectors; the head path shared with the stream.
 //! - [`validators`]: validator counts, balance and epoch participation.
 //! - [`metrics`]: every metric, the state encoded at scrape time, [`metrics::registry_for_docs`].
@@ -17,6 +18,7 @@
 
 pub mod api;
 pub mod clock;
+pub mod collectors;
 pub mod events;
 pub mod head;
 pub mod metrics;
@@ -38,9 +40,10 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::api::BeaconApi;
+use crate::collectors::ClCollector;
 use crate::events::EventsConfig;
 use crate::metrics::ConsensusMetrics;
-use crate::poller::{ClCollector, Poller, PollerConfig, ReadyConfig};
+use crate::poller::{Poller, PollerConfig, ReadyConfig};
 use crate::validators::ValidatorFilter;
 
 /// Flags of `ethwatch consensus`. Every flag has an `ETHWATCH_*` environment twin.

@@ -457,7 +457,7 @@ pub fn registry_for_docs() -> Registry {
     register_build_info(&mut registry);
     let status = CollectorStatus::register(&mut registry);
     use ethwatch_core::collectors::Collector;
-    for &c in crate::poller::ClCollector::ALL {
+    for &c in crate::collectors::ClCollector::ALL {
         status.record(c.name(), std::time::Duration::from_millis(3), Ok(()));
     }
     let volume =

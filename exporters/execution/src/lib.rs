@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`types`]: the JSON shapes read from the node, decoded leniently (hex or decimal quantities).
 //! - [`rpc`]: JSON-RPC batches over the core's upstream call path.
+//! - [`collectors`]: the collectors' table (flags, self-metric labels, docs).
 //! - [`head`]: following the head: skipped blocks, intervals, reorgs.
 //! - [`poller`]: the poll cycle (one batch per cycle) and the collectors.
 //! - [`ws`]: the `newHeads` subscription.
@@ -10,6 +11,7 @@
 //!
 //! Works with any client that speaks the standard JSON-RPC: Reth, Geth, Nethermind, anvil.
 
+pub mod collectors;
 pub mod head;
 pub mod metrics;
 pub mod poller;
@@ -28,8 +30,9 @@ use ethwatch_core::upstream::{Upstream, UpstreamOptions};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
+use crate::collectors::ElCollector;
 use crate::metrics::ExecutionMetrics;
-use crate::poller::{ElCollector, Poller, PollerConfig};
+use crate::poller::{Poller, PollerConfig};
 use crate::rpc::RpcClient;
 
 /// Flags of `ethwatch execution`. Every flag has an `ETHWATCH_*` environment twin.
