@@ -370,3 +370,12 @@ async fn validators_loop(
         }
     }
 }
+
+/// A recorded answer under `tests/fixtures/` (the unit tests' fixtures).
+#[cfg(test)]
+fn fixture_bytes(path: &str) -> Vec<u8> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(path);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}

@@ -213,12 +213,7 @@ pub async fn fetch_outcome(api: &BeaconApi, duty: Duty) -> Result<Outcome, Upstr
 mod tests {
     use super::*;
 
-    fn fixture(path: &str) -> Vec<u8> {
-        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(path);
-        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-    }
+    use crate::fixture_bytes as fixture;
 
     fn duty(slot: u64, validator_index: u64) -> Duty {
         Duty {

@@ -478,10 +478,7 @@ mod tests {
     use super::*;
 
     fn fixture(path: &str) -> String {
-        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(path);
-        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        String::from_utf8(crate::fixture_bytes(path)).expect("UTF-8 fixture")
     }
 
     #[test]

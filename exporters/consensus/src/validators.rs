@@ -342,12 +342,7 @@ async fn state_slot(
 mod tests {
     use super::*;
 
-    fn fixture(path: &str) -> Vec<u8> {
-        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
-            .join(path);
-        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-    }
+    use crate::fixture_bytes as fixture;
 
     fn status(c: &Counts, s: &str) -> u64 {
         c.by_status[VALIDATOR_STATUSES

@@ -66,10 +66,13 @@ pub type InfoLabels = Vec<(&'static str, String)>;
 /// Series of a family with any labels: `(labels, value)`.
 pub type Series = Vec<(Vec<(&'static str, String)>, Value)>;
 
+/// How a plain gauge is read.
+pub type GaugeRead<C> = fn(&C) -> Option<Value>;
+
 /// How a metric's value is read from what the scrape sees (`C`: the state, and the time).
 pub enum Read<C> {
     /// One unlabelled gauge; `None` leaves it out.
-    Gauge(fn(&C) -> Option<Value>),
+    Gauge(GaugeRead<C>),
     /// A gauge family with one label (its name given here): one series per `(label value,
     /// value)`; none leaves the family out.
     By(&'static str, fn(&C) -> Vec<(&'static str, Value)>),
@@ -89,75 +92,56 @@ pub struct StateMetric<C> {
     pub read: Read<C>,
 }
 
-/// A plain gauge (no unit).
-pub const fn gauge<C>(
+const fn row<C>(
     name: &'static str,
     help: &'static str,
-    read: fn(&C) -> Option<Value>,
+    unit: Option<Unit>,
+    read: Read<C>,
 ) -> StateMetric<C> {
     StateMetric {
         name,
         help,
-        unit: None,
-        read: Read::Gauge(read),
+        unit,
+        read,
     }
+}
+
+/// A plain gauge (no unit).
+pub const fn gauge<C>(n: &'static str, h: &'static str, r: GaugeRead<C>) -> StateMetric<C> {
+    row(n, h, None, Read::Gauge(r))
 }
 
 /// A gauge in seconds.
-pub const fn seconds<C>(
-    name: &'static str,
-    help: &'static str,
-    read: fn(&C) -> Option<Value>,
-) -> StateMetric<C> {
-    StateMetric {
-        name,
-        help,
-        unit: Some(Unit::Seconds),
-        read: Read::Gauge(read),
-    }
+pub const fn seconds<C>(n: &'static str, h: &'static str, r: GaugeRead<C>) -> StateMetric<C> {
+    row(n, h, Some(Unit::Seconds), Read::Gauge(r))
 }
 
-/// A gauge family with one label.
+/// A gauge family with one label, `label`.
 pub const fn family<C>(
-    name: &'static str,
-    help: &'static str,
+    n: &'static str,
+    h: &'static str,
     label: &'static str,
-    read: fn(&C) -> Vec<(&'static str, Value)>,
+    r: fn(&C) -> Vec<(&'static str, Value)>,
 ) -> StateMetric<C> {
-    StateMetric {
-        name,
-        help,
-        unit: None,
-        read: Read::By(label, read),
-    }
+    row(n, h, None, Read::By(label, r))
 }
 
 /// An info metric (value 1, facts in its labels).
 pub const fn info<C>(
-    name: &'static str,
-    help: &'static str,
-    read: fn(&C) -> Option<InfoLabels>,
+    n: &'static str,
+    h: &'static str,
+    r: fn(&C) -> Option<InfoLabels>,
 ) -> StateMetric<C> {
-    StateMetric {
-        name,
-        help,
-        unit: None,
-        read: Read::Info(read),
-    }
+    row(n, h, None, Read::Info(r))
 }
 
 /// A gauge family with any labels.
 pub const fn series<C>(
-    name: &'static str,
-    help: &'static str,
-    read: fn(&C) -> Option<Series>,
+    n: &'static str,
+    h: &'static str,
+    r: fn(&C) -> Option<Series>,
 ) -> StateMetric<C> {
-    StateMetric {
-        name,
-        help,
-        unit: None,
-        read: Read::Series(read),
-    }
+    row(n, h, None, Read::Series(r))
 }
 
 /// Encodes every metric of `table` from `c`, in table order.

@@ -493,16 +493,8 @@ impl Upstream {
             Ok(Ok(r)) => Ok(r),
         };
         match &res {
-            Ok(r) => {
-                span.record("http.response.status_code", i64::from(r.status().as_u16()));
-            }
-            Err(e) => {
-                if let UpstreamError::HttpStatus { status, .. } = e {
-                    span.record("http.response.status_code", i64::from(*status));
-                }
-                span.record("error.type", e.kind().as_str());
-                span.record("otel.status_code", "ERROR");
-            }
+            Ok(r) => record_outcome(&span, Ok(r.status().as_u16())),
+            Err(e) => record_outcome(&span, Err(e)),
         }
         let trace_id = crate::traces::trace_id_of(&span);
         drop(span);
@@ -587,16 +579,8 @@ impl Upstream {
         };
         let elapsed = start.elapsed();
         match &result {
-            Ok((status, _)) => {
-                span.record("http.response.status_code", i64::from(*status));
-            }
-            Err(e) => {
-                if let UpstreamError::HttpStatus { status, .. } = e {
-                    span.record("http.response.status_code", i64::from(*status));
-                }
-                span.record("error.type", e.kind().as_str());
-                span.record("otel.status_code", "ERROR");
-            }
+            Ok((status, _)) => record_outcome(&span, Ok(*status)),
+            Err(e) => record_outcome(&span, Err(e)),
         }
         let trace_id = crate::traces::trace_id_of(&span);
         drop(span);
@@ -717,6 +701,23 @@ fn percent_decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s)
         .decode_utf8_lossy()
         .into_owned()
+}
+
+/// Records a request's outcome on its span: the HTTP status when there is one, and for a
+/// failure its kind as `error.type` and the span's status as an error.
+fn record_outcome(span: &tracing::Span, outcome: Result<u16, &UpstreamError>) {
+    let status = match outcome {
+        Ok(s) => Some(s),
+        Err(UpstreamError::HttpStatus { status, .. }) => Some(*status),
+        Err(_) => None,
+    };
+    if let Some(s) = status {
+        span.record("http.response.status_code", i64::from(s));
+    }
+    if let Err(e) = outcome {
+        span.record("error.type", e.kind().as_str());
+        span.record("otel.status_code", "ERROR");
+    }
 }
 
 #[cfg(test)]
