@@ -1,5 +1,9 @@
 //! The exporter's HTTP server: `/metrics`, `/healthz`, `/readyz` and a landing page at `/`.
 //!
+//! Over 600 lines on purpose: the listener's defences (the accept loop, the per-connection clock,
+//! the I/O wrapper that feeds it, the open-connection cap and eviction, the bounded drain) act
+//! together on every connection, and are reviewed as one piece.
+//!
 //! It sits in a node's pod with a small memory limit and must survive hostile or broken clients:
 //! every connection has a deadline (the request head within `--web.read-header-timeout` of its
 //! first byte, the next request or any progress within `--web.idle-timeout`), the number of open

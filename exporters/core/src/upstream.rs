@@ -1,5 +1,9 @@
 //! The one path every request to a node goes through.
 //!
+//! Over 600 lines on purpose: this is the one path every request to a node takes, and its
+//! guarantees (timeout, body cap, no redirects, error kinds, redaction, latency with exemplars)
+//! are audited together; splitting them would hide how they interact on one request.
+//!
 //! [`Upstream`] applies the timeout to the whole exchange (headers and body), caps the body size
 //! while it streams in, classifies every failure into a fixed [`ErrorKind`], records the latency
 //! into a histogram (with a trace-id exemplar when one is known) and counts errors by kind. URLs in

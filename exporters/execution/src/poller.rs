@@ -1,6 +1,9 @@
 //! The poll cycle: one batched JSON-RPC request per cycle for every due collector, plus at most
 //! one more when the head skipped blocks or reorged (fetching what was missed).
 //!
+//! Over 600 lines on purpose: the poll cycle and the subscription path share the head handling,
+//! the method-support probing and the per-collector logging; they read best side by side.
+//!
 //! The collectors and the calls each contributes to the batch are the table [`ElCollector`]
 //! (rendered in `docs/execution.md`).
 //!

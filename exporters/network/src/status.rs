@@ -1,6 +1,10 @@
 //! The watcher's live status page: `/` (server-rendered HTML that a small inline script keeps
 //! fresh) and `/api/v1/status` (JSON, a stable API: see docs/network.md).
 //!
+//! Over 600 lines on purpose: the page's HTML, its inline script and the JSON they read are one
+//! contract (the script reads the JSON this file writes, the first view renders the same rows),
+//! kept in one file so a change to one is seen beside the others.
+//!
 //! The poll cycle hands its observations to the [`Board`] at its end; the board keeps what the
 //! page needs across cycles (when each node last answered, the last splits and heals) and the
 //! server renders from an in-memory copy, never calling a node. Memory is bounded: one entry per

@@ -1,5 +1,8 @@
 //! The poll cycle and the collectors, and the head path shared with the event stream.
 //!
+//! Over 600 lines on purpose: the poller's state, its schedule and readiness belong together;
+//! the work each schedule does is in the submodules below.
+//!
 //! The collectors, what they ask and when, are the table in [`crate::collectors`]. This module
 //! holds the poller's state and the cycle; its parts are split by schedule:
 //! - [`node`]: the node's own facts (clock, version, health, finality, peers);
