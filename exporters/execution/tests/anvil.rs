@@ -1,161 +1,18 @@
 //! Integration tests against a real node: anvil, installed by `scripts/tools.sh` and found through
 //! `ETHWATCH_ANVIL` (set by `scripts/test.sh`). Without it these tests fail, they never skip.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
-use ethwatch_core::exposition::{self, Sample};
-use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
-
-/// A running anvil, killed when dropped (also when a test panics).
-struct Anvil {
-    child: Child,
-    port: u16,
-}
-
-impl Anvil {
-    fn start_on(port: u16) -> Anvil {
-        let bin = std::env::var("ETHWATCH_ANVIL").unwrap_or_else(|_| {
-            panic!("ETHWATCH_ANVIL is not set: run the tests with scripts/test.sh, which installs anvil")
-        });
-        let child = Command::new(bin)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--block-time", "1", "--prune-history", "--silent"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start anvil");
-        let a = Anvil { child, port };
-        a.wait_ready();
-        a
-    }
-
-    fn start() -> Anvil {
-        Anvil::start_on(free_port())
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("anvil did not listen on {} within 20 s", self.port);
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Anvil {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-async fn rpc(url: &str, method: &str, params: Value) -> Value {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let v: Value = reqwest::Client::new()
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .expect("rpc send")
-        .json()
-        .await
-        .expect("rpc json");
-    assert!(v.get("error").is_none(), "{method} failed: {v}");
-    v["result"].clone()
-}
-
-fn hex(v: &Value) -> u64 {
-    u64::from_str_radix(v.as_str().expect("hex string").trim_start_matches("0x"), 16).expect("hex")
-}
-
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    args: ethwatch_execution::ExecutionArgs,
-}
-
-async fn exporter(extra: &[&str]) -> (ethwatch_execution::Running, CancellationToken, String) {
-    let mut argv = vec!["t", "--web.listen-address", "127.0.0.1:0"];
-    argv.extend_from_slice(extra);
-    let cli = Cli::try_parse_from(argv).expect("args");
-    let token = CancellationToken::new();
-    let running = ethwatch_execution::start(cli.args, token.clone())
-        .await
-        .expect("start exporter");
-    let base = format!("http://{}", running.addr);
-    (running, token, base)
-}
-
-async fn scrape(base: &str) -> Vec<Sample> {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("body");
-    exposition::parse(&text)
-}
-
-fn val(s: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    exposition::value(s, name, labels)
-}
-
-/// Polls `cond` on fresh scrapes until it holds or `secs` pass.
-async fn wait_for(
-    base: &str,
-    secs: u64,
-    what: &str,
-    cond: impl Fn(&[Sample]) -> bool,
-) -> Vec<Sample> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let s = scrape(base).await;
-        if cond(&s) {
-            return s;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {secs} s waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn status(base: &str, path: &str) -> u16 {
-    reqwest::get(format!("{base}{path}"))
-        .await
-        .expect("get")
-        .status()
-        .as_u16()
-}
+use ethwatch_testkit::scrape::{Sample, scrape, status};
+use ethwatch_testkit::{Anvil, execution, hex, rpc, val, wait_for};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follows_a_real_node_and_survives_its_death() {
     let mut anvil = Anvil::start();
     let url = anvil.url();
     let ws = url.replace("http://", "ws://");
-    let (running, token, base) = exporter(&[
+    let exp = execution(&[
         "--rpc-url",
         &url,
         "--ws-url",
@@ -174,6 +31,7 @@ async fn follows_a_real_node_and_survives_its_death() {
         "1s",
     ])
     .await;
+    let base = exp.base.clone();
 
     // Head, chain id, client.
     let s = wait_for(&base, 10, "a head", |s| {
@@ -399,11 +257,7 @@ async fn follows_a_real_node_and_survives_its_death() {
     })
     .await;
 
-    token.cancel();
-    tokio::time::timeout(Duration::from_secs(5), running.task)
-        .await
-        .expect("drains within 5 s")
-        .expect("task");
+    exp.drain().await;
 }
 
 /// The block `number` as the node has it: (transactions, gas used).
@@ -505,7 +359,7 @@ async fn subscribed_heads_carry_their_own_block_values() {
     let ws = geth_shaped_new_heads(url.clone()).await;
     // The poll runs rarely while subscribed: what the exporter shows between heads comes from
     // the subscription path.
-    let (running, token, base) = exporter(&[
+    let exp = execution(&[
         "--rpc-url",
         &url,
         "--ws-url",
@@ -516,6 +370,7 @@ async fn subscribed_heads_carry_their_own_block_values() {
         "60s",
     ])
     .await;
+    let base = exp.base.clone();
     let s = wait_for(&base, 10, "subscribed with a head", |s| {
         val(s, "eth_el_subscription_connected", &[]) == Some(1.0)
             && val(s, "eth_el_head_block_number", &[]).is_some()
@@ -576,8 +431,7 @@ async fn subscribed_heads_carry_their_own_block_values() {
         Some(sent),
         "each new block's transactions counted once"
     );
-    token.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), running.task).await;
+    exp.stop().await;
 }
 
 /// A reorg to a lower height (anvil's evm_revert to a snapshot, then a different block at the
@@ -590,7 +444,8 @@ async fn a_reorg_to_a_lower_height_counts_no_height_twice() {
     let url = anvil.url();
     rpc(&url, "evm_setIntervalMining", json!([0])).await;
     rpc(&url, "evm_setAutomine", json!([false])).await;
-    let (running, token, base) = exporter(&["--rpc-url", &url, "--poll-interval", "200ms"]).await;
+    let exp = execution(&["--rpc-url", &url, "--poll-interval", "200ms"]).await;
+    let base = exp.base.clone();
     let h0 = hex(&rpc(&url, "eth_blockNumber", json!([])).await);
     let s = wait_for(&base, 10, "the head", |s| {
         val(s, "eth_el_head_block_number", &[]) == Some(h0 as f64)
@@ -636,6 +491,5 @@ async fn a_reorg_to_a_lower_height_counts_no_height_twice() {
         val(&s, "eth_el_transactions_total", &[]).map(|t| t - t0),
         Some(2.0)
     );
-    token.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), running.task).await;
+    exp.stop().await;
 }
