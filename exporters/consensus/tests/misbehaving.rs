@@ -3,33 +3,12 @@
 //! Every fault is counted by route and kind, nothing panics, memory stays bounded, the last
 //! values are kept and marked stale, and the logs say it once.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::fake::{FakeBeacon, Reply, Stream, head_event, healthy};
-use support::{Exporter, logs, must, val};
-
-fn now() -> f64 {
-    ethwatch_core::unix_now()
-}
-
-/// A fake chain whose clock is real: genesis 100 s ago, 2 s slots; returns (genesis, head slot).
-fn chain() -> (u64, u64) {
-    let genesis = now() as u64 - 100;
-    let slot = (now() as u64 - genesis) / 2;
-    (genesis, slot)
-}
-
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
+use ethwatch_testkit::beacon::{self, live_chain as chain};
+use ethwatch_testkit::beacon::{FakeBeacon, Reply, Stream, head_event, healthy};
+use ethwatch_testkit::mem::rss_kib;
+use ethwatch_testkit::{consensus, logs, must, val};
 
 const FAST: [&str; 8] = [
     "--poll-interval",
@@ -51,7 +30,7 @@ async fn bad_answers_are_counted_and_last_values_kept_as_stale() {
     fake.stream(Stream::Send(head_event(slot).into_bytes()));
     let mut args = FAST.to_vec();
     args.extend(["--collector.validators=false"]);
-    let exp = Exporter::start(&fake.url, &args).await;
+    let exp = consensus(&fake.url, &args).await;
 
     let s = exp
         .wait_for(10, "a healthy fake node seen", |s| {
@@ -252,7 +231,7 @@ async fn a_half_event_then_silence_is_a_timeout_and_the_stream_reconnects() {
     let (genesis, slot) = chain();
     fake.set_all(healthy(genesis, slot));
     fake.stream(Stream::HalfThenStall);
-    let exp = Exporter::start(
+    let exp = consensus(
         &fake.url,
         &["--collector.validators=false", "--events.max-backoff", "1s"],
     )
@@ -288,7 +267,7 @@ async fn an_endless_line_is_too_large_with_bounded_memory() {
     fake.set_all(healthy(genesis, slot));
     fake.stream(Stream::EndlessLine);
     let before = rss_kib();
-    let exp = Exporter::start(
+    let exp = consensus(
         &fake.url,
         &[
             "--collector.validators=false",
@@ -328,7 +307,7 @@ async fn a_stream_closing_every_second_backs_off_and_logs_once() {
         head_event(slot).into_bytes(),
         Duration::from_secs(1),
     ));
-    let exp = Exporter::start(&fake.url, &["--collector.validators=false"]).await;
+    let exp = consensus(&fake.url, &["--collector.validators=false"]).await;
     let t = Instant::now();
     tokio::time::sleep(Duration::from_secs(14)).await;
     let s = exp.scrape().await;
@@ -388,7 +367,7 @@ async fn huge_peer_lists_are_bounded() {
     fake.set("/eth/v1/node/peer_count", count(800));
     fake.set("/eth/v1/node/peers", list("inbound", 800));
     let before = rss_kib();
-    let exp = Exporter::start(
+    let exp = consensus(
         &fake.url,
         &[
             "--collector.validators=false",
@@ -462,23 +441,23 @@ async fn stream_events_move_the_metrics_at_once() {
     // The poll's head is one slot behind the stream's, so the stream's head is the news.
     fake.set(
         "/eth/v1/beacon/headers/head",
-        Reply::Body(200, support::fake::header(slot - 1)),
+        Reply::Body(200, beacon::header(slot - 1)),
     );
     fake.set(
-        &format!("/eth/v1/beacon/headers/{}", support::fake::root(slot - 1)),
-        Reply::Body(200, support::fake::header(slot - 1)),
+        &format!("/eth/v1/beacon/headers/{}", beacon::root(slot - 1)),
+        Reply::Body(200, beacon::header(slot - 1)),
     );
     fake.set(
-        &format!("/eth/v2/beacon/blocks/{}", support::fake::root(slot - 1)),
-        Reply::Body(200, support::fake::block(slot - 1)),
+        &format!("/eth/v2/beacon/blocks/{}", beacon::root(slot - 1)),
+        Reply::Body(200, beacon::block(slot - 1)),
     );
     let events = format!(
         "{}event: chain_reorg\ndata: {{\"slot\":\"{slot}\",\"depth\":\"2\",\"old_head_block\":\"{r}\",\"new_head_block\":\"{r}\",\"old_head_state\":\"{r}\",\"new_head_state\":\"{r}\",\"epoch\":\"1\",\"execution_optimistic\":false}}\n\nevent: block\ndata: {{\"slot\":\"{slot}\",\"block\":\"{r}\"}}\n\nevent: something_new\ndata: {{}}\n\nevent: head\ndata: not json\n\n",
         head_event(slot),
-        r = support::fake::root(slot)
+        r = beacon::root(slot)
     );
     fake.stream(Stream::Send(events.into_bytes()));
-    let exp = Exporter::start(&fake.url, &["--collector.validators=false"]).await;
+    let exp = consensus(&fake.url, &["--collector.validators=false"]).await;
     let s = exp
         .wait_for(10, "the stream's events counted", |s| {
             val(s, "eth_cl_events_total", &[("topic", "chain_reorg")]) == Some(1.0)
@@ -537,10 +516,10 @@ async fn a_live_stream_slows_the_poll_and_a_quiet_one_restores_it() {
     );
     fake.set(
         "/eth/v1/beacon/headers/*",
-        Reply::Body(200, support::fake::header(slot)),
+        Reply::Body(200, beacon::header(slot)),
     );
     fake.stream(Stream::Heads { genesis });
-    let exp = Exporter::start(
+    let exp = consensus(
         &fake.url,
         &[
             "--poll-interval",
@@ -596,10 +575,7 @@ async fn a_live_stream_slows_the_poll_and_a_quiet_one_restores_it() {
     // An epoch is 16 s: the checkpoints are read at most once more in 6 s.
     assert!(d[4] <= 1, "finality requests in 6 s while live: {d:?}");
     assert_eq!(
-        fake.requests(&format!(
-            "/eth/v2/beacon/blocks/{}",
-            support::fake::root(slot)
-        )),
+        fake.requests(&format!("/eth/v2/beacon/blocks/{}", beacon::root(slot))),
         0
     );
     let s = exp.scrape().await;
@@ -674,7 +650,7 @@ async fn participation_reads_the_state_at_or_before_an_empty_slot_once_per_epoch
         let (empty, last_block) = (8 * e + 7, 8 * e + 6);
         fake.set(
             &format!("/eth/v1/beacon/headers/{last_block}"),
-            Reply::Body(200, support::fake::header(last_block)),
+            Reply::Body(200, beacon::header(last_block)),
         );
         fake.set(
             &state_path(empty),
@@ -693,7 +669,7 @@ async fn participation_reads_the_state_at_or_before_an_empty_slot_once_per_epoch
             )
         })
     };
-    let exp = Exporter::start(&fake.url, &[]).await;
+    let exp = consensus(&fake.url, &[]).await;
     let s = exp
         .wait_for(20, "participation from the state", |s| {
             val(s, "eth_cl_epoch_participation_epoch", &[]).is_some()

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use ethwatch_execution::ExecutionArgs;
 use ethwatch_testkit::exporter::{Exporter, args};
+use ethwatch_testkit::scrape::{exemplar_trace_ids, openmetrics};
 use ethwatch_testkit::{Anvil, Prometheus};
 use fake_opentelemetry_collector::{ExportedSpan, FakeCollectorServer};
 
@@ -135,22 +136,8 @@ async fn spans_reach_an_otlp_receiver_and_match_the_exemplars() {
 
     // Exemplars on /metrics (OpenMetrics) name exported traces.
     let trace_ids: HashSet<&str> = spans.iter().map(|s| s.trace_id.as_str()).collect();
-    let om = reqwest::Client::new()
-        .get(format!("{base}/metrics"))
-        .header("accept", "application/openmetrics-text; version=1.0.0")
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("body");
-    let exemplar_ids: Vec<String> = om
-        .lines()
-        .filter(|l| l.starts_with("eth_el_rpc_request_duration_seconds_bucket"))
-        .filter_map(|l| l.split("trace_id=\"").nth(1))
-        .filter_map(|r| r.split('"').next())
-        .map(str::to_string)
-        .collect();
+    let om = openmetrics(&base).await;
+    let exemplar_ids = exemplar_trace_ids(&om, "eth_el_rpc_request_duration_seconds_bucket");
     assert!(!exemplar_ids.is_empty(), "no exemplars on /metrics:\n{om}");
     assert!(
         exemplar_ids

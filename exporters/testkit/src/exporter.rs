@@ -131,21 +131,18 @@ impl<R: Started> Drop for Exporter<R> {
 }
 
 /// `ethwatch execution ARGS` (give it `--rpc-url`).
-pub async fn execution<S: AsRef<str>>(argv: &[S]) -> Exporter<ethwatch_execution::Running> {
+pub async fn execution(argv: &[&str]) -> Exporter<ethwatch_execution::Running> {
     Exporter::start(args(argv), ethwatch_execution::start).await
 }
 
 /// `ethwatch consensus --beacon-url URL ARGS`.
-pub async fn consensus<S: AsRef<str>>(
-    beacon_url: &str,
-    argv: &[S],
-) -> Exporter<ethwatch_consensus::Running> {
+pub async fn consensus(beacon_url: &str, argv: &[&str]) -> Exporter<ethwatch_consensus::Running> {
     let mut all = vec!["--beacon-url", beacon_url];
-    all.extend(argv.iter().map(AsRef::as_ref));
+    all.extend_from_slice(argv);
     Exporter::start(args(&all), ethwatch_consensus::start).await
 }
 
 /// `ethwatch network ARGS` (give it the targets).
-pub async fn network<S: AsRef<str>>(argv: &[S]) -> Exporter<ethwatch_network::Running> {
+pub async fn network(argv: &[&str]) -> Exporter<ethwatch_network::Running> {
     Exporter::start(args(argv), ethwatch_network::start).await
 }

@@ -106,3 +106,31 @@ pub fn check(manifest_dir: &str, name: &str, text: &str, volatile: &[&str]) {
     assert_promtool_clean(text);
     assert_golden(manifest_dir, name, &normalize(text, volatile));
 }
+
+/// The consensus exporter's collectors that must all have succeeded before its exposition is
+/// compared.
+pub const CONSENSUS_COLLECTORS: [&str; 9] = [
+    "sync",
+    "health",
+    "head",
+    "finality",
+    "peers",
+    "clock",
+    "info",
+    "validators",
+    "participation",
+];
+
+/// The consensus exporter's series whose values depend on the wall clock or machine speed.
+pub const CONSENSUS_VOLATILE: [&str; 10] = [
+    "process_",
+    "ethwatch_http_open_connections",
+    "ethwatch_collector_duration_seconds",
+    "ethwatch_collector_last_success_timestamp_seconds",
+    "eth_cl_api_request_duration_seconds",
+    "eth_cl_clock_slot",
+    "eth_cl_clock_epoch",
+    "eth_cl_head_lag_slots",
+    "eth_cl_finality_distance_epochs",
+    "eth_cl_epoch_participation_epoch",
+];

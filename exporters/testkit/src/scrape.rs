@@ -87,3 +87,26 @@ pub async fn wait_status(base: &str, path: &str, want: u16, secs: u64, what: &st
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The text of `BASE/metrics` in OpenMetrics (with exemplars), as Prometheus asks for it.
+pub async fn openmetrics(base: &str) -> String {
+    reqwest::Client::new()
+        .get(format!("{base}/metrics"))
+        .header("accept", "application/openmetrics-text; version=1.0.0")
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("body")
+}
+
+/// The `trace_id`s of the exemplars on the lines of `text` that start with `series`.
+pub fn exemplar_trace_ids(text: &str, series: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.starts_with(series))
+        .filter_map(|l| l.split("trace_id=\"").nth(1))
+        .filter_map(|r| r.split('"').next())
+        .map(str::to_string)
+        .collect()
+}
