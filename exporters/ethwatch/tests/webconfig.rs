@@ -4,32 +4,10 @@
 //! flag and the field. The certificates are made by `openssl` for 127.0.0.1.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use ethwatch_testkit::{Proc, Prometheus, free_port, wait_port};
 
 fn openssl(dir: &Path, args: &[&str]) {
     let st = Command::new("openssl")
@@ -157,18 +135,15 @@ fn prometheus_scrapes_over_tls_with_basic_auth() {
     );
 
     let port = free_port();
-    let _exp = Proc(
+    let _exp = Proc::start(
+        "ethwatch",
         Command::new(env!("CARGO_BIN_EXE_ethwatch"))
             .args(["network", "--execution-target", "el=http://127.0.0.1:1"])
             .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
             .arg("--web.config.file")
-            .arg(dir.join("web.yml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ethwatch"),
+            .arg(dir.join("web.yml")),
     );
-    wait_port(port);
+    wait_port(port, 20);
     let base = format!("https://127.0.0.1:{port}");
     let ca = dir.join("ca.pem").display().to_string();
 
@@ -208,29 +183,13 @@ fn prometheus_scrapes_over_tls_with_basic_auth() {
     );
 
     // A real Prometheus scrapes it over TLS with basic auth.
-    let prom_port = free_port();
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        format!(
+    let prom = Prometheus::start(
+        &format!(
             "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: tls\n    scheme: https\n    tls_config: {{ca_file: {ca}}}\n    basic_auth: {{username: prometheus, password: s3cret}}\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
         ),
-    )
-    .expect("prometheus.yml");
-    let prometheus = std::env::var("ETHWATCH_PROMETHEUS").unwrap_or_else(|_| {
-        panic!("ETHWATCH_PROMETHEUS is not set: run the tests with scripts/test.sh")
-    });
-    let _prom = Proc(
-        Command::new(prometheus)
-            .current_dir(&dir)
-            .arg("--config.file=prometheus.yml")
-            .arg("--storage.tsdb.path=data")
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus"),
+        &[],
     );
-    wait_port(prom_port);
+    let prom_port = prom.port;
     let query = |q: &str| {
         curl(&[
             "-G",

@@ -3,35 +3,12 @@
 //! binary trusting that certificate through `SSL_CERT_FILE`, and the newHeads subscription must
 //! come up (`eth_el_subscription_connected` 1).
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ethwatch_testkit::{Anvil, Proc, free_port, wait_port};
 use tokio::net::{TcpListener, TcpStream};
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// A TLS front: accepts TLS on a loopback port and pipes the plaintext to `backend`.
 async fn tls_front(cert: &std::path::Path, key: &std::path::Path, backend: u16) -> u16 {
@@ -149,24 +126,13 @@ async fn wss_subscription_connects_through_tls() {
         "cert.pem",
     ]);
 
-    let anvil_bin = std::env::var("ETHWATCH_ANVIL").unwrap_or_else(|_| {
-        panic!("ETHWATCH_ANVIL is not set: run the tests with scripts/test.sh")
-    });
-    let anvil_port = free_port();
-    let _anvil = Proc(
-        Command::new(anvil_bin)
-            .args(["--host", "127.0.0.1", "--port", &anvil_port.to_string()])
-            .args(["--block-time", "1", "--prune-history", "--silent"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("anvil"),
-    );
-    wait_port(anvil_port);
+    let anvil = Anvil::start();
+    let anvil_port = anvil.port;
     let front = tls_front(&cert, &key, anvil_port).await;
 
     let port = free_port();
-    let log = std::fs::File::create(dir.join("ethwatch.log")).expect("log");
-    let _exp = Proc(
+    let _exp = Proc::spawn(
+        "ethwatch",
         Command::new(env!("CARGO_BIN_EXE_ethwatch"))
             .args([
                 "execution",
@@ -176,13 +142,10 @@ async fn wss_subscription_connects_through_tls() {
             .args(["--ws-url", &format!("wss://127.0.0.1:{front}")])
             .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
             .env("SSL_CERT_FILE", &ca)
-            .env_remove("SSL_CERT_DIR")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("ethwatch"),
+            .env_remove("SSL_CERT_DIR"),
+        &dir,
     );
-    wait_port(port);
+    wait_port(port, 20);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))

@@ -45,7 +45,7 @@ impl Anvil {
         let mut cmd = Command::new(tool("ETHWATCH_ANVIL"));
         cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(args);
-        let proc = Proc::start("anvil", cmd);
+        let proc = Proc::start("anvil", &mut cmd);
         wait_port(port, 20);
         Anvil { proc, port }
     }
@@ -135,7 +135,7 @@ impl Lodestar {
         let mut l = Lodestar::new();
         let mut cmd = l.node_command();
         cmd.args(["--startValidators", "0..7", "--beaconNodes", &l.url()]);
-        l.node = Some(Proc::spawn("lodestar", cmd, l.dir.path()));
+        l.node = Some(Proc::spawn("lodestar", &mut cmd, l.dir.path()));
         wait_port(l.rest_port, 60);
         l
     }
@@ -178,8 +178,8 @@ impl Lodestar {
 
     /// The beacon node alone (start the validators with [`Lodestar::start_validator`]).
     pub fn start_node(&mut self) {
-        let cmd = self.node_command();
-        self.node = Some(Proc::spawn("lodestar-beacon", cmd, self.dir.path()));
+        let mut cmd = self.node_command();
+        self.node = Some(Proc::spawn("lodestar-beacon", &mut cmd, self.dir.path()));
     }
 
     /// The validator client with the 8 interop keys. A fresh data directory each run: after a
@@ -196,7 +196,7 @@ impl Lodestar {
                     .path()
                     .join(format!("validator-{}", self.validator_runs)),
             );
-        self.validator = Some(Proc::spawn("lodestar-validator", cmd, self.dir.path()));
+        self.validator = Some(Proc::spawn("lodestar-validator", &mut cmd, self.dir.path()));
     }
 
     pub fn stop_validator(&mut self) {
@@ -282,7 +282,7 @@ impl Prometheus {
             .arg("--storage.tsdb.path=data")
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .args(flags);
-        let proc = Proc::spawn("prometheus", cmd, dir.path());
+        let proc = Proc::spawn("prometheus", &mut cmd, dir.path());
         wait_port(port, 20);
         Prometheus { proc, port, dir }
     }

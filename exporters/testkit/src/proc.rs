@@ -53,7 +53,7 @@ pub struct Proc {
 
 impl Proc {
     /// Starts `cmd` in `dir`, output to `dir/<name>.log`.
-    pub fn spawn(name: &str, mut cmd: Command, dir: &Path) -> Proc {
+    pub fn spawn(name: &str, cmd: &mut Command, dir: &Path) -> Proc {
         use std::os::unix::process::CommandExt;
         let log = dir.join(format!("{name}.log"));
         let out = std::fs::File::create(&log).expect("log file");
@@ -73,7 +73,7 @@ impl Proc {
     }
 
     /// Starts `cmd` in a scratch directory of its own, removed when it stops.
-    pub fn start(name: &str, cmd: Command) -> Proc {
+    pub fn start(name: &str, cmd: &mut Command) -> Proc {
         let dir = Scratch::new(name);
         let mut p = Proc::spawn(name, cmd, dir.path());
         p._dir = Some(dir);
