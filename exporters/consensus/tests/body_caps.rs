@@ -6,18 +6,14 @@
 use std::time::Duration;
 
 use ethwatch_testkit::beacon::live_chain as chain;
-use ethwatch_testkit::beacon::{FakeBeacon, Reply, healthy};
+use ethwatch_testkit::beacon::{FakeBeacon, Reply, api_errors, healthy};
 use ethwatch_testkit::consensus;
 use ethwatch_testkit::mem::hwm_kib;
 
 const VALIDATORS: &str = "/eth/v1/beacon/states/head/validators";
 
 fn too_large(s: &[ethwatch_core::exposition::Sample], route: &str) -> Option<f64> {
-    ethwatch_core::exposition::value(
-        s,
-        "eth_cl_api_errors_total",
-        &[("route", route), ("kind", "too_large")],
-    )
+    api_errors(s, route, "too_large")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

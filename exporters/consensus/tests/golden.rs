@@ -5,7 +5,7 @@
 //! Regenerate the golden file with `ETHWATCH_BLESS=1 cargo test -p ethwatch-consensus --test golden`.
 
 use ethwatch_testkit::beacon::{FakeBeacon, Reply, Stream};
-use ethwatch_testkit::{consensus, golden};
+use ethwatch_testkit::golden;
 use std::path::{Path, PathBuf};
 
 fn fixture(rel: &str) -> String {
@@ -67,18 +67,5 @@ async fn fixtures_in_exposition_out() {
     );
     fake.stream(Stream::Status(404));
 
-    let exp = consensus(
-        &fake.url,
-        &["--poll-interval", "100ms", "--collector.events=false"],
-    )
-    .await;
-    let text = golden::wait_collectors(&exp.base, &golden::CONSENSUS_COLLECTORS, 15).await;
-    exp.stop().await;
-    // The text as scraped without an Accept header is linted by promtool, then compared.
-    golden::check(
-        env!("CARGO_MANIFEST_DIR"),
-        "consensus.prom",
-        &text,
-        &golden::CONSENSUS_VOLATILE,
-    );
+    golden::check_consensus(&fake.url, env!("CARGO_MANIFEST_DIR"), "consensus.prom").await;
 }

@@ -13,6 +13,7 @@
 
 use std::time::{Duration, Instant};
 
+use ethwatch_testkit::beacon::api_errors;
 use ethwatch_testkit::{Lodestar, consensus, must, val};
 
 fn now() -> f64 {
@@ -303,14 +304,7 @@ async fn lodestar_end_to_end() {
         ) <= proposed_a + 1.0
     );
     assert_eq!(
-        val(
-            &s,
-            "eth_cl_api_errors_total",
-            &[
-                ("route", "/eth/v1/beacon/headers/{block_id}"),
-                ("kind", "http_status")
-            ]
-        ),
+        api_errors(&s, "/eth/v1/beacon/headers/{block_id}", "http_status"),
         None,
         "an empty slot's 404 is not an error"
     );
@@ -347,11 +341,7 @@ async fn lodestar_end_to_end() {
         0.0
     );
     assert!(
-        must(
-            &s,
-            "eth_cl_api_errors_total",
-            &[("route", "/eth/v1/node/syncing"), ("kind", "connect")]
-        ) >= 1.0
+        api_errors(&s, "/eth/v1/node/syncing", "connect").expect("eth_cl_api_errors_total") >= 1.0
     );
     tokio::time::sleep(Duration::from_secs(7)).await;
     assert_eq!(exp.status("/readyz").await, 503);

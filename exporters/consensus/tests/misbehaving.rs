@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use ethwatch_testkit::beacon::{self, live_chain as chain};
+use ethwatch_testkit::beacon::{self, api_errors, live_chain as chain};
 use ethwatch_testkit::beacon::{FakeBeacon, Reply, Stream, head_event, healthy};
 use ethwatch_testkit::mem::rss_kib;
 use ethwatch_testkit::{consensus, logs, must, val};
@@ -74,14 +74,7 @@ async fn bad_answers_are_counted_and_last_values_kept_as_stale() {
                 "/eth/v1/beacon/genesis",
             ]
             .iter()
-            .all(|r| {
-                val(
-                    s,
-                    "eth_cl_api_errors_total",
-                    &[("route", r), ("kind", "decode")],
-                )
-                .is_some_and(|n| n >= 1.0)
-            })
+            .all(|r| api_errors(s, r, "decode").is_some_and(|n| n >= 1.0))
         })
         .await;
     assert_eq!(must(&s, "eth_cl_up", &[]), 1.0);
@@ -131,11 +124,7 @@ async fn bad_answers_are_counted_and_last_values_kept_as_stale() {
         })
         .await;
     assert!(
-        must(
-            &s,
-            "eth_cl_api_errors_total",
-            &[("route", "/eth/v1/node/syncing"), ("kind", "decode")]
-        ) >= 1.0
+        api_errors(&s, "/eth/v1/node/syncing", "decode").expect("eth_cl_api_errors_total") >= 1.0
     );
     assert_eq!(must(&s, "eth_cl_head_slot", &[]), slot as f64, "kept");
 
@@ -146,12 +135,7 @@ async fn bad_answers_are_counted_and_last_values_kept_as_stale() {
         Reply::Body(503, r#"{"code":503,"message":"not ready"}"#.into()),
     );
     exp.wait_for(5, "http_status errors", |s| {
-        val(
-            s,
-            "eth_cl_api_errors_total",
-            &[("route", "/eth/v1/node/syncing"), ("kind", "http_status")],
-        )
-        .is_some_and(|n| n >= 2.0)
+        api_errors(s, "/eth/v1/node/syncing", "http_status").is_some_and(|n| n >= 2.0)
     })
     .await;
 
@@ -168,14 +152,7 @@ async fn bad_answers_are_counted_and_last_values_kept_as_stale() {
         0.0
     );
     assert_eq!(must(&s, "eth_cl_up", &[]), 1.0);
-    assert_eq!(
-        val(
-            &s,
-            "eth_cl_api_errors_total",
-            &[("route", "/eth/v1/node/health"), ("kind", "http_status")]
-        ),
-        None
-    );
+    assert_eq!(api_errors(&s, "/eth/v1/node/health", "http_status"), None);
     fake.set("/eth/v1/node/health", Reply::Body(206, String::new()));
     exp.wait_for(5, "health syncing", |s| {
         val(s, "eth_cl_health_status", &[("status", "syncing")]) == Some(1.0)
@@ -186,12 +163,7 @@ async fn bad_answers_are_counted_and_last_values_kept_as_stale() {
     fake.set("/eth/v1/node/syncing", Reply::Hang);
     let s = exp
         .wait_for(10, "timeouts", |s| {
-            val(
-                s,
-                "eth_cl_api_errors_total",
-                &[("route", "/eth/v1/node/syncing"), ("kind", "timeout")],
-            )
-            .is_some_and(|n| n >= 1.0)
+            api_errors(s, "/eth/v1/node/syncing", "timeout").is_some_and(|n| n >= 1.0)
                 && val(s, "eth_cl_up", &[]) == Some(0.0)
         })
         .await;
@@ -238,12 +210,7 @@ async fn a_half_event_then_silence_is_a_timeout_and_the_stream_reconnects() {
     .await;
     let s = exp
         .wait_for(15, "a timeout on the stalled stream", |s| {
-            val(
-                s,
-                "eth_cl_api_errors_total",
-                &[("route", "/eth/v1/events"), ("kind", "timeout")],
-            )
-            .is_some_and(|n| n >= 2.0)
+            api_errors(s, "/eth/v1/events", "timeout").is_some_and(|n| n >= 2.0)
         })
         .await;
     assert!(
@@ -280,12 +247,7 @@ async fn an_endless_line_is_too_large_with_bounded_memory() {
     .await;
     let s = exp
         .wait_for(15, "too_large on the endless line, twice", |s| {
-            val(
-                s,
-                "eth_cl_api_errors_total",
-                &[("route", "/eth/v1/events"), ("kind", "too_large")],
-            )
-            .is_some_and(|n| n >= 2.0)
+            api_errors(s, "/eth/v1/events", "too_large").is_some_and(|n| n >= 2.0)
         })
         .await;
     let sent = fake.stream_bytes.load(std::sync::atomic::Ordering::SeqCst);
@@ -319,13 +281,7 @@ async fn a_stream_closing_every_second_backs_off_and_logs_once() {
         "{opens} stream opens in {:?}",
         t.elapsed()
     );
-    assert!(
-        must(
-            &s,
-            "eth_cl_api_errors_total",
-            &[("route", "/eth/v1/events"), ("kind", "connect")]
-        ) >= 2.0
-    );
+    assert!(api_errors(&s, "/eth/v1/events", "connect").expect("eth_cl_api_errors_total") >= 2.0);
     assert!(must(&s, "eth_cl_events_total", &[("topic", "head")]) >= 2.0);
     let port = format!(":{}", fake.port);
     let lost = logs::matching(&["event stream lost", &port]);
@@ -386,12 +342,7 @@ async fn huge_peer_lists_are_bounded() {
     fake.set("/eth/v1/node/peers", list("outbound", 5000));
     let s = exp
         .wait_for(10, "a list over the limit", |s| {
-            val(
-                s,
-                "eth_cl_api_errors_total",
-                &[("route", "/eth/v1/node/peers"), ("kind", "too_large")],
-            )
-            .is_some()
+            api_errors(s, "/eth/v1/node/peers", "too_large").is_some()
         })
         .await;
     assert_eq!(
@@ -410,20 +361,11 @@ async fn huge_peer_lists_are_bounded() {
     // A 100 MB body is cut at --beacon-max-body-bytes.
     fake.set("/eth/v1/node/peer_count", count(10));
     fake.set("/eth/v1/node/peers", list("inbound", 200_000));
-    let errors_before = val(
-        &exp.scrape().await,
-        "eth_cl_api_errors_total",
-        &[("route", "/eth/v1/node/peers"), ("kind", "too_large")],
-    )
-    .unwrap_or(0.0);
+    let errors_before =
+        api_errors(&exp.scrape().await, "/eth/v1/node/peers", "too_large").unwrap_or(0.0);
     let s = exp
         .wait_for(15, "the body cap", |s| {
-            val(
-                s,
-                "eth_cl_api_errors_total",
-                &[("route", "/eth/v1/node/peers"), ("kind", "too_large")],
-            )
-            .is_some_and(|n| n > errors_before)
+            api_errors(s, "/eth/v1/node/peers", "too_large").is_some_and(|n| n > errors_before)
         })
         .await;
     assert_eq!(must(&s, "eth_cl_up", &[]), 1.0);
@@ -476,11 +418,7 @@ async fn stream_events_move_the_metrics_at_once() {
         1.0
     );
     assert_eq!(
-        must(
-            &s,
-            "eth_cl_api_errors_total",
-            &[("route", "/eth/v1/events"), ("kind", "decode")]
-        ),
+        api_errors(&s, "/eth/v1/events", "decode").expect("eth_cl_api_errors_total"),
         1.0
     );
     // The stream's head (slot) wins over the older polled one (slot - 1), and its block's payload
@@ -687,14 +625,7 @@ async fn participation_reads_the_state_at_or_before_an_empty_slot_once_per_epoch
     assert_eq!(empty, 0, "the state of an empty slot was asked for");
     assert!(block >= 1);
     assert_eq!(
-        val(
-            &s,
-            "eth_cl_api_errors_total",
-            &[
-                ("route", "/eth/v1/beacon/headers/{block_id}"),
-                ("kind", "http_status")
-            ]
-        ),
+        api_errors(&s, "/eth/v1/beacon/headers/{block_id}", "http_status"),
         None,
         "the 404 of an empty slot is not an error"
     );

@@ -4,7 +4,6 @@
 //! counted drops and unaffected metrics.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,7 +15,7 @@ use tokio::net::TcpListener;
 
 use ethwatch_testkit::mem::rss_kib_of;
 use ethwatch_testkit::scrape::Sample;
-use ethwatch_testkit::{Anvil, Proc, free_port, wait_port};
+use ethwatch_testkit::{Anvil, Proc, listening, wait_port};
 
 #[derive(Default, Debug)]
 struct Received {
@@ -115,33 +114,29 @@ async fn scrape(port: u16) -> Vec<Sample> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standard_variables_configure_otlp_http_with_kubernetes_attributes() {
     let anvil = Anvil::start();
-    let anvil_port = anvil.port;
     let (otlp_port, got) = otlp_http_receiver().await;
-    let port = free_port();
+    let (mut cmd, port) = listening(
+        env!("CARGO_BIN_EXE_ethwatch"),
+        &[
+            "execution",
+            "--rpc-url",
+            &anvil.url(),
+            "--poll-interval",
+            "250ms",
+        ],
+    );
     let _ew = Proc::start(
         "ethwatch",
-        Command::new(env!("CARGO_BIN_EXE_ethwatch"))
-            .args([
-                "execution",
-                "--rpc-url",
-                &format!("http://127.0.0.1:{anvil_port}"),
-            ])
-            .args([
-                "--web.listen-address",
-                &format!("127.0.0.1:{port}"),
-                "--poll-interval",
-                "250ms",
-            ])
-            .env(
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
-                format!("http://127.0.0.1:{otlp_port}"),
-            )
-            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-            .env("OTEL_TRACES_SAMPLER", "always_on")
-            .env("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=devnet")
-            .env("POD_NAME", "el-1-reth-lighthouse-0")
-            .env("POD_NAMESPACE", "kt-devnet")
-            .env("NODE_NAME", "worker-1"),
+        cmd.env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{otlp_port}"),
+        )
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        .env("OTEL_TRACES_SAMPLER", "always_on")
+        .env("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=devnet")
+        .env("POD_NAME", "el-1-reth-lighthouse-0")
+        .env("POD_NAMESPACE", "kt-devnet")
+        .env("NODE_NAME", "worker-1"),
     );
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -202,7 +197,6 @@ async fn standard_variables_configure_otlp_http_with_kubernetes_attributes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_receiver_costs_counted_drops_not_memory() {
     let anvil = Anvil::start();
-    let anvil_port = anvil.port;
     // A receiver that accepts connections and never answers.
     let hole = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let hole_port = hole.local_addr().expect("addr").port();
@@ -212,22 +206,19 @@ async fn a_dead_receiver_costs_counted_drops_not_memory() {
             held.push(s);
         }
     });
-    let port = free_port();
+    let (mut cmd, port) = listening(
+        env!("CARGO_BIN_EXE_ethwatch"),
+        &[
+            "execution",
+            "--rpc-url",
+            &anvil.url(),
+            "--poll-interval",
+            "100ms",
+        ],
+    );
     let ew = Proc::start(
         "ethwatch",
-        Command::new(env!("CARGO_BIN_EXE_ethwatch"))
-            .args([
-                "execution",
-                "--rpc-url",
-                &format!("http://127.0.0.1:{anvil_port}"),
-            ])
-            .args([
-                "--web.listen-address",
-                &format!("127.0.0.1:{port}"),
-                "--poll-interval",
-                "100ms",
-            ])
-            .args(["--otel.queue-size", "64", "--otel.export-timeout", "300ms"])
+        cmd.args(["--otel.queue-size", "64", "--otel.export-timeout", "300ms"])
             .env(
                 "OTEL_EXPORTER_OTLP_ENDPOINT",
                 format!("http://127.0.0.1:{hole_port}"),

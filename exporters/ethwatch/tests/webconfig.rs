@@ -3,22 +3,10 @@
 //! nothing, the probes answer without credentials, and a bad file fails at start-up naming the
 //! flag and the field. The certificates are made by `openssl` for 127.0.0.1.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ethwatch_testkit::{Proc, Prometheus, free_port, wait_port};
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let st = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(st.success(), "openssl {args:?} failed");
-}
+use ethwatch_testkit::{Proc, Prometheus, free_port, tls, wait_port};
 
 /// `curl` against the exporter: (HTTP status, body); status 0 when no HTTP answer came.
 fn curl(args: &[&str]) -> (u16, String) {
@@ -37,72 +25,7 @@ fn prometheus_scrapes_over_tls_with_basic_auth() {
     let dir = std::env::temp_dir().join(format!("ethwatch-webcfg-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    openssl(
-        &dir,
-        &[
-            &["req", "-x509"][..],
-            &ec,
-            &[
-                "-days",
-                "1",
-                "-subj",
-                "/CN=ethwatch-test-ca",
-                "-keyout",
-                "ca-key.pem",
-                "-out",
-                "ca.pem",
-            ],
-        ]
-        .concat(),
-    );
-    openssl(
-        &dir,
-        &[
-            &["req"][..],
-            &ec,
-            &[
-                "-subj",
-                "/CN=127.0.0.1",
-                "-keyout",
-                "key.pem",
-                "-out",
-                "req.pem",
-            ],
-        ]
-        .concat(),
-    );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .expect("ext");
-    openssl(
-        &dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "req.pem",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca-key.pem",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            "cert.pem",
-        ],
-    );
+    tls::certificates(&dir);
 
     let hash = bcrypt::hash("s3cret", 6).expect("bcrypt");
     std::fs::write(

@@ -3,11 +3,10 @@
 //! binary trusting that certificate through `SSL_CERT_FILE`, and the newHeads subscription must
 //! come up (`eth_el_subscription_connected` 1).
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ethwatch_testkit::{Anvil, Proc, free_port, wait_port};
+use ethwatch_testkit::{Anvil, Proc, listening, tls, wait_port};
 use tokio::net::{TcpListener, TcpStream};
 
 /// A TLS front: accepts TLS on a loopback port and pipes the plaintext to `backend`.
@@ -49,100 +48,19 @@ async fn wss_subscription_connects_through_tls() {
     let dir = std::env::temp_dir().join(format!("ethwatch-wss-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     // A CA (what the exporter trusts) and a server certificate for 127.0.0.1 signed by it.
-    let (ca, cert, key) = (
-        dir.join("ca.pem"),
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-    );
-    let openssl = |args: &[&str]| {
-        let st = Command::new("openssl")
-            .current_dir(&dir)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("openssl");
-        assert!(st.success(), "openssl {args:?} failed");
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    openssl(
-        &[
-            &["req", "-x509"][..],
-            &ec,
-            &[
-                "-days",
-                "1",
-                "-subj",
-                "/CN=ethwatch-test-ca",
-                "-keyout",
-                "ca-key.pem",
-                "-out",
-                "ca.pem",
-            ],
-        ]
-        .concat(),
-    );
-    openssl(
-        &[
-            &["req"][..],
-            &ec,
-            &[
-                "-subj",
-                "/CN=127.0.0.1",
-                "-keyout",
-                "key.pem",
-                "-out",
-                "req.pem",
-            ],
-        ]
-        .concat(),
-    );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .expect("ext");
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "req.pem",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca-key.pem",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "cert.pem",
-    ]);
+    let tls::Certs { ca, cert, key } = tls::certificates(&dir);
 
     let anvil = Anvil::start();
-    let anvil_port = anvil.port;
-    let front = tls_front(&cert, &key, anvil_port).await;
+    let front = tls_front(&cert, &key, anvil.port).await;
 
-    let port = free_port();
+    let ws = format!("wss://127.0.0.1:{front}");
+    let (mut cmd, port) = listening(
+        env!("CARGO_BIN_EXE_ethwatch"),
+        &["execution", "--rpc-url", &anvil.url(), "--ws-url", &ws],
+    );
     let _exp = Proc::spawn(
         "ethwatch",
-        Command::new(env!("CARGO_BIN_EXE_ethwatch"))
-            .args([
-                "execution",
-                "--rpc-url",
-                &format!("http://127.0.0.1:{anvil_port}"),
-            ])
-            .args(["--ws-url", &format!("wss://127.0.0.1:{front}")])
-            .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
-            .env("SSL_CERT_FILE", &ca)
-            .env_remove("SSL_CERT_DIR"),
+        cmd.env("SSL_CERT_FILE", &ca).env_remove("SSL_CERT_DIR"),
         &dir,
     );
     wait_port(port, 20);

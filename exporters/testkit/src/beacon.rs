@@ -367,3 +367,12 @@ pub fn live_chain() -> (u64, u64) {
     let genesis = now - 100;
     (genesis, (now - genesis) / 2)
 }
+
+/// The consensus exporter's `eth_cl_api_errors_total` for `route` and error `kind`.
+pub fn api_errors(s: &[crate::scrape::Sample], route: &str, kind: &str) -> Option<f64> {
+    crate::val(
+        s,
+        "eth_cl_api_errors_total",
+        &[("route", route), ("kind", kind)],
+    )
+}

@@ -134,3 +134,18 @@ pub const CONSENSUS_VOLATILE: [&str; 10] = [
     "eth_cl_finality_distance_epochs",
     "eth_cl_epoch_participation_epoch",
 ];
+
+/// The consensus exporter's golden test against a fake node serving fixtures at `beacon_url`:
+/// polls every 100 ms without the event stream until every collector has succeeded, then
+/// [`check`]s the text against `CRATE/tests/golden/NAME`.
+pub async fn check_consensus(beacon_url: &str, manifest_dir: &str, name: &str) {
+    let exp = crate::consensus(
+        beacon_url,
+        &["--poll-interval", "100ms", "--collector.events=false"],
+    )
+    .await;
+    let text = wait_collectors(&exp.base, &CONSENSUS_COLLECTORS, 15).await;
+    exp.stop().await;
+    // The text as scraped without an Accept header is linted by promtool, then compared.
+    check(manifest_dir, name, &text, &CONSENSUS_VOLATILE);
+}

@@ -19,7 +19,8 @@
 //!   [`replay`] (one recorded body) and [`jsonrpc::serve`] (answers from a function);
 //! - [`beacon`]: a fake beacon node ([`FakeBeacon`]) whose routes and event stream the test sets;
 //! - [`logs`]: captures the process's log lines for tests that check what is logged;
-//! - [`mem`]: resident memory of a process.
+//! - [`mem`]: resident memory of a process;
+//! - [`tls`]: a CA and a server certificate for 127.0.0.1, made by openssl.
 //!
 //! docs/development.md shows how a new test is written with it.
 
@@ -32,6 +33,7 @@ pub mod mem;
 pub mod nodes;
 pub mod proc;
 pub mod scrape;
+pub mod tls;
 
 use std::time::{Duration, Instant};
 
@@ -39,7 +41,7 @@ pub use beacon::FakeBeacon;
 pub use exporter::{Exporter, consensus, execution, network};
 pub use jsonrpc::{FakeNode, replay};
 pub use nodes::{Anvil, Lodestar, Prometheus, hex, rpc};
-pub use proc::{Proc, Scratch};
+pub use proc::{Proc, Scratch, listening};
 pub use scrape::{must, sum, val, wait_for};
 
 /// A loopback port nothing listens on (at the time of asking).

@@ -160,3 +160,14 @@ impl Drop for Proc {
         self.stop();
     }
 }
+
+/// `BIN ARGS --web.listen-address 127.0.0.1:PORT` on a free port (the `ethwatch` binary of a
+/// test: `env!("CARGO_BIN_EXE_ethwatch")`); returns the command, to add variables to, and the
+/// port.
+pub fn listening(bin: &str, args: &[&str]) -> (Command, u16) {
+    let port = crate::free_port();
+    let mut cmd = Command::new(bin);
+    cmd.args(args)
+        .args(["--web.listen-address", &format!("127.0.0.1:{port}")]);
+    (cmd, port)
+}
