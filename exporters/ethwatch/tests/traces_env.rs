@@ -148,30 +148,16 @@ async fn standard_variables_configure_otlp_http_with_kubernetes_attributes() {
                     "paths {:?}",
                     r.paths
                 );
-                assert_eq!(
-                    r.resource.get("service.name").map(String::as_str),
-                    Some("ethwatch-execution")
-                );
-                assert_eq!(
-                    r.resource.get("service.version").map(String::as_str),
-                    Some(env!("CARGO_PKG_VERSION"))
-                );
-                assert_eq!(
-                    r.resource.get("k8s.pod.name").map(String::as_str),
-                    Some("el-1-reth-lighthouse-0")
-                );
-                assert_eq!(
-                    r.resource.get("k8s.namespace.name").map(String::as_str),
-                    Some("kt-devnet")
-                );
-                assert_eq!(
-                    r.resource.get("k8s.node.name").map(String::as_str),
-                    Some("worker-1")
-                );
-                assert_eq!(
-                    r.resource.get("deployment.environment").map(String::as_str),
-                    Some("devnet")
-                );
+                for (key, want) in [
+                    ("service.name", "ethwatch-execution"),
+                    ("service.version", env!("CARGO_PKG_VERSION")),
+                    ("k8s.pod.name", "el-1-reth-lighthouse-0"),
+                    ("k8s.namespace.name", "kt-devnet"),
+                    ("k8s.node.name", "worker-1"),
+                    ("deployment.environment", "devnet"),
+                ] {
+                    assert_eq!(r.resource.get(key).map(String::as_str), Some(want), "{key}");
+                }
                 assert!(
                     r.span_names.iter().any(|n| n == "eth_getBlockByNumber"),
                     "{:?}",

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use ethwatch_testkit::scrape::{Sample, scrape, status};
-use ethwatch_testkit::{Anvil, execution, hex, rpc, val, wait_for};
+use ethwatch_testkit::scrape::Sample;
+use ethwatch_testkit::{Anvil, execution, hex, rpc, val};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -31,13 +31,13 @@ async fn follows_a_real_node_and_survives_its_death() {
         "1s",
     ])
     .await;
-    let base = exp.base.clone();
 
     // Head, chain id, client.
-    let s = wait_for(&base, 10, "a head", |s| {
-        val(s, "eth_el_head_block_number", &[]).is_some_and(|v| v >= 2.0)
-    })
-    .await;
+    let s = exp
+        .wait_for(10, "a head", |s| {
+            val(s, "eth_el_head_block_number", &[]).is_some_and(|v| v >= 2.0)
+        })
+        .await;
     let node_head = hex(&rpc(&url, "eth_blockNumber", json!([])).await) as f64;
     let ours = val(&s, "eth_el_head_block_number", &[]).expect("head");
     assert!(
@@ -52,8 +52,8 @@ async fn follows_a_real_node_and_survives_its_death() {
     );
     assert_eq!(val(&s, "eth_el_up", &[]), Some(1.0));
     assert_eq!(val(&s, "eth_el_syncing", &[]), Some(0.0));
-    assert_eq!(status(&base, "/readyz").await, 200);
-    assert_eq!(status(&base, "/healthz").await, 200);
+    assert_eq!(exp.status("/readyz").await, 200);
+    assert_eq!(exp.status("/healthz").await, 200);
     let size = val(&s, "ethwatch_volume_size_bytes", &[("path", "/tmp")]).expect("volume size");
     let avail =
         val(&s, "ethwatch_volume_available_bytes", &[("path", "/tmp")]).expect("volume available");
@@ -62,7 +62,7 @@ async fn follows_a_real_node_and_survives_its_death() {
         "statvfs of /tmp: {avail} of {size}"
     );
     assert!(
-        reqwest::get(format!("{base}/"))
+        reqwest::get(format!("{}/", exp.base))
             .await
             .expect("landing")
             .text()
@@ -74,7 +74,7 @@ async fn follows_a_real_node_and_survives_its_death() {
     // Block rate: about N blocks in N seconds, intervals of about 1 s.
     let b0 = val(&s, "eth_el_blocks_total", &[]).expect("blocks");
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let s = scrape(&base).await;
+    let s = exp.scrape().await;
     let grown = val(&s, "eth_el_blocks_total", &[]).expect("blocks") - b0;
     assert!(
         (4.0..=6.0).contains(&grown),
@@ -105,10 +105,10 @@ async fn follows_a_real_node_and_survives_its_death() {
     };
     let c0 = calls(&s);
     for _ in 0..8 {
-        assert_eq!(status(&base, "/readyz").await, 200);
+        assert_eq!(exp.status("/readyz").await, 200);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let polled = calls(&scrape(&base).await) - c0;
+    let polled = calls(&exp.scrape().await) - c0;
     assert!(
         (3.0..=6.0).contains(&polled),
         "{polled} poll cycles in 4 s while subscribed (16 at every tick)"
@@ -143,15 +143,15 @@ async fn follows_a_real_node_and_survives_its_death() {
         json!([{"from": from, "to": to, "value": "0x1"}]),
     )
     .await;
-    wait_for(&base, 5, "one pending transaction", |s| {
+    exp.wait_for(5, "one pending transaction", |s| {
         val(s, "eth_el_txpool_transactions", &[("status", "pending")]) == Some(1.0)
     })
     .await;
 
     // Mining stopped: head age grows.
-    let a1 = val(&scrape(&base).await, "eth_el_head_age_seconds", &[]).expect("age");
+    let a1 = val(&exp.scrape().await, "eth_el_head_age_seconds", &[]).expect("age");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let a2 = val(&scrape(&base).await, "eth_el_head_age_seconds", &[]).expect("age");
+    let a2 = val(&exp.scrape().await, "eth_el_head_age_seconds", &[]).expect("age");
     assert!(
         a2 >= a1 + 1.5,
         "head age must grow while mining is stopped: {a1} then {a2}"
@@ -159,28 +159,29 @@ async fn follows_a_real_node_and_survives_its_death() {
 
     // Mine it: the pool empties and the head block carries it.
     rpc(&url, "evm_mine", json!([])).await;
-    let s = wait_for(&base, 5, "the transaction mined", |s| {
-        val(s, "eth_el_txpool_transactions", &[("status", "pending")]) == Some(0.0)
-            && val(s, "eth_el_head_transactions", &[]) == Some(1.0)
-    })
-    .await;
+    let s = exp
+        .wait_for(5, "the transaction mined", |s| {
+            val(s, "eth_el_txpool_transactions", &[("status", "pending")]) == Some(0.0)
+                && val(s, "eth_el_head_transactions", &[]) == Some(1.0)
+        })
+        .await;
     assert!(val(&s, "eth_el_head_gas_used", &[]).is_some_and(|g| g >= 21000.0));
     rpc(&url, "evm_setIntervalMining", json!([1])).await;
-    let head_before_kill = wait_for(&base, 5, "mining again", |s| {
-        val(s, "eth_el_head_age_seconds", &[]).is_some_and(|a| a < 2.0)
-    })
-    .await;
+    let head_before_kill = exp
+        .wait_for(5, "mining again", |s| {
+            val(s, "eth_el_head_age_seconds", &[]).is_some_and(|a| a < 2.0)
+        })
+        .await;
     let head_before_kill = val(&head_before_kill, "eth_el_head_block_number", &[]).expect("head");
 
     // Kill the node: up 0, connect errors counted, last values served, not ready.
     let requests =
         |s: &[Sample]| val(s, "eth_el_rpc_requests_total", &[("method", "batch")]).unwrap_or(0.0);
-    let requests_before = requests(&scrape(&base).await);
+    let requests_before = requests(&exp.scrape().await);
     anvil.kill();
-    let s = wait_for(&base, 5, "eth_el_up 0", |s| {
-        val(s, "eth_el_up", &[]) == Some(0.0)
-    })
-    .await;
+    let s = exp
+        .wait_for(5, "eth_el_up 0", |s| val(s, "eth_el_up", &[]) == Some(0.0))
+        .await;
     // Each refused request is one error (under method="batch"), not one per call in it.
     let refused = val(
         &s,
@@ -219,7 +220,7 @@ async fn follows_a_real_node_and_survives_its_death() {
         Some(0.0)
     );
     let deadline = Instant::now() + Duration::from_secs(5);
-    while status(&base, "/readyz").await != 503 {
+    while exp.status("/readyz").await != 503 {
         assert!(
             Instant::now() < deadline,
             "/readyz must turn 503 while the node is down"
@@ -230,11 +231,12 @@ async fn follows_a_real_node_and_survives_its_death() {
     // Restart on the same port: everything recovers within about one interval.
     let _anvil2 = Anvil::start_on(anvil.port);
     let t = Instant::now();
-    let s = wait_for(&base, 5, "recovery", |s| {
-        val(s, "eth_el_up", &[]) == Some(1.0)
-            && val(s, "ethwatch_collector_success", &[("collector", "head")]) == Some(1.0)
-    })
-    .await;
+    let s = exp
+        .wait_for(5, "recovery", |s| {
+            val(s, "eth_el_up", &[]) == Some(1.0)
+                && val(s, "ethwatch_collector_success", &[("collector", "head")]) == Some(1.0)
+        })
+        .await;
     assert!(
         t.elapsed() < Duration::from_secs(2),
         "recovered after {:?}",
@@ -243,16 +245,16 @@ async fn follows_a_real_node_and_survives_its_death() {
     assert_eq!(val(&s, "eth_el_chain_id", &[]), Some(31337.0));
     // A fresh chain restarts at a low height: that is a reorg to a shorter chain, or an
     // unresolvable jump; either way the head follows the new node.
-    wait_for(&base, 5, "head follows the new node", |s| {
+    exp.wait_for(5, "head follows the new node", |s| {
         val(s, "eth_el_head_block_number", &[]).is_some_and(|v| v < head_before_kill)
     })
     .await;
     let deadline = Instant::now() + Duration::from_secs(5);
-    while status(&base, "/readyz").await != 200 {
+    while exp.status("/readyz").await != 200 {
         assert!(Instant::now() < deadline, "/readyz must return to 200");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    wait_for(&base, 35, "subscription reconnected", |s| {
+    exp.wait_for(35, "subscription reconnected", |s| {
         val(s, "eth_el_subscription_connected", &[]) == Some(1.0)
     })
     .await;
@@ -370,12 +372,12 @@ async fn subscribed_heads_carry_their_own_block_values() {
         "60s",
     ])
     .await;
-    let base = exp.base.clone();
-    let s = wait_for(&base, 10, "subscribed with a head", |s| {
-        val(s, "eth_el_subscription_connected", &[]) == Some(1.0)
-            && val(s, "eth_el_head_block_number", &[]).is_some()
-    })
-    .await;
+    let s = exp
+        .wait_for(10, "subscribed with a head", |s| {
+            val(s, "eth_el_subscription_connected", &[]) == Some(1.0)
+                && val(s, "eth_el_head_block_number", &[]).is_some()
+        })
+        .await;
     let tx0 = val(&s, "eth_el_transactions_total", &[]).unwrap_or(0.0);
     // Let the poll loop settle on the streaming interval (its last fast tick may be pending).
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -401,7 +403,7 @@ async fn subscribed_heads_carry_their_own_block_values() {
                 Instant::now() < deadline,
                 "head {number} not shown within 5 s"
             );
-            let s = scrape(&base).await;
+            let s = exp.scrape().await;
             if val(&s, "eth_el_head_block_number", &[]) == Some(number as f64) {
                 seen += 1;
                 assert_eq!(
@@ -425,7 +427,7 @@ async fn subscribed_heads_carry_their_own_block_values() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    let s = scrape(&base).await;
+    let s = exp.scrape().await;
     assert_eq!(
         val(&s, "eth_el_transactions_total", &[]).map(|t| t - tx0),
         Some(sent),
@@ -445,19 +447,19 @@ async fn a_reorg_to_a_lower_height_counts_no_height_twice() {
     rpc(&url, "evm_setIntervalMining", json!([0])).await;
     rpc(&url, "evm_setAutomine", json!([false])).await;
     let exp = execution(&["--rpc-url", &url, "--poll-interval", "200ms"]).await;
-    let base = exp.base.clone();
     let h0 = hex(&rpc(&url, "eth_blockNumber", json!([])).await);
-    let s = wait_for(&base, 10, "the head", |s| {
-        val(s, "eth_el_head_block_number", &[]) == Some(h0 as f64)
-    })
-    .await;
+    let s = exp
+        .wait_for(10, "the head", |s| {
+            val(s, "eth_el_head_block_number", &[]) == Some(h0 as f64)
+        })
+        .await;
     let b0 = val(&s, "eth_el_blocks_total", &[]).expect("blocks");
     let t0 = val(&s, "eth_el_transactions_total", &[]).unwrap_or(0.0);
 
     let snapshot = rpc(&url, "evm_snapshot", json!([])).await;
     send_transfers(&url, 2).await;
     rpc(&url, "anvil_mine", json!(["0xa"])).await;
-    wait_for(&base, 10, "ten blocks", |s| {
+    exp.wait_for(10, "ten blocks", |s| {
         val(s, "eth_el_head_block_number", &[]) == Some((h0 + 10) as f64)
     })
     .await;
@@ -468,18 +470,20 @@ async fn a_reorg_to_a_lower_height_counts_no_height_twice() {
     );
     send_transfers(&url, 1).await;
     rpc(&url, "evm_mine", json!([])).await;
-    let s = wait_for(&base, 10, "the reorg to h0 + 1", |s| {
-        val(s, "eth_el_head_block_number", &[]) == Some((h0 + 1) as f64)
-    })
-    .await;
+    let s = exp
+        .wait_for(10, "the reorg to h0 + 1", |s| {
+            val(s, "eth_el_head_block_number", &[]) == Some((h0 + 1) as f64)
+        })
+        .await;
     assert_eq!(val(&s, "eth_el_reorgs_total", &[]), Some(1.0));
     assert_eq!(val(&s, "eth_el_reorg_depth_sum", &[]), Some(10.0));
     // The chain grows again through heights counted before, to h0 + 12.
     rpc(&url, "anvil_mine", json!(["0xb"])).await;
-    let s = wait_for(&base, 10, "h0 + 12", |s| {
-        val(s, "eth_el_head_block_number", &[]) == Some((h0 + 12) as f64)
-    })
-    .await;
+    let s = exp
+        .wait_for(10, "h0 + 12", |s| {
+            val(s, "eth_el_head_block_number", &[]) == Some((h0 + 12) as f64)
+        })
+        .await;
     assert_eq!(
         val(&s, "eth_el_blocks_total", &[]).map(|b| b - b0),
         Some(12.0),

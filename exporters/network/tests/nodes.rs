@@ -2,7 +2,6 @@
 //! the beacon side. Tools come from `scripts/test.sh` (ETHWATCH_ANVIL, ETHWATCH_LODESTAR).
 
 use ethwatch_network::Running;
-use ethwatch_testkit::scrape::wait_for;
 use ethwatch_testkit::{Anvil, Exporter, Lodestar, free_port, network, val as v};
 
 /// The watcher polling every 300 ms with a 500 ms request timeout, and these flags.
@@ -30,17 +29,17 @@ async fn execution_nodes_agree_and_disagree() {
         &format!("dead={dead}"),
     ])
     .await;
-    let base = exp.base.clone();
-    let s = wait_for(&base, 10, "three nodes up and compared", |s| {
-        v(
-            s,
-            "eth_network_nodes",
-            &[("layer", "execution"), ("state", "up")],
-        ) == Some(3.0)
-            && v(s, "eth_network_common_height", &[("layer", "execution")])
-                .is_some_and(|h| h >= 1.0)
-    })
-    .await;
+    let s = exp
+        .wait_for(10, "three nodes up and compared", |s| {
+            v(
+                s,
+                "eth_network_nodes",
+                &[("layer", "execution"), ("state", "up")],
+            ) == Some(3.0)
+                && v(s, "eth_network_common_height", &[("layer", "execution")])
+                    .is_some_and(|h| h >= 1.0)
+        })
+        .await;
     // Two targets on one chain agree with each other; the other chain is a split.
     assert_eq!(
         v(&s, "eth_network_distinct_heads", &[("layer", "execution")]),
@@ -129,11 +128,11 @@ async fn one_chain_seen_twice_agrees() {
         &format!("y={a}"),
     ])
     .await;
-    let base = exp.base.clone();
-    let s = wait_for(&base, 10, "two nodes compared", |s| {
-        v(s, "eth_network_distinct_heads", &[("layer", "execution")]).is_some()
-    })
-    .await;
+    let s = exp
+        .wait_for(10, "two nodes compared", |s| {
+            v(s, "eth_network_distinct_heads", &[("layer", "execution")]).is_some()
+        })
+        .await;
     assert_eq!(
         v(&s, "eth_network_distinct_heads", &[("layer", "execution")]),
         Some(1.0)
@@ -156,7 +155,7 @@ async fn one_chain_seen_twice_agrees() {
     );
     assert!(v(&s, "eth_network_head_spread", &[("layer", "execution")]).is_some_and(|x| x <= 1.0));
     assert_eq!(
-        reqwest::get(format!("{base}/readyz"))
+        reqwest::get(format!("{}/readyz", exp.base))
             .await
             .expect("readyz")
             .status()
@@ -177,11 +176,11 @@ async fn beacon_nodes_agree_and_report_finality() {
         &format!("cl-b={url}"),
     ])
     .await;
-    let base = exp.base.clone();
-    let s = wait_for(&base, 60, "beacon heads compared past slot 2", |s| {
-        v(s, "eth_network_common_height", &[("layer", "consensus")]).is_some_and(|h| h >= 2.0)
-    })
-    .await;
+    let s = exp
+        .wait_for(60, "beacon heads compared past slot 2", |s| {
+            v(s, "eth_network_common_height", &[("layer", "consensus")]).is_some_and(|h| h >= 2.0)
+        })
+        .await;
     assert_eq!(
         v(
             &s,
