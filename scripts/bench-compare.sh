@@ -279,14 +279,7 @@ else
   start anvil "$RUN" "$ETHWATCH_ANVIL" --host 127.0.0.1 --port "$EL_PORT" --block-time 1 --prune-history
   wait_until anvil "$CHILD" 30 rpc "$EL_URL" eth_blockNumber
 
-  mkdir -p "$RUN/lodestar"
-  start lodestar "$RUN/lodestar" "$ETHWATCH_LODESTAR" dev \
-    --genesisValidators 8 --startValidators 0..7 --reset \
-    --rest --rest.address 127.0.0.1 --rest.port "$CL_PORT" --rest.namespace '*' \
-    --beaconNodes "$CL_URL" \
-    --listenAddress 127.0.0.1 --port "$CL_P2P_PORT" --discv5 false --mdns false --targetPeers 0 \
-    --params.SECONDS_PER_SLOT 2 --params.ALTAIR_FORK_EPOCH 0 \
-    --dataDir "$RUN/lodestar/data"
+  start_lodestar_dev "$RUN/lodestar" "$CL_PORT" "$CL_P2P_PORT"
   LODESTAR_PID=$CHILD
   wait_until lodestar "$LODESTAR_PID" 90 http_ok "$CL_URL/eth/v1/node/version"
   cl_has_block() { curl -sf -m 2 "$CL_URL/eth/v1/beacon/headers/head" | grep -Eq '"slot":"[1-9]'; }

@@ -127,19 +127,10 @@ cl_sees_head() {
   grep -q '^eth_cl_up 1$' <<<"$m" && grep -Eq '^eth_cl_head_slot [1-9]' <<<"$m"
 }
 
-# A one-node Lodestar dev chain: 8 interop validators in the same process, 2 s slots, minimal
-# preset. It writes genesis.ssz to its working directory, so it runs in a scratch directory.
-# --beaconNodes must name the REST port, or no block is ever produced.
+# A one-node Lodestar dev chain (scripts/lib.sh): 8 interop validators in the same process, 2 s
+# slots, minimal preset, in $RUN/lodestar.
 start_consensus() {
-  local dir="$RUN/lodestar"
-  mkdir -p "$dir"
-  start lodestar "$dir" "$ETHWATCH_LODESTAR" dev \
-    --genesisValidators 8 --startValidators 0..7 --reset \
-    --rest --rest.address 127.0.0.1 --rest.port "$CL_PORT" --rest.namespace '*' \
-    --beaconNodes "$CL_URL" \
-    --listenAddress 127.0.0.1 --port "$CL_P2P_PORT" --discv5 false --mdns false --targetPeers 0 \
-    --params.SECONDS_PER_SLOT 2 --params.ALTAIR_FORK_EPOCH 0 \
-    --dataDir "$dir/data"
+  start_lodestar_dev "$RUN/lodestar" "$CL_PORT" "$CL_P2P_PORT"
   wait_until lodestar "${PIDS[-1]}" 60 http_ok "$CL_URL/eth/v1/node/version"
 
   if [[ "$NODES_ONLY" != 1 ]]; then

@@ -21,6 +21,7 @@
 #   wait_until NAME PID SECS CMD...      poll CMD every 0.2 s until it succeeds; fail when PID
 #                                        exits or SECS pass
 #   rpc URL METHOD / http_ok URL         one JSON-RPC call without params / a 2xx answer
+#   start_lodestar_dev DIR REST P2P      `start lodestar`: the one-node Lodestar dev chain in DIR
 #   daemon_start PIDFILE LOG CMD...      a process in its own session that outlives the script
 #   daemon_running PIDFILE / daemon_stop PIDFILE
 #                                        is it alive / SIGTERM, SIGKILL after 5 s, pid file removed
@@ -131,6 +132,22 @@ rpc() { # <url> <method>: one JSON-RPC call with no params
     -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"$2\",\"params\":[]}" "$1"
 }
 http_ok() { curl -sf -m 2 -o /dev/null "$1"; }
+
+# start_lodestar_dev <dir> <rest port> <p2p port>: a one-node Lodestar dev chain (`start lodestar`,
+# so CHILD is its pid): 8 interop validators in the same process, 2 s slots, minimal preset,
+# Altair at genesis, no peers. It writes genesis.ssz to its working directory, so it runs in
+# <dir>; --beaconNodes must name the REST port, or no block is ever produced.
+start_lodestar_dev() {
+  local dir="$1" rest="$2" p2p="$3"
+  mkdir -p "$dir"
+  start lodestar "$dir" "$ETHWATCH_LODESTAR" dev \
+    --genesisValidators 8 --startValidators 0..7 --reset \
+    --rest --rest.address 127.0.0.1 --rest.port "$rest" --rest.namespace '*' \
+    --beaconNodes "http://127.0.0.1:$rest" \
+    --listenAddress 127.0.0.1 --port "$p2p" --discv5 false --mdns false --targetPeers 0 \
+    --params.SECONDS_PER_SLOT 2 --params.ALTAIR_FORK_EPOCH 0 \
+    --dataDir "$dir/data"
+}
 
 # daemon_start <pidfile> <log> <command...>: a process in its own session, its pid in <pidfile>.
 daemon_start() {
