@@ -2,6 +2,9 @@
 //! event and stalls, an endless line, a stream that closes every second, a huge peer list.
 //! Every fault is counted by route and kind, nothing panics, memory stays bounded, the last
 //! values are kept and marked stale, and the logs say it once.
+//!
+//! (Over 600 lines: one scenario per fault, each a set-up line, its waits and its assertions;
+//! their set-up and helpers are the test kit's.)
 
 use std::time::{Duration, Instant};
 

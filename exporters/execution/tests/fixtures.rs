@@ -6,6 +6,8 @@
 //! values are checked against the recording. The quirks (decimal vs hex, JSON numbers, Geth- and
 //! Reth-style `eth_syncing`, null results, -32601, numbers beyond `u64`, invalid hex) are
 //! written inline, each with the client that sends it.
+//!
+//! (Over 600 lines: tables of recorded responses and the values each must decode to.)
 
 use ethwatch_testkit::jsonrpc as support;
 

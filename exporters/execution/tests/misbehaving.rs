@@ -15,6 +15,9 @@
 //! - everything recovers when the node behaves again, and the exporter shuts down cleanly.
 //!
 //! Waits are bounded polling loops, never fixed sleeps on the happy path.
+//!
+//! (Over 600 lines: one scenario every bad behaviour goes through, with what each must look
+//! like from outside, plus the scenarios of their own; the fake node is the test kit's.)
 
 use ethwatch_testkit::jsonrpc as support;
 

@@ -11,8 +11,8 @@
 //! - [`scrape`]: scrape and parse `/metrics`, find a sample by name and labels ([`val`],
 //!   [`must`], [`sum`]), wait until a condition holds ([`wait_for`]);
 //! - [`golden`]: fixtures in, exposition out: normalise, lint with promtool, compare or bless;
-//! - [`proc`]: child processes in their own process group ([`Proc`]) and scratch directories
-//!   ([`Scratch`]);
+//! - [`proc`]: child processes in their own process group ([`Proc`]), scratch directories
+//!   ([`Scratch`]) and the `ethwatch` binary on a free port ([`listening`]);
 //! - [`nodes`]: launchers for the real parts: [`Anvil`], a [`Lodestar`] dev chain, a
 //!   [`Prometheus`], and a JSON-RPC client ([`rpc`]);
 //! - [`jsonrpc`]: fake execution nodes: [`FakeNode`] (a chain that misbehaves on demand),
