@@ -13,22 +13,14 @@ async fn follows_a_real_node_and_survives_its_death() {
     let url = anvil.url();
     let ws = url.replace("http://", "ws://");
     let exp = execution(&[
-        "--rpc-url",
-        &url,
-        "--ws-url",
-        &ws,
-        "--poll-interval",
-        "250ms",
-        "--streaming-poll-interval",
-        "1s",
-        "--rpc-timeout",
-        "500ms",
-        "--ready-intervals",
-        "4",
-        "--volume.path",
-        "/tmp",
-        "--volume.interval",
-        "1s",
+        &format!("--rpc-url={url}"),
+        &format!("--ws-url={ws}"),
+        "--poll-interval=250ms",
+        "--streaming-poll-interval=1s",
+        "--rpc-timeout=500ms",
+        "--ready-intervals=4",
+        "--volume.path=/tmp",
+        "--volume.interval=1s",
     ])
     .await;
 
@@ -362,14 +354,10 @@ async fn subscribed_heads_carry_their_own_block_values() {
     // The poll runs rarely while subscribed: what the exporter shows between heads comes from
     // the subscription path.
     let exp = execution(&[
-        "--rpc-url",
-        &url,
-        "--ws-url",
-        &ws,
-        "--poll-interval",
-        "250ms",
-        "--streaming-poll-interval",
-        "60s",
+        &format!("--rpc-url={url}"),
+        &format!("--ws-url={ws}"),
+        "--poll-interval=250ms",
+        "--streaming-poll-interval=60s",
     ])
     .await;
     let s = exp

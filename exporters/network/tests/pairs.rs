@@ -15,14 +15,10 @@ async fn a_beacon_node_and_its_execution_node_are_compared() {
     let slot = 50;
     cl.set_all(healthy(ethwatch_core::unix_now() as u64 - 100, slot));
     let exp = network(&[
-        "--poll-interval",
-        "300ms",
-        "--execution-target",
-        &format!("el-1={}", el.url()),
-        "--beacon-target",
-        &format!("cl-1={}", cl.url),
-        "--pair",
-        "el-1=cl-1",
+        "--poll-interval=300ms",
+        &format!("--execution-target=el-1={}", el.url()),
+        &format!("--beacon-target=cl-1={}", cl.url),
+        "--pair=el-1=cl-1",
     ])
     .await;
 
@@ -84,16 +80,11 @@ async fn a_syncing_node_is_counted_but_not_compared() {
         ),
     );
     let exp = network(&[
-        "--poll-interval",
-        "300ms",
-        "--execution-target",
-        &format!("el-1={}", el.url()),
-        "--beacon-target",
-        &format!("cl-1={}", syncing.url),
-        "--beacon-target",
-        &format!("cl-2={}", synced.url),
-        "--pair",
-        "el-1=cl-1",
+        "--poll-interval=300ms",
+        &format!("--execution-target=el-1={}", el.url()),
+        &format!("--beacon-target=cl-1={}", syncing.url),
+        &format!("--beacon-target=cl-2={}", synced.url),
+        "--pair=el-1=cl-1",
     ])
     .await;
     let s = exp
