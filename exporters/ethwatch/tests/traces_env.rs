@@ -111,20 +111,18 @@ async fn scrape(port: u16) -> Vec<Sample> {
     ethwatch_testkit::scrape::scrape(&format!("http://127.0.0.1:{port}")).await
 }
 
+/// `ethwatch execution` polling `anvil` every `poll`, on a free port: its command and port.
+fn exporter(anvil: &Anvil, poll: &str) -> (std::process::Command, u16) {
+    let rpc = format!("--rpc-url={}", anvil.url());
+    let poll = format!("--poll-interval={poll}");
+    listening(env!("CARGO_BIN_EXE_ethwatch"), &["execution", &rpc, &poll])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standard_variables_configure_otlp_http_with_kubernetes_attributes() {
     let anvil = Anvil::start();
     let (otlp_port, got) = otlp_http_receiver().await;
-    let (mut cmd, port) = listening(
-        env!("CARGO_BIN_EXE_ethwatch"),
-        &[
-            "execution",
-            "--rpc-url",
-            &anvil.url(),
-            "--poll-interval",
-            "250ms",
-        ],
-    );
+    let (mut cmd, port) = exporter(&anvil, "250ms");
     let _ew = Proc::start(
         "ethwatch",
         cmd.env(
@@ -192,16 +190,7 @@ async fn a_dead_receiver_costs_counted_drops_not_memory() {
             held.push(s);
         }
     });
-    let (mut cmd, port) = listening(
-        env!("CARGO_BIN_EXE_ethwatch"),
-        &[
-            "execution",
-            "--rpc-url",
-            &anvil.url(),
-            "--poll-interval",
-            "100ms",
-        ],
-    );
+    let (mut cmd, port) = exporter(&anvil, "100ms");
     let ew = Proc::start(
         "ethwatch",
         cmd.args(["--otel.queue-size", "64", "--otel.export-timeout", "300ms"])
