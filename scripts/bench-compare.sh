@@ -75,8 +75,9 @@ PEER_VERSION=v0.29.2
 VEGETA_MODULE=github.com/tsenart/vegeta/v12
 VEGETA_VERSION=v12.13.0
 
-log() { echo "bench-compare: $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+LOG_TAG=bench-compare
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 for v in BENCH_RUNS BENCH_WARMUP BENCH_SECONDS BENCH_BLOCKS BENCH_RATE BENCH_LOAD_SECONDS; do
   [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, got '${!v}'"
@@ -166,15 +167,7 @@ if [[ "${BENCH_COMPARE_INNER:-0}" != 1 ]]; then
     die "cannot create a private network namespace (unshare --net; run as root): the peer listens on every interface and is only run inside one"
 
   # --- run directory --------------------------------------------------------------------------
-  BENCH_DIR="$CACHE/bench-compare"
-  mkdir -p "$BENCH_DIR"
-  shopt -s nullglob
-  old_runs=("$BENCH_DIR"/run-*)
-  shopt -u nullglob
-  if ((${#old_runs[@]} > 4)); then rm -rf "${old_runs[@]:0:${#old_runs[@]}-4}"; fi
-  RUN="$BENCH_DIR/run-$(date +%Y%m%d-%H%M%S)-$$"
-  mkdir -p "$RUN"
-  ln -sfn "$RUN" "$BENCH_DIR/latest"
+  new_run_dir "$CACHE/bench-compare" 4
   : >"$RUN/results.tsv"
   : >"$RUN/params.tsv"
   param() { printf '%s\t%s\n' "$1" "$2" >>"$RUN/params.tsv"; }
@@ -244,45 +237,10 @@ echo $$ >"$RUN/inner.pid"
 ip link set lo up
 RESULTS="$RUN/results.tsv"
 
-PIDS=()  # long-lived children, in start order
-NAMES=()
-
-start() { # <name> <workdir> <command...>: sets CHILD
-  local name="$1" dir="$2"
-  shift 2
-  (cd "$dir" && exec "$@") >"$RUN/$name.log" 2>&1 </dev/null &
-  CHILD=$!
-  PIDS+=("$CHILD")
-  NAMES+=("$name")
-  log "started $name (pid $CHILD)"
-}
-alive() { kill -0 "$1" 2>/dev/null; }
-
-# stop_pids <pid...>: SIGTERM; a second SIGTERM after 1 s (Lodestar hangs after "Stopping
-# gracefully" until a second signal); SIGKILL after 10 s; reap.
-stop_pids() {
-  local pid i any
-  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for i in {1..40}; do
-    any=0
-    for pid in "$@"; do alive "$pid" && any=1; done
-    ((any)) || break
-    if ((i == 4)); then for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done; fi
-    if ((i == 40)); then for pid in "$@"; do kill -KILL "$pid" 2>/dev/null || true; done; fi
-    sleep 0.25
-  done
-  for pid in "$@"; do wait "$pid" 2>/dev/null || true; done
-}
-
-STOPPED=0
+# Children: start, wait_until, stop_pids of scripts/lib.sh.
 stop_all() {
-  ((STOPPED)) && return 0
-  STOPPED=1
   trap '' INT TERM
-  local live=() pid
-  for pid in "${PIDS[@]}"; do alive "$pid" && live+=("$pid"); done
-  ((${#live[@]})) && stop_pids "${live[@]}"
-  log "stopped everything started in the namespace"
+  stop_children
   # The real devnet's chain data is about 1 GiB after a run; its logs stay.
   if [[ "$BENCH_NODES" == real ]]; then rm -rf "$RUN"/realnet/pair-*; fi
 }
@@ -290,34 +248,6 @@ trap stop_all EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-child_failed() { # <name> <what>
-  log "ERROR: $1 $2; last lines of $RUN/$1.log:"
-  tail -n 20 "$RUN/$1.log" >&2 || true
-  exit 1
-}
-wait_until() { # <name> <pid> <timeout s> <command...>
-  local name="$1" pid="$2" timeout="$3"
-  shift 3
-  local deadline=$((SECONDS + timeout))
-  until "$@" >/dev/null 2>&1; do
-    alive "$pid" || child_failed "$name" "exited during start-up"
-    ((SECONDS < deadline)) || child_failed "$name" "did not get ready within ${timeout}s"
-    sleep 0.2
-  done
-}
-free_ports() {
-  python3 - "$1" <<'PY'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY
-}
-rpc() { curl -sf -m 2 -H 'Content-Type: application/json' -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"$2\",\"params\":[]}" "$1"; }
-http_ok() { curl -sf -m 2 -o /dev/null "$1"; }
 # metric_positive <url> <regex>: the page has a line matching the regex whose value is >= 1.
 metric_positive() {
   curl -sf -m 2 -H 'Accept-Encoding: identity' "$1" | awk -v re="$2" '$0 ~ re && $NF + 0 >= 1 {ok = 1} END {exit !ok}'
@@ -349,14 +279,7 @@ else
   start anvil "$RUN" "$ETHWATCH_ANVIL" --host 127.0.0.1 --port "$EL_PORT" --block-time 1 --prune-history
   wait_until anvil "$CHILD" 30 rpc "$EL_URL" eth_blockNumber
 
-  mkdir -p "$RUN/lodestar"
-  start lodestar "$RUN/lodestar" "$ETHWATCH_LODESTAR" dev \
-    --genesisValidators 8 --startValidators 0..7 --reset \
-    --rest --rest.address 127.0.0.1 --rest.port "$CL_PORT" --rest.namespace '*' \
-    --beaconNodes "$CL_URL" \
-    --listenAddress 127.0.0.1 --port "$CL_P2P_PORT" --discv5 false --mdns false --targetPeers 0 \
-    --params.SECONDS_PER_SLOT 2 --params.ALTAIR_FORK_EPOCH 0 \
-    --dataDir "$RUN/lodestar/data"
+  start_lodestar_dev "$RUN/lodestar" "$CL_PORT" "$CL_P2P_PORT"
   LODESTAR_PID=$CHILD
   wait_until lodestar "$LODESTAR_PID" 90 http_ok "$CL_URL/eth/v1/node/version"
   cl_has_block() { curl -sf -m 2 "$CL_URL/eth/v1/beacon/headers/head" | grep -Eq '"slot":"[1-9]'; }

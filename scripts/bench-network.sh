@@ -10,6 +10,8 @@
 #   BENCH_NODES="1 1000" BENCH_SECONDS=30 scripts/bench-network.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 CACHE="${ETHWATCH_CACHE:-$HOME/.cache/ethwatch}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
@@ -32,7 +34,6 @@ for _ in $(seq 50); do [[ -s "$out" ]] && break; sleep 0.1; done
 FAKE_ADDR=$(head -n1 "$out")
 TICK=$(getconf CLK_TCK)
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # Reads the whole page first: with 1,000 nodes it is large, and an early-exiting reader would
 # kill curl with SIGPIPE (and the script with it, under pipefail).
 metrics_page() { curl -s "http://127.0.0.1:$1/metrics" >"$page"; }

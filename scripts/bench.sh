@@ -40,8 +40,9 @@ BENCH_LOAD_SECONDS="${BENCH_LOAD_SECONDS:-10}"
 BENCH_WS="${BENCH_WS:-1}"
 BENCH_EXTRA_ARGS="${BENCH_EXTRA_ARGS:-}"
 
-log() { echo "bench: $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+LOG_TAG=bench
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 # The poll interval in seconds (for nominal cycle counts): 1s, 500ms, 2m.
 POLL_SECONDS="$(awk -v d="$BENCH_POLL" 'BEGIN {
@@ -71,100 +72,16 @@ fi
 [[ -x "$ETHWATCH_BIN" ]] || die "no ethwatch binary at $ETHWATCH_BIN"
 
 # --- ports and run directory -----------------------------------------------------------------
-# Ask the kernel for N distinct free loopback ports (all held open at once, so no duplicates).
-free_ports() {
-  python3 - "$1" <<'PY'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY
-}
 read -r EL_PORT PROXY_PORT EXP_PORT < <(free_ports 3)
 
-BENCH_DIR="$CACHE/bench"
-mkdir -p "$BENCH_DIR"
-shopt -s nullglob
-old_runs=("$BENCH_DIR"/run-*)
-shopt -u nullglob
-if ((${#old_runs[@]} > 9)); then
-  rm -rf "${old_runs[@]:0:${#old_runs[@]}-9}"
-fi
-RUN="$BENCH_DIR/run-$(date +%Y%m%d-%H%M%S)-$$"
-mkdir -p "$RUN"
-ln -sfn "$RUN" "$BENCH_DIR/latest"
+new_run_dir "$CACHE/bench" 9
 RESULTS="$RUN/results.tsv" # mode <tab> run <tab> key <tab> value
 PARAMS="$RUN/params.tsv"   # key <tab> value
 : >"$RESULTS"
 : >"$PARAMS"
 
-# --- child processes -------------------------------------------------------------------------
-PIDS=() # every long-lived child we started
-
-# start <name> <command...>: start a child with its output in $RUN/<name>.log; sets CHILD.
-start() {
-  local name="$1"
-  shift
-  (exec "$@") >"$RUN/$name.log" 2>&1 </dev/null &
-  CHILD=$!
-  PIDS+=("$CHILD")
-  log "started $name (pid $CHILD, log $RUN/$name.log)"
-}
-
-alive() { kill -0 "$1" 2>/dev/null; }
-
-# stop_pid <pid>: SIGTERM, then SIGKILL after 5 s; reaps it.
-stop_pid() {
-  local pid="$1" i
-  alive "$pid" || { wait "$pid" 2>/dev/null || true; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
-  for i in {1..20}; do
-    alive "$pid" || break
-    sleep 0.25
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-
-STOPPED=0
-stop_all() {
-  ((STOPPED)) && return 0
-  STOPPED=1
-  local i
-  # Newest first: the exporter, then the proxy, then anvil.
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[$i]}"; done
-  log "stopped; logs in $RUN"
-}
-trap stop_all EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-child_failed() { # <name> <what>
-  log "ERROR: $1 $2; last lines of $RUN/$1.log:"
-  tail -n 20 "$RUN/$1.log" >&2 || true
-  exit 1
-}
-
-# wait_until <name> <pid> <timeout s> <command...>: poll the command until it succeeds.
-wait_until() {
-  local name="$1" pid="$2" timeout="$3"
-  shift 3
-  local deadline=$((SECONDS + timeout))
-  until "$@" >/dev/null 2>&1; do
-    alive "$pid" || child_failed "$name" "exited during start-up"
-    ((SECONDS < deadline)) || child_failed "$name" "did not answer within ${timeout}s"
-    sleep 0.2
-  done
-}
-
-rpc() { # <url> <method>
-  curl -sf -m 2 -H 'Content-Type: application/json' \
-    -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"$2\",\"params\":[]}" "$1"
-}
-http_ok() { curl -sf -m 2 -o /dev/null "$1"; }
+# --- child processes (scripts/lib.sh: start, wait_until, stop on exit) ----------------------
+stop_children_on_exit
 
 # --- measurements ----------------------------------------------------------------------------
 CLK_TCK="$(getconf CLK_TCK)"
@@ -268,7 +185,7 @@ measure() {
   if [[ -n "$BENCH_EXTRA_ARGS" ]]; then args+=($BENCH_EXTRA_ARGS); fi
 
   log "run $run/$BENCH_RUNS, $mode: exporter up, warming up ${BENCH_WARMUP}s, window ${BENCH_SECONDS}s"
-  start "ethwatch-$mode-$run" "$ETHWATCH_BIN" "${args[@]}"
+  start "ethwatch-$mode-$run" "$ROOT" "$ETHWATCH_BIN" "${args[@]}"
   EXP_PID=$CHILD
   wait_until "ethwatch-$mode-$run" "$EXP_PID" 30 http_ok "http://127.0.0.1:$EXP_PORT/metrics"
   sleep "$BENCH_WARMUP"
@@ -333,14 +250,14 @@ measure() {
       "$(awk -v k="$(status_kb "$EXP_PID" VmRSS)" 'BEGIN{print k/1024}')"
   fi
   alive "$EXP_PID" || child_failed "ethwatch-$mode-$run" "exited under load"
-  stop_pid "$EXP_PID"
-  unset 'PIDS[-1]'
+  stop_pids "$EXP_PID"
+  unset 'PIDS[-1]' 'NAMES[-1]'
 }
 
 # --- the node and the proxy ------------------------------------------------------------------
-start anvil "$ETHWATCH_ANVIL" --host 127.0.0.1 --port "$EL_PORT" --block-time 1 --prune-history
+start anvil "$ROOT" "$ETHWATCH_ANVIL" --host 127.0.0.1 --port "$EL_PORT" --block-time 1 --prune-history
 wait_until anvil "$CHILD" 30 rpc "http://127.0.0.1:$EL_PORT" eth_blockNumber
-start countproxy python3 "$ROOT/scripts/bench/countproxy.py" --listen "127.0.0.1:$PROXY_PORT" \
+start countproxy "$ROOT" python3 "$ROOT/scripts/bench/countproxy.py" --listen "127.0.0.1:$PROXY_PORT" \
   --upstream "http://127.0.0.1:$EL_PORT" --counts-file "$RUN/counts-final.json"
 wait_until countproxy "$CHILD" 10 counts
 

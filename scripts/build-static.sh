@@ -13,8 +13,9 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-log() { echo "build-static.sh: $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+LOG_TAG=build-static.sh
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 CACHE="${ETHWATCH_CACHE:-$HOME/.cache/ethwatch}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"

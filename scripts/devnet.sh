@@ -34,21 +34,9 @@ BLOCK_TIME="${BLOCK_TIME:-2}"
 WITH_CONSENSUS="${WITH_CONSENSUS:-1}"
 NODES_ONLY="${NODES_ONLY:-0}"
 
-log() { echo "devnet: $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-# A fresh run directory under $CACHE/devnet, keeping the last few runs only.
-new_run_dir() {
-  local dir="$CACHE/devnet"
-  mkdir -p "$dir"
-  shopt -s nullglob
-  local old=("$dir"/run-*)
-  shopt -u nullglob
-  if ((${#old[@]} > 4)); then rm -rf "${old[@]:0:${#old[@]}-4}"; fi
-  RUN="$dir/run-$(date +%Y%m%d-%H%M%S)-$$"
-  mkdir -p "$RUN"
-  ln -sfn "$RUN" "$dir/latest"
-}
+LOG_TAG=devnet
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 case "$DEVNET" in
 real)
@@ -61,7 +49,7 @@ real)
     ETHWATCH_BIN="$CARGO_TARGET_DIR/release/ethwatch"
   fi
   [[ -x "$ETHWATCH_BIN" ]] || die "no ethwatch binary at $ETHWATCH_BIN"
-  new_run_dir
+  new_run_dir "$CACHE/devnet" 4
   otel=()
   if [[ "${WITH_JAEGER:-0}" == 1 ]]; then
     # Traces of every exporter to a local Jaeger (scripts/jaeger.sh, 127.0.0.1 only).
@@ -100,18 +88,6 @@ if [[ "$NODES_ONLY" != 1 ]]; then
 fi
 
 # --- ports and run directory -----------------------------------------------------------------
-# Ask the kernel for N distinct free loopback ports (all held open at once, so no duplicates).
-free_ports() {
-  python3 - "$1" <<'PY'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY
-}
 read -r p1 p2 p3 p4 p5 p6 < <(free_ports 6)
 EL_PORT="${EL_PORT:-$p1}"         # anvil JSON-RPC (HTTP and websocket)
 EXP_PORT="${EXP_PORT:-$p2}"       # ethwatch execution /metrics
@@ -120,78 +96,10 @@ CL_P2P_PORT="${CL_P2P_PORT:-$p4}" # Lodestar libp2p (TCP, loopback only)
 CL_EXP_PORT="${CL_EXP_PORT:-$p5}" # ethwatch consensus /metrics
 NET_PORT="${NET_PORT:-$p6}"       # ethwatch network /metrics
 
-new_run_dir
+new_run_dir "$CACHE/devnet" 4
 
-# --- child processes -------------------------------------------------------------------------
-PIDS=()  # every child we started, in start order
-NAMES=() # a name per child, for messages
-
-# start <name> <workdir> <command...>: start a child with its output in $RUN/<name>.log
-start() {
-  local name="$1" dir="$2"
-  shift 2
-  (cd "$dir" && exec "$@") >"$RUN/$name.log" 2>&1 </dev/null &
-  PIDS+=("$!")
-  NAMES+=("$name")
-  log "started $name (pid $!, log $RUN/$name.log)"
-}
-
-alive() { kill -0 "$1" 2>/dev/null; }
-
-# Stop all children: SIGTERM, a second SIGTERM to Lodestar after 1 s (it hangs after "Stopping
-# gracefully" until a second signal), then SIGKILL for anything still running after ~10 s.
-STOPPED=0
-stop_all() {
-  ((STOPPED)) && return 0
-  STOPPED=1
-  ((${#PIDS[@]})) || return 0
-  log "stopping"
-  local pid i j
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for i in {1..40}; do
-    local any=0
-    for pid in "${PIDS[@]}"; do alive "$pid" && any=1; done
-    ((any)) || break
-    # Lodestar's second signal after 1 s, SIGKILL for all after 10 s.
-    if ((i == 4)); then
-      for j in "${!PIDS[@]}"; do
-        if [[ "${NAMES[$j]}" == lodestar ]]; then kill -TERM "${PIDS[$j]}" 2>/dev/null || true; fi
-      done
-    fi
-    if ((i == 40)); then for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done; fi
-    sleep 0.25
-  done
-  wait 2>/dev/null || true
-  log "stopped; logs in $RUN"
-}
-trap stop_all EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Fail with the end of a child's log.
-child_failed() { # <name> <what>
-  log "ERROR: $1 $2; last lines of $RUN/$1.log:"
-  tail -n 20 "$RUN/$1.log" >&2 || true
-  exit 1
-}
-
-# wait_until <name> <pid> <timeout s> <command...>: poll the command until it succeeds.
-wait_until() {
-  local name="$1" pid="$2" timeout="$3"
-  shift 3
-  local deadline=$((SECONDS + timeout))
-  until "$@" >/dev/null 2>&1; do
-    alive "$pid" || child_failed "$name" "exited during start-up"
-    ((SECONDS < deadline)) || child_failed "$name" "did not answer within ${timeout}s"
-    sleep 0.2
-  done
-}
-
-rpc() { # <url> <method>: one JSON-RPC call with no params
-  curl -sf -m 2 -H 'Content-Type: application/json' \
-    -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"$2\",\"params\":[]}" "$1"
-}
-http_ok() { curl -sf -m 2 -o /dev/null "$1"; }
+# --- child processes (scripts/lib.sh: start, wait_until, stop on exit) ----------------------
+stop_children_on_exit
 
 # --- execution layer -------------------------------------------------------------------------
 EL_URL="http://127.0.0.1:$EL_PORT"
@@ -219,19 +127,10 @@ cl_sees_head() {
   grep -q '^eth_cl_up 1$' <<<"$m" && grep -Eq '^eth_cl_head_slot [1-9]' <<<"$m"
 }
 
-# A one-node Lodestar dev chain: 8 interop validators in the same process, 2 s slots, minimal
-# preset. It writes genesis.ssz to its working directory, so it runs in a scratch directory.
-# --beaconNodes must name the REST port, or no block is ever produced.
+# A one-node Lodestar dev chain (scripts/lib.sh): 8 interop validators in the same process, 2 s
+# slots, minimal preset, in $RUN/lodestar.
 start_consensus() {
-  local dir="$RUN/lodestar"
-  mkdir -p "$dir"
-  start lodestar "$dir" "$ETHWATCH_LODESTAR" dev \
-    --genesisValidators 8 --startValidators 0..7 --reset \
-    --rest --rest.address 127.0.0.1 --rest.port "$CL_PORT" --rest.namespace '*' \
-    --beaconNodes "$CL_URL" \
-    --listenAddress 127.0.0.1 --port "$CL_P2P_PORT" --discv5 false --mdns false --targetPeers 0 \
-    --params.SECONDS_PER_SLOT 2 --params.ALTAIR_FORK_EPOCH 0 \
-    --dataDir "$dir/data"
+  start_lodestar_dev "$RUN/lodestar" "$CL_PORT" "$CL_P2P_PORT"
   wait_until lodestar "${PIDS[-1]}" 60 http_ok "$CL_URL/eth/v1/node/version"
 
   if [[ "$NODES_ONLY" != 1 ]]; then

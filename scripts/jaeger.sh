@@ -20,8 +20,9 @@ cd "$(dirname "$0")/.."
 CACHE="${ETHWATCH_CACHE:-$HOME/.cache/ethwatch}"
 STATE="${JAEGER_STATE:-$CACHE/run/jaeger}"
 
-log() { echo "jaeger.sh: $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+LOG_TAG=jaeger.sh
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 config() { # <otlp grpc> <otlp http> <query grpc> <query http>
   cat <<EOF
@@ -77,9 +78,7 @@ jaeger_bin() {
   die "no jaeger binary: run scripts/tools.sh jaeger"
 }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-running() { [[ -f "$STATE/pid" ]] && kill -0 "$(cat "$STATE/pid")" 2>/dev/null; }
+running() { daemon_running "$STATE/pid"; }
 
 print_env() {
   # shellcheck source=/dev/null
@@ -91,7 +90,7 @@ print_env() {
   echo "# or HTTP/protobuf: OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$OTLP_HTTP OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"
 }
 
-start() {
+start_jaeger() {
   if running; then
     log "already running (pid $(cat "$STATE/pid"))"
     print_env
@@ -107,8 +106,7 @@ start() {
   qh="${JAEGER_QUERY_HTTP_PORT:-$(free_port)}"
   config "$g" "$h" "$qg" "$qh" >"$STATE/config.yaml"
   printf 'OTLP_GRPC=%s\nOTLP_HTTP=%s\nQUERY_GRPC=%s\nQUERY_HTTP=%s\n' "$g" "$h" "$qg" "$qh" >"$STATE/ports"
-  setsid "$bin" --config "file:$STATE/config.yaml" </dev/null >"$STATE/jaeger.log" 2>&1 &
-  echo $! >"$STATE/pid"
+  daemon_start "$STATE/pid" "$STATE/jaeger.log" "$bin" --config "file:$STATE/config.yaml"
   local i
   for i in $(seq 1 100); do
     if curl -fsS -o /dev/null "http://127.0.0.1:$qh/api/services" 2>/dev/null &&
@@ -121,27 +119,19 @@ start() {
     sleep 0.2
   done
   tail -n 20 "$STATE/jaeger.log" >&2 || true
-  stop
+  stop_jaeger
   die "jaeger did not come up"
 }
 
-stop() {
-  running || { rm -f "$STATE/pid"; return 0; }
-  local pid i
-  pid="$(cat "$STATE/pid")"
-  kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 1 50); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-  rm -f "$STATE/pid"
-  log "stopped (pid $pid)"
+stop_jaeger() {
+  local pid
+  pid="$(daemon_stop "$STATE/pid")"
+  if [[ -n "$pid" ]]; then log "stopped (pid $pid)"; fi
 }
 
 case "${1:-}" in
-  start) start ;;
-  stop) stop ;;
+  start) start_jaeger ;;
+  stop) stop_jaeger ;;
   status) running || { log "not running"; exit 1; }; print_env ;;
   config) shift; [[ $# -eq 4 ]] || die "config needs 4 ports"; config "$@" ;;
   *) die "usage: scripts/jaeger.sh start|stop|status|config PORTS..." ;;

@@ -33,8 +33,9 @@ JAEGER_VERSION=v1.75.0
 ALL_TOOLS=(anvil lodestar prometheus alertmanager wrk python helm k8s-models etcd kube-apiserver
   prometheus-operator-crds geth prysm iptables chromium jaeger shellcheck)
 
-log() { echo "tools.sh: $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+LOG_TAG=tools.sh
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 # A marker holds the absolute path of the verified binary plus a spec line; both must match.
 marker_ok() { # <marker> <spec>

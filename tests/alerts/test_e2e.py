@@ -15,62 +15,25 @@ Timings go to stdout and to <tmp>/timings.json; docs/alerts.md records a run of 
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import pathlib
 import signal
-import subprocess
 import sys
 import time
 
 import pytest
 
-from common import E2E_OVERLAY, GENERATE, ROOT, run, tool
-from e2e.stack import (
-    HOST, Prometheus, Stack, Webhook, free_port, http_get, metric_value, rpc, wait_until,
-)
-
-SLOW = 120  # seconds: bound of any single wait (a cold Lodestar start is the slowest)
+from common import E2E_OVERLAY, GENERATE, run, tool
+from e2e.devnet import Devnet, Labels, build_ethwatch, child_env, die_with_parent, has_command
+from e2e.stack import HOST, Stack, Webhook, free_port, http_get, metric_value, rpc, wait_until
 
 pytestmark = pytest.mark.e2e
 
 
-def _die_with_parent():
-    """Runs in the child before exec: SIGKILL it if the test process dies without cleaning up."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def child_env() -> dict:
-    """The environment without ethwatch's and OpenTelemetry's variables (flags are explicit)."""
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith(("ETHWATCH_", "OTEL_")) and k != "RUST_LOG"}
-
-
-def build_ethwatch() -> pathlib.Path:
-    cache = pathlib.Path(os.environ.get("ETHWATCH_CACHE", pathlib.Path.home() / ".cache/ethwatch"))
-    target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", cache / "target"))
-    r = subprocess.run(
-        ["cargo", "build", "-p", "ethwatch", "--locked"], cwd=ROOT,
-        env={**os.environ, "CARGO_TARGET_DIR": str(target)}, capture_output=True, text=True,
-    )
-    assert r.returncode == 0, f"cargo build -p ethwatch failed:\n{r.stderr[-4000:]}"
-    binary = target / "debug" / "ethwatch"
-    assert binary.is_file(), binary
-    return binary
-
-
-def has_consensus(ethwatch: pathlib.Path) -> bool:
-    return subprocess.run([str(ethwatch), "consensus", "--help"], capture_output=True).returncode == 0
-
-
 def test_alerts_reach_the_webhook_end_to_end(tmp_path):
     ethwatch = build_ethwatch()
-    assert has_consensus(ethwatch), f"{ethwatch} has no `consensus` subcommand"
-    anvil = tool("ETHWATCH_ANVIL", "anvil")
+    assert has_command(ethwatch, "consensus"), f"{ethwatch} has no `consensus` subcommand"
     lodestar = tool("ETHWATCH_LODESTAR", "lodestar")
-    prometheus = tool("ETHWATCH_PROMETHEUS", "prometheus")
     alertmanager = tool("ETHWATCH_ALERTMANAGER", "prometheus-alertmanager")
 
     rules = tmp_path / "rules"
@@ -83,7 +46,7 @@ def test_alerts_reach_the_webhook_end_to_end(tmp_path):
     old_term = signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     timings: dict[str, float] = {}
     try:
-        _run(stack, hook, tmp_path, rules, ethwatch, anvil, lodestar, prometheus, alertmanager, timings)
+        _run(stack, hook, tmp_path, rules, ethwatch, lodestar, alertmanager, timings)
     finally:
         stack.stop_all()
         hook.close()
@@ -99,57 +62,24 @@ def test_alerts_reach_the_webhook_end_to_end(tmp_path):
             print(f"  (logs and timings.json in {tmp_path})")
 
 
-def _run(stack, hook, tmp, rules, ethwatch, anvil, lodestar, prometheus, alertmanager, timings):
-    env = child_env()
-    p = {k: free_port() for k in ("anvil", "el_exp", "beacon", "p2p", "cl_exp", "net", "am", "prom")}
-    el_url = f"http://{HOST}:{p['anvil']}"
+def _run(stack, hook, tmp, rules, ethwatch, lodestar, alertmanager, timings):
+    # --- nodes and exporters: tests/e2e/devnet.py ----------------------------------------------
+    # anvil + ethwatch execution (watching this test's directory's volume), the Lodestar dev chain
+    # + ethwatch consensus, and the watcher over both (a network of one per layer: it must stay
+    # quiet). It returns once the nodes answer through their exporters: Prometheus starts only
+    # then, since a node still booting is really unreachable, and a test with 2 s `for:`s would
+    # rightly page for it.
+    net = Devnet.start(stack, tmp, ethwatch, consensus=bool(lodestar), network=bool(lodestar),
+                       labels=Labels("anvil-0", "lodestar-0", "ethwatch-network-0", chart=False),
+                       otel=False, pair=False, volume=tmp)
+    p = {**net.ports, "am": free_port()}
+    el_url = net.el_url
     el_metrics = f"http://{HOST}:{p['el_exp']}/metrics"
-    cl_metrics = f"http://{HOST}:{p['cl_exp']}/metrics"
-    pre = dict(env=env, preexec_fn=_die_with_parent)
-
-    # --- nodes and exporters -----------------------------------------------------------------
-    stack.start("anvil", [anvil, "--host", HOST, "--port", str(p["anvil"]), "--block-time", "1",
-                          "--prune-history"], **pre)
-    stack.start("ethwatch-execution", [
-        str(ethwatch), "execution", "--rpc-url", el_url, "--ws-url", f"ws://{HOST}:{p['anvil']}",
-        "--web.listen-address", f"{HOST}:{p['el_exp']}", "--volume.path", str(tmp)], **pre)
-    if lodestar:
-        beacon_dir = tmp / "lodestar"
-        beacon_dir.mkdir()
-        beacon_url = f"http://{HOST}:{p['beacon']}"
-        stack.start("lodestar", [
-            lodestar, "dev", "--genesisValidators", "8", "--startValidators", "0..7", "--reset",
-            "--rest", "--rest.address", HOST, "--rest.port", str(p["beacon"]),
-            "--beaconNodes", beacon_url, "--rest.namespace", "*", "--listenAddress", HOST,
-            "--port", str(p["p2p"]), "--discv5", "false", "--mdns", "false", "--targetPeers", "0",
-            "--params.SECONDS_PER_SLOT", "2", "--params.ALTAIR_FORK_EPOCH", "0",
-            "--dataDir", str(beacon_dir / "data")], cwd=beacon_dir, signals_to_stop=2, **pre)
-        stack.start("ethwatch-consensus", [
-            str(ethwatch), "consensus", "--beacon-url", beacon_url,
-            "--web.listen-address", f"{HOST}:{p['cl_exp']}"], **pre)
-        # The network watcher over both nodes (a network of one per layer: it must stay quiet).
-        stack.start("ethwatch-network", [
-            str(ethwatch), "network", "--execution-target", f"anvil-0={el_url}",
-            "--beacon-target", f"lodestar-0={beacon_url}", "--poll-interval", "1s",
-            "--web.listen-address", f"{HOST}:{p['net']}"], **pre)
-
-    # --- nodes answering -----------------------------------------------------------------------
-    # Prometheus starts only once the nodes answer through their exporters: a node still booting
-    # is really unreachable, and a test with 2 s `for:`s would rightly page for it.
-    def exporter_says(url, name, labels=""):
-        return metric_value(http_get(url).decode(), name, labels)
-
-    wait_until("anvil answering through ethwatch execution",
-               lambda: exporter_says(el_metrics, "eth_el_up") == 1
-               and exporter_says(el_metrics, "eth_el_expected_block_interval_seconds") is not None
-               and exporter_says(el_metrics, "eth_el_subscription_connected") == 1,
+    pre = dict(env=child_env(), preexec_fn=die_with_parent)
+    wait_until("the execution exporter's expected block interval",
+               lambda: metric_value(http_get(el_metrics).decode(),
+                                    "eth_el_expected_block_interval_seconds") is not None,
                60, stack)
-    if lodestar:
-        wait_until("Lodestar's first block, seen through ethwatch consensus",
-                   lambda: exporter_says(cl_metrics, "eth_cl_up") == 1
-                   and (exporter_says(cl_metrics, "eth_cl_head_slot") or 0) > 0
-                   and exporter_says(cl_metrics, "eth_cl_events_stream_connected") == 1,
-                   SLOW, stack)
 
     # --- Alertmanager and Prometheus ---------------------------------------------------------
     (tmp / "alertmanager.yml").write_text(f"""\
@@ -168,49 +98,15 @@ receivers:
     stack.start("alertmanager", [
         alertmanager, f"--config.file={tmp / 'alertmanager.yml'}", f"--storage.path={tmp / 'am'}",
         f"--web.listen-address={HOST}:{p['am']}", "--cluster.listen-address="], **pre)
-    targets = f"""\
-  - job_name: ethwatch-execution
-    static_configs:
-      - targets: ['{HOST}:{p['el_exp']}']
-        labels: {{namespace: e2e, pod: anvil-0}}
-"""
-    if lodestar:
-        targets += f"""\
-  - job_name: ethwatch-consensus
-    static_configs:
-      - targets: ['{HOST}:{p['cl_exp']}']
-        labels: {{namespace: e2e, pod: lodestar-0}}
-  - job_name: ethwatch-network
-    static_configs:
-      - targets: ['{HOST}:{p['net']}']
-        labels: {{namespace: e2e, pod: ethwatch-network-0}}
-"""
-    (tmp / "prometheus.yml").write_text(f"""\
-global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-rule_files: ['{rules}/*.yaml']
-alerting:
-  alertmanagers:
-    - static_configs: [{{targets: ['{HOST}:{p['am']}']}}]
-scrape_configs:
-{targets}""")
-    stack.start("prometheus", [
-        prometheus, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'tsdb'}",
-        f"--web.listen-address={HOST}:{p['prom']}", "--rules.alert.resend-delay=1s"], **pre)
-    prom = Prometheus(p["prom"])
+    prom = net.spawn_prometheus(rules, alertmanager_port=p["am"])
 
     # Children are all spawned (preexec_fn is not thread-safe): now the webhook may serve.
     hook.start()
-    wait_until("Prometheus ready", lambda: http_get(f"{prom.base}/-/ready"), 60, stack)
+    net.wait_prometheus(prom)
     wait_until("Alertmanager ready", lambda: http_get(f"http://{HOST}:{p['am']}/-/ready"), 60, stack)
     groups = len(list(rules.glob("*.yaml")))  # one group per rendered file
     wait_until("Prometheus to load the rules",
                lambda: len(json.loads(http_get(f"{prom.base}/api/v1/rules"))["data"]["groups"]) == groups,
-               30, stack)
-    wait_until("Prometheus scraping the exporters",
-               lambda: prom.value("min(up)") == 1 and prom.value("count(up)") == (3 if lodestar else 1),
                30, stack)
 
     # --- 1. no peers on the beacon dev node -> low peers pages ----------------------------------

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from common import GENERATE, run
-from e2e.devnet import build_ethwatch, child_env, die_with_parent, tool
+from e2e.devnet import LODESTAR_PARAMS, build_ethwatch, child_env, die_with_parent, lodestar_dev, tool
 from e2e.stack import HOST, Prometheus, Stack, free_port, http_get, metric_value, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -43,10 +43,6 @@ OVERLAY = {"alerts": {
 SIDECARS = {"cl-network": [], "cl-a": ["--validators.id", "0,1,2,3"],
             "cl-b": ["--validators.id", "4,5,6,7"]}
 DEADLINE = 240  # seconds after the stop for every expected alert to fire
-
-
-def lodestar_params() -> list[str]:
-    return ["--params.SECONDS_PER_SLOT", "2", "--params.ALTAIR_FORK_EPOCH", "0"]
 
 
 def test_validator_alerts_fire_for_the_stopped_validator_client(tmp_path):
@@ -76,17 +72,13 @@ def _run(stack, tmp, rules, ethwatch, lodestar, prometheus):
     node_dir = tmp / "lodestar"
     node_dir.mkdir()
     # The beacon node without validators (they run as separate clients, so one can be stopped).
-    stack.start("lodestar", [
-        lodestar, "dev", "--genesisValidators", "8", "--reset", "--rest", "--rest.address", HOST,
-        "--rest.port", str(p["beacon"]), "--rest.namespace", "*", "--listenAddress", HOST,
-        "--port", str(p["p2p"]), "--discv5", "false", "--mdns", "false", "--targetPeers", "0",
-        *lodestar_params(), "--dataDir", str(node_dir / "data")],
-        cwd=node_dir, signals_to_stop=2, **pre)
+    stack.start("lodestar", lodestar_dev(lodestar, p["beacon"], p["p2p"], node_dir / "data",
+                                         validators=False), cwd=node_dir, signals_to_stop=2, **pre)
     wait_until("Lodestar's REST API", lambda: http_get(f"{beacon_url}/eth/v1/node/version"), 120, stack)
     vcs = {}
     for name, indexes in (("a", "0..3"), ("b", "4..7")):
         vcs[name] = stack.start(f"lodestar-validator-{name}", [
-            lodestar, "validator", "--network", "dev", *lodestar_params(),
+            lodestar, "validator", "--network", "dev", *LODESTAR_PARAMS,
             "--interopIndexes", indexes, "--beaconNodes", beacon_url,
             "--dataDir", str(tmp / f"validator-{name}")], cwd=node_dir, signals_to_stop=2, **pre)
 

@@ -77,6 +77,37 @@ def has_command(ethwatch: pathlib.Path, name: str) -> bool:
     return subprocess.run([str(ethwatch), name, "--help"], capture_output=True).returncode == 0
 
 
+LODESTAR_PARAMS = ["--params.SECONDS_PER_SLOT", "2", "--params.ALTAIR_FORK_EPOCH", "0"]
+
+
+def lodestar_dev(lodestar: str, rest_port: int, p2p_port: int, data_dir: pathlib.Path,
+                 validators: bool = True) -> list[str]:
+    """The Lodestar 1.5.1 dev chain (docs/consensus.md): 8 genesis validators, 2 s slots, Altair
+    at genesis, no peers, REST on `rest_port`. With `validators` the 8 validators run in the same
+    process (then `--beaconNodes` must name the REST port, or no block is ever produced); without,
+    they run as `lodestar validator` clients (`lodestar_validator`). Run it in its own directory
+    (it writes genesis.ssz to its working directory) with `signals_to_stop=2`."""
+    cmd = [lodestar, "dev", "--genesisValidators", "8"]
+    if validators:
+        cmd += ["--startValidators", "0..7"]
+    cmd += ["--reset", "--rest", "--rest.address", HOST, "--rest.port", str(rest_port)]
+    if validators:
+        cmd += ["--beaconNodes", f"http://{HOST}:{rest_port}"]
+    return cmd + ["--rest.namespace", "*", "--listenAddress", HOST, "--port", str(p2p_port),
+                  "--discv5", "false", "--mdns", "false", "--targetPeers", "0", *LODESTAR_PARAMS,
+                  "--dataDir", str(data_dir)]
+
+
+@dataclass(frozen=True)
+class Labels:
+    """What the devnet's exporters are called: the pods (also the watcher's target names) and
+    whether the scrape targets carry the chart's extra labels (container, participant, client)."""
+    el_pod: str = EL_POD
+    cl_pod: str = CL_POD
+    watcher_pod: str = WATCHER_POD
+    chart: bool = True
+
+
 @dataclass
 class Devnet:
     stack: Stack
@@ -92,9 +123,15 @@ class Devnet:
 
     @classmethod
     def start(cls, stack: Stack, tmp: pathlib.Path, ethwatch: pathlib.Path | None = None,
-              consensus: bool | None = None, network: bool | None = None) -> "Devnet":
+              consensus: bool | None = None, network: bool | None = None,
+              labels: Labels = Labels(), otel: bool = True, pair: bool = True,
+              volume: pathlib.Path | None = None) -> "Devnet":
         """Starts the nodes and exporters and waits until Lodestar's first block is seen through
-        its exporter. `consensus`/`network` default to whether the binary has the command."""
+        its exporter. `consensus`/`network` default to whether the binary has the command.
+        `labels` names the pods; `otel` sends traces to a dead port (exemplars without a
+        backend); `pair` pairs the two nodes in the watcher; `volume` is the one path
+        watched, by the execution exporter at its default interval (else each exporter watches a
+        directory of its own every 2 s)."""
         ethwatch = ethwatch or build_ethwatch()
         consensus = has_command(ethwatch, "consensus") if consensus is None else consensus
         network = has_command(ethwatch, "network") if network is None else network
@@ -104,47 +141,48 @@ class Devnet:
         pre = dict(env=child_env(), preexec_fn=die_with_parent)
         # Traces go to a port nobody listens on: the spans are dropped (and counted), and the
         # latency histograms still carry their trace ids as exemplars.
-        otel = ["--otel.endpoint", f"http://{HOST}:{p['otlp']}", "--otel.protocol", "grpc"]
+        otel_args = ["--otel.endpoint", f"http://{HOST}:{p['otlp']}", "--otel.protocol", "grpc"] if otel else []
         vol = tmp / "volumes"
         (vol / "el").mkdir(parents=True)
         (vol / "cl").mkdir(parents=True)
+        el_volume = ["--volume.path", str(volume)] if volume else [
+            "--volume.path", str(vol / "el"), "--volume.interval", "2s"]
+        cl_volume = [] if volume else ["--volume.path", str(vol / "cl"), "--volume.interval", "2s"]
+
+        def target_labels(pod: str, client: str | None) -> dict:
+            out = {"namespace": NAMESPACE, "pod": pod}
+            if labels.chart:
+                out["container"] = "ethwatch"
+                if client:
+                    out |= {"eth_enclave_participant": PARTICIPANT, "eth_enclave_client": client}
+            return out
 
         stack.start("anvil", [anvil, "--host", HOST, "--port", str(p["anvil"]), "--block-time", "1",
                               "--prune-history"], **pre)
         stack.start("ethwatch-execution", [
             str(ethwatch), "execution", "--rpc-url", net.el_url, "--ws-url", f"ws://{HOST}:{p['anvil']}",
-            "--web.listen-address", f"{HOST}:{p['el_exp']}", "--volume.path", str(vol / "el"),
-            "--volume.interval", "2s", *otel], **pre)
-        net.targets.append(("ethwatch-execution", p["el_exp"], {
-            "namespace": NAMESPACE, "pod": EL_POD, "container": "ethwatch",
-            "eth_enclave_participant": PARTICIPANT, "eth_enclave_client": "anvil"}))
+            "--web.listen-address", f"{HOST}:{p['el_exp']}", *el_volume, *otel_args], **pre)
+        net.targets.append(("ethwatch-execution", p["el_exp"], target_labels(labels.el_pod, "anvil")))
         beacon_url = f"http://{HOST}:{p['beacon']}"
         if consensus:
             lodestar = tool("ETHWATCH_LODESTAR", "lodestar")
             beacon_dir = tmp / "lodestar"
             beacon_dir.mkdir()
-            stack.start("lodestar", [
-                lodestar, "dev", "--genesisValidators", "8", "--startValidators", "0..7", "--reset",
-                "--rest", "--rest.address", HOST, "--rest.port", str(p["beacon"]),
-                "--beaconNodes", beacon_url, "--rest.namespace", "*", "--listenAddress", HOST,
-                "--port", str(p["p2p"]), "--discv5", "false", "--mdns", "false", "--targetPeers", "0",
-                "--params.SECONDS_PER_SLOT", "2", "--params.ALTAIR_FORK_EPOCH", "0",
-                "--dataDir", str(beacon_dir / "data")], cwd=beacon_dir, signals_to_stop=2, **pre)
+            stack.start("lodestar", lodestar_dev(lodestar, p["beacon"], p["p2p"], beacon_dir / "data"),
+                        cwd=beacon_dir, signals_to_stop=2, **pre)
             stack.start("ethwatch-consensus", [
                 str(ethwatch), "consensus", "--beacon-url", beacon_url,
-                "--web.listen-address", f"{HOST}:{p['cl_exp']}", "--volume.path", str(vol / "cl"),
-                "--volume.interval", "2s", *otel], **pre)
-            net.targets.append(("ethwatch-consensus", p["cl_exp"], {
-                "namespace": NAMESPACE, "pod": CL_POD, "container": "ethwatch",
-                "eth_enclave_participant": PARTICIPANT, "eth_enclave_client": "lodestar"}))
+                "--web.listen-address", f"{HOST}:{p['cl_exp']}", *cl_volume, *otel_args], **pre)
+            net.targets.append(("ethwatch-consensus", p["cl_exp"], target_labels(labels.cl_pod, "lodestar")))
         if network:
-            cmd = [str(ethwatch), "network", "--execution-target", f"{EL_POD}={net.el_url}",
+            cmd = [str(ethwatch), "network", "--execution-target", f"{labels.el_pod}={net.el_url}",
                    "--web.listen-address", f"{HOST}:{p['net_exp']}", "--poll-interval", "1s"]
             if consensus:
-                cmd += ["--beacon-target", f"{CL_POD}={beacon_url}", "--pair", f"{EL_POD}={CL_POD}"]
+                cmd += ["--beacon-target", f"{labels.cl_pod}={beacon_url}"]
+                if pair:
+                    cmd += ["--pair", f"{labels.el_pod}={labels.cl_pod}"]
             stack.start("ethwatch-network", cmd, **pre)
-            net.targets.append(("ethwatch-network", p["net_exp"], {
-                "namespace": NAMESPACE, "pod": WATCHER_POD, "container": "ethwatch"}))
+            net.targets.append(("ethwatch-network", p["net_exp"], target_labels(labels.watcher_pod, None)))
 
         def says(port, name, labels=""):
             return metric_value(http_get(f"http://{HOST}:{port}/metrics").decode(), name, labels)
@@ -171,25 +209,40 @@ class Devnet:
                     f"      - targets: ['{HOST}:{port}']\n        labels: {{{lab}}}\n")
         return out
 
-    def start_prometheus(self, rules_dir: pathlib.Path | None = None) -> Prometheus:
-        """Prometheus (1 s scrapes, exemplar storage) over every exporter; waits until it scrapes
-        them all. Spawn nothing after this call once threads run (preexec_fn is not thread-safe)."""
+    def spawn_prometheus(self, rules_dir: pathlib.Path | None = None,
+                         alertmanager_port: int | None = None) -> Prometheus:
+        """Prometheus (1 s scrapes, exemplar storage) over every exporter, with the rules in
+        `rules_dir` and alerts to the Alertmanager on `alertmanager_port` (resent every second);
+        returns at once (`wait_prometheus` waits). The last child to spawn before threads run
+        (preexec_fn is not thread-safe)."""
         prometheus = tool("ETHWATCH_PROMETHEUS", "prometheus")
         port = free_port()
         rules = f"rule_files: ['{rules_dir}/*.yaml']\n" if rules_dir else ""
+        if alertmanager_port:
+            rules += ("alerting:\n  alertmanagers:\n"
+                      f"    - static_configs: [{{targets: ['{HOST}:{alertmanager_port}']}}]\n")
         cfg = self.tmp / "prometheus.yml"
         cfg.write_text(f"global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
                        f"{rules}scrape_configs:\n{self.scrape_configs()}")
+        resend = ["--rules.alert.resend-delay=1s"] if alertmanager_port else []
         self.stack.start("prometheus", [
             prometheus, f"--config.file={cfg}", f"--storage.tsdb.path={self.tmp / 'tsdb'}",
-            f"--web.listen-address={HOST}:{port}", "--enable-feature=exemplar-storage"],
+            f"--web.listen-address={HOST}:{port}", "--enable-feature=exemplar-storage", *resend],
             env=child_env(), preexec_fn=die_with_parent)
-        prom = Prometheus(port)
+        return Prometheus(port)
+
+    def wait_prometheus(self, prom: Prometheus) -> Prometheus:
+        """Waits until Prometheus is ready and scrapes every exporter."""
         wait_until("Prometheus ready", lambda: http_get(f"{prom.base}/-/ready"), 60, self.stack)
         n = len(self.targets)
         wait_until("Prometheus scraping every exporter",
                    lambda: prom.value("min(up)") == 1 and prom.value("count(up)") == n, 30, self.stack)
         return prom
+
+    def start_prometheus(self, rules_dir: pathlib.Path | None = None) -> Prometheus:
+        """`spawn_prometheus` and `wait_prometheus`. Spawn nothing after this call once threads
+        run (preexec_fn is not thread-safe)."""
+        return self.wait_prometheus(self.spawn_prometheus(rules_dir))
 
 
 class Traffic:

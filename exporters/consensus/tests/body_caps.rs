@@ -3,38 +3,17 @@
 //! `too_large` each time it is tried), and the peer list is cut at what `--peers.list-max`
 //! entries can take, so that flag, not the general body cap, bounds its memory.
 
-mod support;
-
 use std::time::Duration;
 
-use support::Exporter;
-use support::fake::{FakeBeacon, Reply, healthy};
+use ethwatch_testkit::beacon::live_chain as chain;
+use ethwatch_testkit::beacon::{FakeBeacon, Reply, api_errors, healthy};
+use ethwatch_testkit::consensus;
+use ethwatch_testkit::mem::hwm_kib;
 
 const VALIDATORS: &str = "/eth/v1/beacon/states/head/validators";
 
-fn chain() -> (u64, u64) {
-    let now = ethwatch_core::unix_now() as u64;
-    let genesis = now - 100;
-    (genesis, (now - genesis) / 2)
-}
-
 fn too_large(s: &[ethwatch_core::exposition::Sample], route: &str) -> Option<f64> {
-    ethwatch_core::exposition::value(
-        s,
-        "eth_cl_api_errors_total",
-        &[("route", route), ("kind", "too_large")],
-    )
-}
-
-/// Peak resident memory of this process, KiB.
-fn hwm_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    api_errors(s, route, "too_large")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,7 +33,7 @@ async fn an_oversized_validator_list_is_not_fetched_every_slot() {
             suffix: "]}".into(),
         },
     );
-    let exp = Exporter::start(
+    let exp = consensus(
         &fake.url,
         &[
             "--poll-interval",
@@ -106,7 +85,7 @@ async fn peers_list_max_bounds_the_memory_of_the_peer_list() {
         },
     );
     let before = hwm_kib();
-    let exp = Exporter::start(
+    let exp = consensus(
         &fake.url,
         &[
             "--peers-interval",

@@ -11,155 +11,11 @@
 //! dev` without `--startValidators`) and `lodestar validator`, so the chain can be stalled on
 //! demand.
 
-mod support;
-
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ethwatch_core::exposition::Sample;
-use serde_json::Value;
-use support::{Exporter, Proc, Scratch, free_port, must, val};
-
-struct Lodestar {
-    bin: String,
-    // Declared first: dropped (stopped) before the node.
-    validator: Option<Proc>,
-    node: Option<Proc>,
-    rest_port: u16,
-    p2p_port: u16,
-    validator_runs: u32,
-    dir: Scratch,
-}
-
-impl Lodestar {
-    fn new() -> Lodestar {
-        ethwatch_core::upstream::install_crypto();
-        let bin = std::env::var("ETHWATCH_LODESTAR").unwrap_or_else(|_| {
-            panic!("ETHWATCH_LODESTAR is not set: run the tests with scripts/test.sh, which installs Lodestar 1.5.1")
-        });
-        Lodestar {
-            bin,
-            validator: None,
-            node: None,
-            rest_port: free_port(),
-            p2p_port: free_port(),
-            validator_runs: 0,
-            dir: Scratch::new("lodestar"),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.rest_port)
-    }
-
-    /// The beacon node: the dev chain of TOOLS.md without `--startValidators` (and so without
-    /// `--beaconNodes`, a validator option), in the scratch directory (it writes genesis.ssz to
-    /// its working directory).
-    fn start_node(&mut self) {
-        let mut cmd = Command::new(&self.bin);
-        cmd.args(["dev", "--genesisValidators", "8", "--reset"])
-            .args([
-                "--rest",
-                "--rest.address",
-                "127.0.0.1",
-                "--rest.port",
-                &self.rest_port.to_string(),
-            ])
-            .args(["--rest.namespace", "*"])
-            .args([
-                "--listenAddress",
-                "127.0.0.1",
-                "--port",
-                &self.p2p_port.to_string(),
-            ])
-            .args(["--discv5", "false", "--mdns", "false", "--targetPeers", "0"])
-            .args([
-                "--params.SECONDS_PER_SLOT",
-                "2",
-                "--params.ALTAIR_FORK_EPOCH",
-                "0",
-            ])
-            .arg("--dataDir")
-            .arg(self.dir.path().join("beacon"));
-        self.node = Some(Proc::spawn("lodestar-beacon", cmd, self.dir.path()));
-    }
-
-    /// The validator client with the 8 interop keys. A fresh data directory each run: after a
-    /// restart on a new genesis, slashing protection would refuse the new chain's early slots.
-    fn start_validator(&mut self) {
-        self.validator_runs += 1;
-        let mut cmd = Command::new(&self.bin);
-        cmd.args(["validator", "--network", "dev"])
-            .args([
-                "--params.SECONDS_PER_SLOT",
-                "2",
-                "--params.ALTAIR_FORK_EPOCH",
-                "0",
-            ])
-            .args(["--interopIndexes", "0..7", "--beaconNodes", &self.url()])
-            .arg("--dataDir")
-            .arg(
-                self.dir
-                    .path()
-                    .join(format!("validator-{}", self.validator_runs)),
-            );
-        self.validator = Some(Proc::spawn("lodestar-validator", cmd, self.dir.path()));
-    }
-
-    fn stop_validator(&mut self) {
-        if let Some(mut v) = self.validator.take() {
-            v.stop();
-        }
-    }
-
-    fn kill_node(&mut self) {
-        if let Some(mut n) = self.node.take() {
-            n.kill();
-        }
-    }
-
-    /// Waits until the REST API answers.
-    async fn wait_rest(&mut self, secs: u64) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while Instant::now() < deadline {
-            if self.get("/eth/v1/node/version").await.is_some() {
-                return;
-            }
-            if let Some(n) = self.node.as_mut()
-                && n.exited()
-            {
-                panic!("lodestar exited during start-up:\n{}", n.tail(30));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        panic!("lodestar's REST API did not answer within {secs} s");
-    }
-
-    async fn get(&self, path: &str) -> Option<Value> {
-        let r = reqwest::Client::new()
-            .get(format!("{}{path}", self.url()))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?;
-        if !r.status().is_success() {
-            return None;
-        }
-        let bytes = r.bytes().await.ok()?;
-        serde_json::from_slice(&bytes).ok()
-    }
-
-    async fn num(&self, path: &str, pointer: &str) -> u64 {
-        let v = self
-            .get(path)
-            .await
-            .unwrap_or_else(|| panic!("GET {path} failed"));
-        v.pointer(pointer)
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("{path} {pointer} in {v}"))
-    }
-}
+use ethwatch_testkit::beacon::api_errors;
+use ethwatch_testkit::scrape::Sample;
+use ethwatch_testkit::{Lodestar, consensus, must, val};
 
 fn now() -> f64 {
     ethwatch_core::unix_now()
@@ -178,7 +34,7 @@ async fn lodestar_end_to_end() {
     node.start_validator();
     step(t0, "beacon node answers; validator started");
 
-    let exp = Exporter::start(
+    let exp = consensus(
         &node.url(),
         &[
             "--events.max-backoff",
@@ -192,7 +48,7 @@ async fn lodestar_end_to_end() {
     .await;
     // A second sidecar that watches half the validators, as a node's own (--validators.id):
     // the proposals collector runs only there.
-    let own = Exporter::start(
+    let own = consensus(
         &node.url(),
         &["--validators.id", "0,1,2,3", "--collector.events=false"],
     )
@@ -461,14 +317,7 @@ async fn lodestar_end_to_end() {
         "no proposal counted as proposed on a stalled chain"
     );
     assert_eq!(
-        val(
-            &s,
-            "eth_cl_api_errors_total",
-            &[
-                ("route", "/eth/v1/beacon/headers/{block_id}"),
-                ("kind", "http_status")
-            ]
-        ),
+        api_errors(&s, "/eth/v1/beacon/headers/{block_id}", "http_status"),
         None,
         "an empty slot's 404 is not an error"
     );
@@ -505,11 +354,7 @@ async fn lodestar_end_to_end() {
         0.0
     );
     assert!(
-        must(
-            &s,
-            "eth_cl_api_errors_total",
-            &[("route", "/eth/v1/node/syncing"), ("kind", "connect")]
-        ) >= 1.0
+        api_errors(&s, "/eth/v1/node/syncing", "connect").expect("eth_cl_api_errors_total") >= 1.0
     );
     tokio::time::sleep(Duration::from_secs(7)).await;
     assert_eq!(exp.status("/readyz").await, 503);

@@ -2,34 +2,16 @@
 //! event and stalls, an endless line, a stream that closes every second, a huge peer list.
 //! Every fault is counted by route and kind, nothing panics, memory stays bounded, the last
 //! values are kept and marked stale, and the logs say it once.
-
-mod support;
+//!
+//! (Over 600 lines: one scenario per fault, each a set-up line, its waits and its assertions;
+//! their set-up and helpers are the test kit's.)
 
 use std::time::{Duration, Instant};
 
-use support::fake::{FakeBeacon, Reply, Stream, head_event, healthy};
-use support::{Exporter, logs, must, val};
-
-fn now() -> f64 {
-    ethwatch_core::unix_now()
-}
-
-/// A fake chain whose clock is real: genesis 100 s ago, 2 s slots; returns (genesis, head slot).
-fn chain() -> (u64, u64) {
-    let genesis = now() as u64 - 100;
-    let slot = (now() as u64 - genesis) / 2;
-    (genesis, slot)
-}
-
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
+use ethwatch_testkit::beacon::{self, api_errors, live_chain as chain};
+use ethwatch_testkit::beacon::{FakeBeacon, Reply, Stream, head_event, healthy};
+use ethwatch_testkit::mem::rss_kib;
+use ethwatch_testkit::{consensus, logs, must, val};
 
 const FAST: [&str; 8] = [
     "--poll-interval",
@@ -51,7 +33,7 @@ async fn bad_answers_are_counted_and_last_values_kept_as_stale() {
     fake.stream(Stream::Send(head_event(slot).into_bytes()));
     let mut args = FAST.to_vec();
     args.extend(["--collector.validators=false"]);
-    let exp = Exporter::start(&fake.url, &args).await;
+    let exp = consensus(&fake.url, &args).await;
 
     let s = exp
         .wait_for(10, "a healthy fake node seen", |s| {
@@ -95,14 +77,7 @@ async fn bad_answers_are_counted_and_last_values_kept_as_stale() {
                 "/eth/v1/beacon/genesis",
             ]
             .iter()
-            .all(|r| {
-                val(
-                    s,
-                    "eth_cl_api_errors_total",
-                    &[("route", r), ("kind", "decode")],
-                )
-                .is_some_and(|n| n >= 1.0)
-            })
+            .all(|r| api_errors(s, r, "decode").is_some_and(|n| n >= 1.0))
         })
         .await;
     assert_eq!(must(&s, "eth_cl_up", &[]), 1.0);
@@ -152,11 +127,7 @@ async fn bad_answers_are_counted_and_last_values_kept_as_stale() {
         })
         .await;
     assert!(
-        must(
-            &s,
-            "eth_cl_api_errors_total",
-            &[("route", "/eth/v1/node/syncing"), ("kind", "decode")]
-        ) >= 1.0
+        api_errors(&s, "/eth/v1/node/syncing", "decode").expect("eth_cl_api_errors_total") >= 1.0
     );
     assert_eq!(must(&s, "eth_cl_head_slot", &[]), slot as f64, "kept");
 
@@ -167,12 +138,7 @@ async fn bad_answers_are_counted_and_last_values_kept_as_stale() {
         Reply::Body(503, r#"{"code":503,"message":"not ready"}"#.into()),
     );
     exp.wait_for(5, "http_status errors", |s| {
-        val(
-            s,
-            "eth_cl_api_errors_total",
-            &[("route", "/eth/v1/node/syncing"), ("kind", "http_status")],
-        )
-        .is_some_and(|n| n >= 2.0)
+        api_errors(s, "/eth/v1/node/syncing", "http_status").is_some_and(|n| n >= 2.0)
     })
     .await;
 
@@ -189,14 +155,7 @@ async fn bad_answers_are_counted_and_last_values_kept_as_stale() {
         0.0
     );
     assert_eq!(must(&s, "eth_cl_up", &[]), 1.0);
-    assert_eq!(
-        val(
-            &s,
-            "eth_cl_api_errors_total",
-            &[("route", "/eth/v1/node/health"), ("kind", "http_status")]
-        ),
-        None
-    );
+    assert_eq!(api_errors(&s, "/eth/v1/node/health", "http_status"), None);
     fake.set("/eth/v1/node/health", Reply::Body(206, String::new()));
     exp.wait_for(5, "health syncing", |s| {
         val(s, "eth_cl_health_status", &[("status", "syncing")]) == Some(1.0)
@@ -207,12 +166,7 @@ async fn bad_answers_are_counted_and_last_values_kept_as_stale() {
     fake.set("/eth/v1/node/syncing", Reply::Hang);
     let s = exp
         .wait_for(10, "timeouts", |s| {
-            val(
-                s,
-                "eth_cl_api_errors_total",
-                &[("route", "/eth/v1/node/syncing"), ("kind", "timeout")],
-            )
-            .is_some_and(|n| n >= 1.0)
+            api_errors(s, "/eth/v1/node/syncing", "timeout").is_some_and(|n| n >= 1.0)
                 && val(s, "eth_cl_up", &[]) == Some(0.0)
         })
         .await;
@@ -252,19 +206,14 @@ async fn a_half_event_then_silence_is_a_timeout_and_the_stream_reconnects() {
     let (genesis, slot) = chain();
     fake.set_all(healthy(genesis, slot));
     fake.stream(Stream::HalfThenStall);
-    let exp = Exporter::start(
+    let exp = consensus(
         &fake.url,
         &["--collector.validators=false", "--events.max-backoff", "1s"],
     )
     .await;
     let s = exp
         .wait_for(15, "a timeout on the stalled stream", |s| {
-            val(
-                s,
-                "eth_cl_api_errors_total",
-                &[("route", "/eth/v1/events"), ("kind", "timeout")],
-            )
-            .is_some_and(|n| n >= 2.0)
+            api_errors(s, "/eth/v1/events", "timeout").is_some_and(|n| n >= 2.0)
         })
         .await;
     assert!(
@@ -288,7 +237,7 @@ async fn an_endless_line_is_too_large_with_bounded_memory() {
     fake.set_all(healthy(genesis, slot));
     fake.stream(Stream::EndlessLine);
     let before = rss_kib();
-    let exp = Exporter::start(
+    let exp = consensus(
         &fake.url,
         &[
             "--collector.validators=false",
@@ -301,12 +250,7 @@ async fn an_endless_line_is_too_large_with_bounded_memory() {
     .await;
     let s = exp
         .wait_for(15, "too_large on the endless line, twice", |s| {
-            val(
-                s,
-                "eth_cl_api_errors_total",
-                &[("route", "/eth/v1/events"), ("kind", "too_large")],
-            )
-            .is_some_and(|n| n >= 2.0)
+            api_errors(s, "/eth/v1/events", "too_large").is_some_and(|n| n >= 2.0)
         })
         .await;
     let sent = fake.stream_bytes.load(std::sync::atomic::Ordering::SeqCst);
@@ -328,7 +272,7 @@ async fn a_stream_closing_every_second_backs_off_and_logs_once() {
         head_event(slot).into_bytes(),
         Duration::from_secs(1),
     ));
-    let exp = Exporter::start(&fake.url, &["--collector.validators=false"]).await;
+    let exp = consensus(&fake.url, &["--collector.validators=false"]).await;
     let t = Instant::now();
     tokio::time::sleep(Duration::from_secs(14)).await;
     let s = exp.scrape().await;
@@ -340,13 +284,7 @@ async fn a_stream_closing_every_second_backs_off_and_logs_once() {
         "{opens} stream opens in {:?}",
         t.elapsed()
     );
-    assert!(
-        must(
-            &s,
-            "eth_cl_api_errors_total",
-            &[("route", "/eth/v1/events"), ("kind", "connect")]
-        ) >= 2.0
-    );
+    assert!(api_errors(&s, "/eth/v1/events", "connect").expect("eth_cl_api_errors_total") >= 2.0);
     assert!(must(&s, "eth_cl_events_total", &[("topic", "head")]) >= 2.0);
     let port = format!(":{}", fake.port);
     let lost = logs::matching(&["event stream lost", &port]);
@@ -388,7 +326,7 @@ async fn huge_peer_lists_are_bounded() {
     fake.set("/eth/v1/node/peer_count", count(800));
     fake.set("/eth/v1/node/peers", list("inbound", 800));
     let before = rss_kib();
-    let exp = Exporter::start(
+    let exp = consensus(
         &fake.url,
         &[
             "--collector.validators=false",
@@ -407,12 +345,7 @@ async fn huge_peer_lists_are_bounded() {
     fake.set("/eth/v1/node/peers", list("outbound", 5000));
     let s = exp
         .wait_for(10, "a list over the limit", |s| {
-            val(
-                s,
-                "eth_cl_api_errors_total",
-                &[("route", "/eth/v1/node/peers"), ("kind", "too_large")],
-            )
-            .is_some()
+            api_errors(s, "/eth/v1/node/peers", "too_large").is_some()
         })
         .await;
     assert_eq!(
@@ -431,20 +364,11 @@ async fn huge_peer_lists_are_bounded() {
     // A 100 MB body is cut at --beacon-max-body-bytes.
     fake.set("/eth/v1/node/peer_count", count(10));
     fake.set("/eth/v1/node/peers", list("inbound", 200_000));
-    let errors_before = val(
-        &exp.scrape().await,
-        "eth_cl_api_errors_total",
-        &[("route", "/eth/v1/node/peers"), ("kind", "too_large")],
-    )
-    .unwrap_or(0.0);
+    let errors_before =
+        api_errors(&exp.scrape().await, "/eth/v1/node/peers", "too_large").unwrap_or(0.0);
     let s = exp
         .wait_for(15, "the body cap", |s| {
-            val(
-                s,
-                "eth_cl_api_errors_total",
-                &[("route", "/eth/v1/node/peers"), ("kind", "too_large")],
-            )
-            .is_some_and(|n| n > errors_before)
+            api_errors(s, "/eth/v1/node/peers", "too_large").is_some_and(|n| n > errors_before)
         })
         .await;
     assert_eq!(must(&s, "eth_cl_up", &[]), 1.0);
@@ -462,23 +386,23 @@ async fn stream_events_move_the_metrics_at_once() {
     // The poll's head is one slot behind the stream's, so the stream's head is the news.
     fake.set(
         "/eth/v1/beacon/headers/head",
-        Reply::Body(200, support::fake::header(slot - 1)),
+        Reply::Body(200, beacon::header(slot - 1)),
     );
     fake.set(
-        &format!("/eth/v1/beacon/headers/{}", support::fake::root(slot - 1)),
-        Reply::Body(200, support::fake::header(slot - 1)),
+        &format!("/eth/v1/beacon/headers/{}", beacon::root(slot - 1)),
+        Reply::Body(200, beacon::header(slot - 1)),
     );
     fake.set(
-        &format!("/eth/v2/beacon/blocks/{}", support::fake::root(slot - 1)),
-        Reply::Body(200, support::fake::block(slot - 1)),
+        &format!("/eth/v2/beacon/blocks/{}", beacon::root(slot - 1)),
+        Reply::Body(200, beacon::block(slot - 1)),
     );
     let events = format!(
         "{}event: chain_reorg\ndata: {{\"slot\":\"{slot}\",\"depth\":\"2\",\"old_head_block\":\"{r}\",\"new_head_block\":\"{r}\",\"old_head_state\":\"{r}\",\"new_head_state\":\"{r}\",\"epoch\":\"1\",\"execution_optimistic\":false}}\n\nevent: block\ndata: {{\"slot\":\"{slot}\",\"block\":\"{r}\"}}\n\nevent: something_new\ndata: {{}}\n\nevent: head\ndata: not json\n\n",
         head_event(slot),
-        r = support::fake::root(slot)
+        r = beacon::root(slot)
     );
     fake.stream(Stream::Send(events.into_bytes()));
-    let exp = Exporter::start(&fake.url, &["--collector.validators=false"]).await;
+    let exp = consensus(&fake.url, &["--collector.validators=false"]).await;
     let s = exp
         .wait_for(10, "the stream's events counted", |s| {
             val(s, "eth_cl_events_total", &[("topic", "chain_reorg")]) == Some(1.0)
@@ -497,11 +421,7 @@ async fn stream_events_move_the_metrics_at_once() {
         1.0
     );
     assert_eq!(
-        must(
-            &s,
-            "eth_cl_api_errors_total",
-            &[("route", "/eth/v1/events"), ("kind", "decode")]
-        ),
+        api_errors(&s, "/eth/v1/events", "decode").expect("eth_cl_api_errors_total"),
         1.0
     );
     // The stream's head (slot) wins over the older polled one (slot - 1), and its block's payload
@@ -537,10 +457,10 @@ async fn a_live_stream_slows_the_poll_and_a_quiet_one_restores_it() {
     );
     fake.set(
         "/eth/v1/beacon/headers/*",
-        Reply::Body(200, support::fake::header(slot)),
+        Reply::Body(200, beacon::header(slot)),
     );
     fake.stream(Stream::Heads { genesis });
-    let exp = Exporter::start(
+    let exp = consensus(
         &fake.url,
         &[
             "--poll-interval",
@@ -596,10 +516,7 @@ async fn a_live_stream_slows_the_poll_and_a_quiet_one_restores_it() {
     // An epoch is 16 s: the checkpoints are read at most once more in 6 s.
     assert!(d[4] <= 1, "finality requests in 6 s while live: {d:?}");
     assert_eq!(
-        fake.requests(&format!(
-            "/eth/v2/beacon/blocks/{}",
-            support::fake::root(slot)
-        )),
+        fake.requests(&format!("/eth/v2/beacon/blocks/{}", beacon::root(slot))),
         0
     );
     let s = exp.scrape().await;
@@ -674,7 +591,7 @@ async fn participation_reads_the_state_at_or_before_an_empty_slot_once_per_epoch
         let (empty, last_block) = (8 * e + 7, 8 * e + 6);
         fake.set(
             &format!("/eth/v1/beacon/headers/{last_block}"),
-            Reply::Body(200, support::fake::header(last_block)),
+            Reply::Body(200, beacon::header(last_block)),
         );
         fake.set(
             &state_path(empty),
@@ -693,7 +610,7 @@ async fn participation_reads_the_state_at_or_before_an_empty_slot_once_per_epoch
             )
         })
     };
-    let exp = Exporter::start(&fake.url, &[]).await;
+    let exp = consensus(&fake.url, &[]).await;
     let s = exp
         .wait_for(20, "participation from the state", |s| {
             val(s, "eth_cl_epoch_participation_epoch", &[]).is_some()
@@ -711,14 +628,7 @@ async fn participation_reads_the_state_at_or_before_an_empty_slot_once_per_epoch
     assert_eq!(empty, 0, "the state of an empty slot was asked for");
     assert!(block >= 1);
     assert_eq!(
-        val(
-            &s,
-            "eth_cl_api_errors_total",
-            &[
-                ("route", "/eth/v1/beacon/headers/{block_id}"),
-                ("kind", "http_status")
-            ]
-        ),
+        api_errors(&s, "/eth/v1/beacon/headers/{block_id}", "http_status"),
         None,
         "the 404 of an empty slot is not an error"
     );

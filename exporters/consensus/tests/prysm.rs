@@ -6,8 +6,6 @@
 //! Regenerate the golden file with
 //! `ETHWATCH_BLESS=1 cargo test -p ethwatch-consensus --test prysm`.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -17,9 +15,9 @@ use ethwatch_consensus::types::{
     NodeVersion, PeerCount, SpecTiming, Syncing, for_each_at, parse_client_version,
 };
 use ethwatch_consensus::validators::{self, Counts, ValidatorFilter};
+use ethwatch_testkit::beacon::{FakeBeacon, Reply, Stream};
+use ethwatch_testkit::{consensus, golden, val};
 use serde::de::DeserializeOwned;
-use support::Exporter;
-use support::fake::{FakeBeacon, Reply, Stream};
 
 const DIR: &str = "prysm-6.0.4";
 
@@ -257,48 +255,6 @@ fn the_recorded_event_stream_decodes() {
 // ---------------------------------------------------------------------------------------------
 // Fixtures in, exposition out.
 
-/// Values that depend on the wall clock or machine speed are replaced by `X`, and the samples of
-/// each family are sorted (label sets live in hash maps); everything else must match. (As in
-/// golden.rs.)
-fn normalize(text: &str) -> String {
-    const VOLATILE: [&str; 10] = [
-        "process_",
-        "ethwatch_http_open_connections",
-        "ethwatch_collector_duration_seconds",
-        "ethwatch_collector_last_success_timestamp_seconds",
-        "eth_cl_api_request_duration_seconds",
-        "eth_cl_clock_slot",
-        "eth_cl_clock_epoch",
-        "eth_cl_head_lag_slots",
-        "eth_cl_finality_distance_epochs",
-        "eth_cl_epoch_participation_epoch",
-    ];
-    let mut out = String::new();
-    let mut block: Vec<String> = Vec::new();
-    let flush = |block: &mut Vec<String>, out: &mut String| {
-        block.sort();
-        for l in block.drain(..) {
-            out.push_str(&l);
-            out.push('\n');
-        }
-    };
-    for line in text.lines() {
-        if line.starts_with('#') {
-            flush(&mut block, &mut out);
-            out.push_str(line);
-            out.push('\n');
-        } else if VOLATILE.iter().any(|v| line.starts_with(v)) {
-            let (series, _) = line.rsplit_once(' ').expect("a sample line");
-            let series = series.split(" # ").next().unwrap_or(series);
-            block.push(format!("{series} X"));
-        } else {
-            block.push(line.to_string());
-        }
-    }
-    flush(&mut block, &mut out);
-    out
-}
-
 /// Serves every recorded Prysm answer at its path.
 fn serve_prysm(fake: &FakeBeacon) {
     let ok = |rel: &str| Reply::Body(200, fixture(rel));
@@ -344,70 +300,12 @@ async fn prysm_fixtures_in_exposition_out() {
     serve_prysm(&fake);
     fake.stream(Stream::Status(404));
 
-    let exp = Exporter::start(
+    golden::check_consensus(
         &fake.url,
-        &["--poll-interval", "100ms", "--collector.events=false"],
+        env!("CARGO_MANIFEST_DIR"),
+        "consensus-prysm.prom",
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let collectors = [
-        "sync",
-        "health",
-        "head",
-        "finality",
-        "peers",
-        "clock",
-        "info",
-        "validators",
-        "participation",
-    ];
-    let text = loop {
-        let text = exp.text().await;
-        let s = ethwatch_core::exposition::parse(&text);
-        if collectors.iter().all(|c| {
-            ethwatch_core::exposition::value(&s, "ethwatch_collector_success", &[("collector", c)])
-                == Some(1.0)
-        }) {
-            break text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "collectors did not all succeed:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    exp.stop().await;
-    let promtool = std::env::var("ETHWATCH_PROMTOOL").unwrap_or_else(|_| {
-        panic!("ETHWATCH_PROMTOOL is not set: run the tests with scripts/test.sh")
-    });
-    let mut child = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool");
-    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), text.as_bytes())
-        .expect("write");
-    drop(child.stdin.take());
-    let out = child.wait_with_output().expect("promtool output");
-    assert!(
-        out.status.success(),
-        "promtool check metrics found problems:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-
-    let normalized = normalize(&text);
-    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/consensus-prysm.prom");
-    if std::env::var_os("ETHWATCH_BLESS").is_some() {
-        std::fs::write(&golden, &normalized).expect("write golden");
-    }
-    let expected = std::fs::read_to_string(&golden).unwrap_or_default();
-    assert!(
-        expected == normalized,
-        "exposition differs from tests/golden/consensus-prysm.prom (bless with ETHWATCH_BLESS=1 if intended):\n--- expected\n{expected}\n--- got\n{normalized}"
-    );
 }
 
 /// The recorded stream served to a running exporter: every event is counted under its topic,
@@ -417,14 +315,14 @@ async fn the_recorded_stream_through_the_exporter() {
     let fake = FakeBeacon::start().await;
     serve_prysm(&fake);
     fake.stream(Stream::Send(fixture("events.txt").into_bytes()));
-    let exp = Exporter::start(&fake.url, &["--poll-interval", "100ms"]).await;
+    let exp = consensus(&fake.url, &["--poll-interval", "100ms"]).await;
     let deadline = Instant::now() + Duration::from_secs(15);
     let want = [("head", 7.0), ("block", 7.0), ("finalized_checkpoint", 2.0)];
     let s = loop {
         let s = exp.scrape().await;
         if want
             .iter()
-            .all(|(t, n)| support::val(&s, "eth_cl_events_total", &[("topic", t)]) == Some(*n))
+            .all(|(t, n)| val(&s, "eth_cl_events_total", &[("topic", t)]) == Some(*n))
         {
             break s;
         }
@@ -437,11 +335,11 @@ async fn the_recorded_stream_through_the_exporter() {
     };
     exp.stop().await;
     assert_eq!(
-        support::val(&s, "eth_cl_events_total", &[("topic", "chain_reorg")]).unwrap_or(0.0),
+        val(&s, "eth_cl_events_total", &[("topic", "chain_reorg")]).unwrap_or(0.0),
         0.0
     );
     assert_eq!(
-        support::val(
+        val(
             &s,
             "eth_cl_api_errors_total",
             &[("route", "/eth/v1/events")]

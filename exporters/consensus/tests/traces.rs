@@ -3,21 +3,14 @@
 //! stream's (re)connection as a span, and trace ids as exemplars on the latency histogram.
 //! One test per binary: the tracing subscriber is global to the process.
 
-mod support;
-
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use clap::Parser;
+use ethwatch_consensus::ConsensusArgs;
+use ethwatch_testkit::beacon::{FakeBeacon, Stream, head_event, healthy};
+use ethwatch_testkit::exporter::{Exporter, args};
+use ethwatch_testkit::scrape::{exemplar_trace_ids, openmetrics};
 use fake_opentelemetry_collector::{ExportedSpan, FakeCollectorServer};
-use support::fake::{FakeBeacon, Stream, head_event, healthy};
-use tokio_util::sync::CancellationToken;
-
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    args: ethwatch_consensus::ConsensusArgs,
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collector_runs_and_api_calls_are_spans_linked_to_exemplars() {
@@ -29,12 +22,9 @@ async fn collector_runs_and_api_calls_are_spans_linked_to_exemplars() {
     fake.stream(Stream::Send(head_event(slot).into_bytes()));
 
     let endpoint = collector.endpoint();
-    let cli = Cli::try_parse_from([
-        "t",
+    let args: ConsensusArgs = args(&[
         "--beacon-url",
         &fake.url,
-        "--web.listen-address",
-        "127.0.0.1:0",
         "--poll-interval",
         "300ms",
         "--collector.validators=false",
@@ -42,15 +32,11 @@ async fn collector_runs_and_api_calls_are_spans_linked_to_exemplars() {
         &endpoint,
         "--otel.protocol",
         "grpc",
-    ])
-    .expect("args");
-    let guard = ethwatch_core::telemetry::setup(&cli.args.common, "consensus")
+    ]);
+    let guard = ethwatch_core::telemetry::setup(&args.common, "consensus")
         .expect("setup")
         .expect("tracing configured");
-    let token = CancellationToken::new();
-    let running = ethwatch_consensus::start(cli.args, token.clone())
-        .await
-        .expect("start");
+    let exp = Exporter::start(args, ethwatch_consensus::start).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     guard.flush(Duration::from_secs(5)).await;
     let spans = collector.exported_spans(20, Duration::from_secs(10)).await;
@@ -100,30 +86,16 @@ async fn collector_runs_and_api_calls_are_spans_linked_to_exemplars() {
         "the stream's connection is a span"
     );
 
-    let om = reqwest::Client::new()
-        .get(format!("http://{}/metrics", running.addr))
-        .header("accept", "application/openmetrics-text; version=1.0.0")
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("body");
+    let om = openmetrics(&exp.base).await;
     let trace_ids: HashSet<&str> = spans.iter().map(|s| s.trace_id.as_str()).collect();
-    let exemplars: Vec<&str> = om
-        .lines()
-        .filter(|l| l.starts_with("eth_cl_api_request_duration_seconds_bucket"))
-        .filter_map(|l| l.split("trace_id=\"").nth(1))
-        .filter_map(|r| r.split('"').next())
-        .collect();
+    let exemplars = exemplar_trace_ids(&om, "eth_cl_api_request_duration_seconds_bucket");
     assert!(
         !exemplars.is_empty(),
         "exemplars on the Beacon API latency histogram"
     );
     assert!(
-        exemplars.iter().any(|id| trace_ids.contains(id)),
+        exemplars.iter().any(|id| trace_ids.contains(id.as_str())),
         "exemplars name exported traces"
     );
-    token.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), running.task).await;
+    exp.stop().await;
 }

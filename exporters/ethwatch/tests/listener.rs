@@ -7,68 +7,37 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use ethwatch_testkit::{Proc, Scratch, free_port, wait_port};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// `ethwatch network` on `port`, started through `sh` so a file limit can be set first; stderr
-/// goes to `log`.
-fn watcher(port: u16, nofile: Option<u32>, log: &std::path::Path) -> Proc {
+/// `ethwatch network` on `port`, started through `sh` so a file limit can be set first; its
+/// output goes to `DIR/stderr.log`.
+fn watcher(port: u16, nofile: Option<u32>, dir: &Scratch) -> Proc {
     let limit = nofile
         .map(|n| format!("ulimit -n {n}; "))
         .unwrap_or_default();
     let script = format!(
         "{limit}exec \"$0\" network --execution-target el=http://127.0.0.1:1 --web.listen-address 127.0.0.1:{port}"
     );
-    let err = std::fs::File::create(log).expect("log");
-    Proc(
+    Proc::spawn(
+        "stderr",
         Command::new("sh")
             .arg("-c")
             .arg(script)
             .arg(env!("CARGO_BIN_EXE_ethwatch"))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .expect("ethwatch"),
+            .env("RUST_LOG", "info"),
+        dir.path(),
     )
-}
-
-fn scratch(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("ethwatch-listener-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).expect("dir");
-    d
 }
 
 #[test]
 fn sigterm_exits_in_bounded_time_while_clients_hold_half_requests() {
-    let dir = scratch("term");
+    let dir = Scratch::new("listener-term");
     let port = free_port();
-    let mut p = watcher(port, None, &dir.join("stderr.log"));
-    wait_port(port);
+    let mut p = watcher(port, None, &dir);
+    wait_port(port, 20);
     // Half a request head, an idle connection, and a scrape left unread.
     let mut half = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     half.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nX-Half: ")
@@ -82,13 +51,13 @@ fn sigterm_exits_in_bounded_time_while_clients_hold_half_requests() {
 
     let start = Instant::now();
     let ok = Command::new("kill")
-        .args(["-TERM", &p.0.id().to_string()])
+        .args(["-TERM", &p.pid().to_string()])
         .status()
         .expect("kill");
     assert!(ok.success());
     let deadline = start + Duration::from_secs(12);
     let status = loop {
-        if let Some(s) = p.0.try_wait().expect("wait") {
+        if let Some(s) = p.child().try_wait().expect("wait") {
             break Some(s);
         }
         if Instant::now() > deadline {
@@ -109,16 +78,15 @@ fn sigterm_exits_in_bounded_time_while_clients_hold_half_requests() {
     );
     let mut b = [0u8; 64];
     assert!(matches!(half.read(&mut b), Ok(0) | Err(_)));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_full_file_table_does_not_flood_the_log() {
-    let dir = scratch("emfile");
+    let dir = Scratch::new("listener-emfile");
     let port = free_port();
     // Enough descriptors to start; a few more connections fill the table.
-    let mut p = watcher(port, Some(40), &dir.join("stderr.log"));
-    wait_port(port);
+    let mut p = watcher(port, Some(40), &dir);
+    wait_port(port, 20);
     std::thread::sleep(Duration::from_millis(300));
     let mut held = Vec::new();
     for _ in 0..80 {
@@ -160,6 +128,8 @@ fn a_full_file_table_does_not_flood_the_log() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(p.0.try_wait().expect("wait").is_none(), "the exporter died");
-    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        p.child().try_wait().expect("wait").is_none(),
+        "the exporter died"
+    );
 }

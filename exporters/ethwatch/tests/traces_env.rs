@@ -4,7 +4,6 @@
 //! counted drops and unaffected metrics.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,54 +13,9 @@ use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn anvil() -> (Proc, u16) {
-    let bin = std::env::var("ETHWATCH_ANVIL").unwrap_or_else(|_| {
-        panic!("ETHWATCH_ANVIL is not set: run the tests with scripts/test.sh")
-    });
-    let port = free_port();
-    let p = Proc(
-        Command::new(bin)
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--block-time",
-                "1",
-                "--prune-history",
-                "--silent",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("anvil"),
-    );
-    wait_port(port);
-    (p, port)
-}
+use ethwatch_testkit::mem::rss_kib_of;
+use ethwatch_testkit::scrape::Sample;
+use ethwatch_testkit::{Anvil, Proc, listening, wait_port};
 
 #[derive(Default, Debug)]
 struct Received {
@@ -152,57 +106,35 @@ async fn otlp_http_receiver() -> (u16, Arc<Mutex<Received>>) {
     (port, got)
 }
 
-async fn scrape(port: u16) -> Vec<ethwatch_core::exposition::Sample> {
+async fn scrape(port: u16) -> Vec<Sample> {
     ethwatch_core::upstream::install_crypto();
-    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("body");
-    ethwatch_core::exposition::parse(&text)
+    ethwatch_testkit::scrape::scrape(&format!("http://127.0.0.1:{port}")).await
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS")
+/// `ethwatch execution` polling `anvil` every `poll`, on a free port: its command and port.
+fn exporter(anvil: &Anvil, poll: &str) -> (std::process::Command, u16) {
+    let rpc = format!("--rpc-url={}", anvil.url());
+    let poll = format!("--poll-interval={poll}");
+    listening(env!("CARGO_BIN_EXE_ethwatch"), &["execution", &rpc, &poll])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standard_variables_configure_otlp_http_with_kubernetes_attributes() {
-    let (_anvil, anvil_port) = anvil();
+    let anvil = Anvil::start();
     let (otlp_port, got) = otlp_http_receiver().await;
-    let port = free_port();
-    let _ew = Proc(
-        Command::new(env!("CARGO_BIN_EXE_ethwatch"))
-            .args([
-                "execution",
-                "--rpc-url",
-                &format!("http://127.0.0.1:{anvil_port}"),
-            ])
-            .args([
-                "--web.listen-address",
-                &format!("127.0.0.1:{port}"),
-                "--poll-interval",
-                "250ms",
-            ])
-            .env(
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
-                format!("http://127.0.0.1:{otlp_port}"),
-            )
-            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-            .env("OTEL_TRACES_SAMPLER", "always_on")
-            .env("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=devnet")
-            .env("POD_NAME", "el-1-reth-lighthouse-0")
-            .env("POD_NAMESPACE", "kt-devnet")
-            .env("NODE_NAME", "worker-1")
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ethwatch"),
+    let (mut cmd, port) = exporter(&anvil, "250ms");
+    let _ew = Proc::start(
+        "ethwatch",
+        cmd.env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{otlp_port}"),
+        )
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        .env("OTEL_TRACES_SAMPLER", "always_on")
+        .env("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=devnet")
+        .env("POD_NAME", "el-1-reth-lighthouse-0")
+        .env("POD_NAMESPACE", "kt-devnet")
+        .env("NODE_NAME", "worker-1"),
     );
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -214,30 +146,16 @@ async fn standard_variables_configure_otlp_http_with_kubernetes_attributes() {
                     "paths {:?}",
                     r.paths
                 );
-                assert_eq!(
-                    r.resource.get("service.name").map(String::as_str),
-                    Some("ethwatch-execution")
-                );
-                assert_eq!(
-                    r.resource.get("service.version").map(String::as_str),
-                    Some(env!("CARGO_PKG_VERSION"))
-                );
-                assert_eq!(
-                    r.resource.get("k8s.pod.name").map(String::as_str),
-                    Some("el-1-reth-lighthouse-0")
-                );
-                assert_eq!(
-                    r.resource.get("k8s.namespace.name").map(String::as_str),
-                    Some("kt-devnet")
-                );
-                assert_eq!(
-                    r.resource.get("k8s.node.name").map(String::as_str),
-                    Some("worker-1")
-                );
-                assert_eq!(
-                    r.resource.get("deployment.environment").map(String::as_str),
-                    Some("devnet")
-                );
+                for (key, want) in [
+                    ("service.name", "ethwatch-execution"),
+                    ("service.version", env!("CARGO_PKG_VERSION")),
+                    ("k8s.pod.name", "el-1-reth-lighthouse-0"),
+                    ("k8s.namespace.name", "kt-devnet"),
+                    ("k8s.node.name", "worker-1"),
+                    ("deployment.environment", "devnet"),
+                ] {
+                    assert_eq!(r.resource.get(key).map(String::as_str), Some(want), "{key}");
+                }
                 assert!(
                     r.span_names.iter().any(|n| n == "eth_getBlockByNumber"),
                     "{:?}",
@@ -262,7 +180,7 @@ async fn standard_variables_configure_otlp_http_with_kubernetes_attributes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_receiver_costs_counted_drops_not_memory() {
-    let (_anvil, anvil_port) = anvil();
+    let anvil = Anvil::start();
     // A receiver that accepts connections and never answers.
     let hole = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let hole_port = hole.local_addr().expect("addr").port();
@@ -272,34 +190,20 @@ async fn a_dead_receiver_costs_counted_drops_not_memory() {
             held.push(s);
         }
     });
-    let port = free_port();
-    let ew = Proc(
-        Command::new(env!("CARGO_BIN_EXE_ethwatch"))
-            .args([
-                "execution",
-                "--rpc-url",
-                &format!("http://127.0.0.1:{anvil_port}"),
-            ])
-            .args([
-                "--web.listen-address",
-                &format!("127.0.0.1:{port}"),
-                "--poll-interval",
-                "100ms",
-            ])
-            .args(["--otel.queue-size", "64", "--otel.export-timeout", "300ms"])
+    let (mut cmd, port) = exporter(&anvil, "100ms");
+    let ew = Proc::start(
+        "ethwatch",
+        cmd.args(["--otel.queue-size", "64", "--otel.export-timeout", "300ms"])
             .env(
                 "OTEL_EXPORTER_OTLP_ENDPOINT",
                 format!("http://127.0.0.1:{hole_port}"),
             )
-            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ethwatch"),
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
     );
-    wait_port(port);
-    let pid = ew.0.id();
+    wait_port(port, 20);
+    let pid = ew.pid();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let rss_early = rss_kib(pid);
+    let rss_early = rss_kib_of(pid);
     let s = scrape(port).await;
     let blocks_early =
         ethwatch_core::exposition::value(&s, "eth_el_blocks_total", &[]).expect("blocks");
@@ -307,7 +211,7 @@ async fn a_dead_receiver_costs_counted_drops_not_memory() {
     let t = Instant::now();
     let s = scrape(port).await;
     let scrape_time = t.elapsed();
-    let rss_late = rss_kib(pid);
+    let rss_late = rss_kib_of(pid);
     let dropped = ethwatch_core::exposition::value(
         &s,
         "ethwatch_trace_spans_dropped_total",

@@ -3,44 +3,10 @@
 //! nothing, the probes answer without credentials, and a bad file fails at start-up naming the
 //! flag and the field. The certificates are made by `openssl` for 127.0.0.1.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let st = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(st.success(), "openssl {args:?} failed");
-}
+use ethwatch_testkit::{Proc, Prometheus, free_port, tls, wait_port};
 
 /// `curl` against the exporter: (HTTP status, body); status 0 when no HTTP answer came.
 fn curl(args: &[&str]) -> (u16, String) {
@@ -59,72 +25,7 @@ fn prometheus_scrapes_over_tls_with_basic_auth() {
     let dir = std::env::temp_dir().join(format!("ethwatch-webcfg-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    openssl(
-        &dir,
-        &[
-            &["req", "-x509"][..],
-            &ec,
-            &[
-                "-days",
-                "1",
-                "-subj",
-                "/CN=ethwatch-test-ca",
-                "-keyout",
-                "ca-key.pem",
-                "-out",
-                "ca.pem",
-            ],
-        ]
-        .concat(),
-    );
-    openssl(
-        &dir,
-        &[
-            &["req"][..],
-            &ec,
-            &[
-                "-subj",
-                "/CN=127.0.0.1",
-                "-keyout",
-                "key.pem",
-                "-out",
-                "req.pem",
-            ],
-        ]
-        .concat(),
-    );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .expect("ext");
-    openssl(
-        &dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "req.pem",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca-key.pem",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            "cert.pem",
-        ],
-    );
+    tls::certificates(&dir);
 
     let hash = bcrypt::hash("s3cret", 6).expect("bcrypt");
     std::fs::write(
@@ -157,18 +58,15 @@ fn prometheus_scrapes_over_tls_with_basic_auth() {
     );
 
     let port = free_port();
-    let _exp = Proc(
+    let _exp = Proc::start(
+        "ethwatch",
         Command::new(env!("CARGO_BIN_EXE_ethwatch"))
             .args(["network", "--execution-target", "el=http://127.0.0.1:1"])
             .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
             .arg("--web.config.file")
-            .arg(dir.join("web.yml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ethwatch"),
+            .arg(dir.join("web.yml")),
     );
-    wait_port(port);
+    wait_port(port, 20);
     let base = format!("https://127.0.0.1:{port}");
     let ca = dir.join("ca.pem").display().to_string();
 
@@ -208,29 +106,13 @@ fn prometheus_scrapes_over_tls_with_basic_auth() {
     );
 
     // A real Prometheus scrapes it over TLS with basic auth.
-    let prom_port = free_port();
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        format!(
+    let prom = Prometheus::start(
+        &format!(
             "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: tls\n    scheme: https\n    tls_config: {{ca_file: {ca}}}\n    basic_auth: {{username: prometheus, password: s3cret}}\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
         ),
-    )
-    .expect("prometheus.yml");
-    let prometheus = std::env::var("ETHWATCH_PROMETHEUS").unwrap_or_else(|_| {
-        panic!("ETHWATCH_PROMETHEUS is not set: run the tests with scripts/test.sh")
-    });
-    let _prom = Proc(
-        Command::new(prometheus)
-            .current_dir(&dir)
-            .arg("--config.file=prometheus.yml")
-            .arg("--storage.tsdb.path=data")
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus"),
+        &[],
     );
-    wait_port(prom_port);
+    let prom_port = prom.port;
     let query = |q: &str| {
         curl(&[
             "-G",

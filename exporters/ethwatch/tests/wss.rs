@@ -3,35 +3,11 @@
 //! binary trusting that certificate through `SSL_CERT_FILE`, and the newHeads subscription must
 //! come up (`eth_el_subscription_connected` 1).
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ethwatch_testkit::{Anvil, Proc, listening, tls, wait_port};
 use tokio::net::{TcpListener, TcpStream};
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// A TLS front: accepts TLS on a loopback port and pipes the plaintext to `backend`.
 async fn tls_front(cert: &std::path::Path, key: &std::path::Path, backend: u16) -> u16 {
@@ -72,117 +48,22 @@ async fn wss_subscription_connects_through_tls() {
     let dir = std::env::temp_dir().join(format!("ethwatch-wss-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     // A CA (what the exporter trusts) and a server certificate for 127.0.0.1 signed by it.
-    let (ca, cert, key) = (
-        dir.join("ca.pem"),
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-    );
-    let openssl = |args: &[&str]| {
-        let st = Command::new("openssl")
-            .current_dir(&dir)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("openssl");
-        assert!(st.success(), "openssl {args:?} failed");
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    openssl(
-        &[
-            &["req", "-x509"][..],
-            &ec,
-            &[
-                "-days",
-                "1",
-                "-subj",
-                "/CN=ethwatch-test-ca",
-                "-keyout",
-                "ca-key.pem",
-                "-out",
-                "ca.pem",
-            ],
-        ]
-        .concat(),
-    );
-    openssl(
-        &[
-            &["req"][..],
-            &ec,
-            &[
-                "-subj",
-                "/CN=127.0.0.1",
-                "-keyout",
-                "key.pem",
-                "-out",
-                "req.pem",
-            ],
-        ]
-        .concat(),
-    );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .expect("ext");
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "req.pem",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca-key.pem",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "cert.pem",
-    ]);
+    let tls::Certs { ca, cert, key } = tls::certificates(&dir);
 
-    let anvil_bin = std::env::var("ETHWATCH_ANVIL").unwrap_or_else(|_| {
-        panic!("ETHWATCH_ANVIL is not set: run the tests with scripts/test.sh")
-    });
-    let anvil_port = free_port();
-    let _anvil = Proc(
-        Command::new(anvil_bin)
-            .args(["--host", "127.0.0.1", "--port", &anvil_port.to_string()])
-            .args(["--block-time", "1", "--prune-history", "--silent"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("anvil"),
-    );
-    wait_port(anvil_port);
-    let front = tls_front(&cert, &key, anvil_port).await;
+    let anvil = Anvil::start();
+    let front = tls_front(&cert, &key, anvil.port).await;
 
-    let port = free_port();
-    let log = std::fs::File::create(dir.join("ethwatch.log")).expect("log");
-    let _exp = Proc(
-        Command::new(env!("CARGO_BIN_EXE_ethwatch"))
-            .args([
-                "execution",
-                "--rpc-url",
-                &format!("http://127.0.0.1:{anvil_port}"),
-            ])
-            .args(["--ws-url", &format!("wss://127.0.0.1:{front}")])
-            .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
-            .env("SSL_CERT_FILE", &ca)
-            .env_remove("SSL_CERT_DIR")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("ethwatch"),
+    let ws = format!("wss://127.0.0.1:{front}");
+    let (mut cmd, port) = listening(
+        env!("CARGO_BIN_EXE_ethwatch"),
+        &["execution", "--rpc-url", &anvil.url(), "--ws-url", &ws],
     );
-    wait_port(port);
+    let _exp = Proc::spawn(
+        "ethwatch",
+        cmd.env("SSL_CERT_FILE", &ca).env_remove("SSL_CERT_DIR"),
+        &dir,
+    );
+    wait_port(port, 20);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))

@@ -1,185 +1,35 @@
 //! Integration tests against a real node: anvil, installed by `scripts/tools.sh` and found through
 //! `ETHWATCH_ANVIL` (set by `scripts/test.sh`). Without it these tests fail, they never skip.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
-use ethwatch_core::exposition::{self, Sample};
-use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
-
-/// A running anvil, killed when dropped (also when a test panics).
-struct Anvil {
-    child: Child,
-    port: u16,
-}
-
-impl Anvil {
-    fn start_on(port: u16) -> Anvil {
-        let bin = std::env::var("ETHWATCH_ANVIL").unwrap_or_else(|_| {
-            panic!("ETHWATCH_ANVIL is not set: run the tests with scripts/test.sh, which installs anvil")
-        });
-        let child = Command::new(bin)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--block-time", "1", "--prune-history", "--silent"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start anvil");
-        let a = Anvil { child, port };
-        a.wait_ready();
-        a
-    }
-
-    fn start() -> Anvil {
-        Anvil::start_on(free_port())
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("anvil did not listen on {} within 20 s", self.port);
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Anvil {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-async fn rpc(url: &str, method: &str, params: Value) -> Value {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let v: Value = reqwest::Client::new()
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .expect("rpc send")
-        .json()
-        .await
-        .expect("rpc json");
-    assert!(v.get("error").is_none(), "{method} failed: {v}");
-    v["result"].clone()
-}
-
-fn hex(v: &Value) -> u64 {
-    u64::from_str_radix(v.as_str().expect("hex string").trim_start_matches("0x"), 16).expect("hex")
-}
-
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    args: ethwatch_execution::ExecutionArgs,
-}
-
-async fn exporter(extra: &[&str]) -> (ethwatch_execution::Running, CancellationToken, String) {
-    let mut argv = vec!["t", "--web.listen-address", "127.0.0.1:0"];
-    argv.extend_from_slice(extra);
-    let cli = Cli::try_parse_from(argv).expect("args");
-    let token = CancellationToken::new();
-    let running = ethwatch_execution::start(cli.args, token.clone())
-        .await
-        .expect("start exporter");
-    let base = format!("http://{}", running.addr);
-    (running, token, base)
-}
-
-async fn scrape(base: &str) -> Vec<Sample> {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("body");
-    exposition::parse(&text)
-}
-
-fn val(s: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    exposition::value(s, name, labels)
-}
-
-/// Polls `cond` on fresh scrapes until it holds or `secs` pass.
-async fn wait_for(
-    base: &str,
-    secs: u64,
-    what: &str,
-    cond: impl Fn(&[Sample]) -> bool,
-) -> Vec<Sample> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let s = scrape(base).await;
-        if cond(&s) {
-            return s;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {secs} s waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn status(base: &str, path: &str) -> u16 {
-    reqwest::get(format!("{base}{path}"))
-        .await
-        .expect("get")
-        .status()
-        .as_u16()
-}
+use ethwatch_testkit::scrape::Sample;
+use ethwatch_testkit::{Anvil, execution, hex, rpc, val};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follows_a_real_node_and_survives_its_death() {
     let mut anvil = Anvil::start();
     let url = anvil.url();
     let ws = url.replace("http://", "ws://");
-    let (running, token, base) = exporter(&[
-        "--rpc-url",
-        &url,
-        "--ws-url",
-        &ws,
-        "--poll-interval",
-        "250ms",
-        "--streaming-poll-interval",
-        "1s",
-        "--rpc-timeout",
-        "500ms",
-        "--ready-intervals",
-        "4",
-        "--volume.path",
-        "/tmp",
-        "--volume.interval",
-        "1s",
+    let exp = execution(&[
+        &format!("--rpc-url={url}"),
+        &format!("--ws-url={ws}"),
+        "--poll-interval=250ms",
+        "--streaming-poll-interval=1s",
+        "--rpc-timeout=500ms",
+        "--ready-intervals=4",
+        "--volume.path=/tmp",
+        "--volume.interval=1s",
     ])
     .await;
 
     // Head, chain id, client.
-    let s = wait_for(&base, 10, "a head", |s| {
-        val(s, "eth_el_head_block_number", &[]).is_some_and(|v| v >= 2.0)
-    })
-    .await;
+    let s = exp
+        .wait_for(10, "a head", |s| {
+            val(s, "eth_el_head_block_number", &[]).is_some_and(|v| v >= 2.0)
+        })
+        .await;
     let node_head = hex(&rpc(&url, "eth_blockNumber", json!([])).await) as f64;
     let ours = val(&s, "eth_el_head_block_number", &[]).expect("head");
     assert!(
@@ -194,8 +44,8 @@ async fn follows_a_real_node_and_survives_its_death() {
     );
     assert_eq!(val(&s, "eth_el_up", &[]), Some(1.0));
     assert_eq!(val(&s, "eth_el_syncing", &[]), Some(0.0));
-    assert_eq!(status(&base, "/readyz").await, 200);
-    assert_eq!(status(&base, "/healthz").await, 200);
+    assert_eq!(exp.status("/readyz").await, 200);
+    assert_eq!(exp.status("/healthz").await, 200);
     let size = val(&s, "ethwatch_volume_size_bytes", &[("path", "/tmp")]).expect("volume size");
     let avail =
         val(&s, "ethwatch_volume_available_bytes", &[("path", "/tmp")]).expect("volume available");
@@ -204,7 +54,7 @@ async fn follows_a_real_node_and_survives_its_death() {
         "statvfs of /tmp: {avail} of {size}"
     );
     assert!(
-        reqwest::get(format!("{base}/"))
+        reqwest::get(format!("{}/", exp.base))
             .await
             .expect("landing")
             .text()
@@ -216,7 +66,7 @@ async fn follows_a_real_node_and_survives_its_death() {
     // Block rate: about N blocks in N seconds, intervals of about 1 s.
     let b0 = val(&s, "eth_el_blocks_total", &[]).expect("blocks");
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let s = scrape(&base).await;
+    let s = exp.scrape().await;
     let grown = val(&s, "eth_el_blocks_total", &[]).expect("blocks") - b0;
     assert!(
         (4.0..=6.0).contains(&grown),
@@ -247,10 +97,10 @@ async fn follows_a_real_node_and_survives_its_death() {
     };
     let c0 = calls(&s);
     for _ in 0..8 {
-        assert_eq!(status(&base, "/readyz").await, 200);
+        assert_eq!(exp.status("/readyz").await, 200);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let polled = calls(&scrape(&base).await) - c0;
+    let polled = calls(&exp.scrape().await) - c0;
     assert!(
         (3.0..=6.0).contains(&polled),
         "{polled} poll cycles in 4 s while subscribed (16 at every tick)"
@@ -285,15 +135,15 @@ async fn follows_a_real_node_and_survives_its_death() {
         json!([{"from": from, "to": to, "value": "0x1"}]),
     )
     .await;
-    wait_for(&base, 5, "one pending transaction", |s| {
+    exp.wait_for(5, "one pending transaction", |s| {
         val(s, "eth_el_txpool_transactions", &[("status", "pending")]) == Some(1.0)
     })
     .await;
 
     // Mining stopped: head age grows.
-    let a1 = val(&scrape(&base).await, "eth_el_head_age_seconds", &[]).expect("age");
+    let a1 = val(&exp.scrape().await, "eth_el_head_age_seconds", &[]).expect("age");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let a2 = val(&scrape(&base).await, "eth_el_head_age_seconds", &[]).expect("age");
+    let a2 = val(&exp.scrape().await, "eth_el_head_age_seconds", &[]).expect("age");
     assert!(
         a2 >= a1 + 1.5,
         "head age must grow while mining is stopped: {a1} then {a2}"
@@ -301,28 +151,29 @@ async fn follows_a_real_node_and_survives_its_death() {
 
     // Mine it: the pool empties and the head block carries it.
     rpc(&url, "evm_mine", json!([])).await;
-    let s = wait_for(&base, 5, "the transaction mined", |s| {
-        val(s, "eth_el_txpool_transactions", &[("status", "pending")]) == Some(0.0)
-            && val(s, "eth_el_head_transactions", &[]) == Some(1.0)
-    })
-    .await;
+    let s = exp
+        .wait_for(5, "the transaction mined", |s| {
+            val(s, "eth_el_txpool_transactions", &[("status", "pending")]) == Some(0.0)
+                && val(s, "eth_el_head_transactions", &[]) == Some(1.0)
+        })
+        .await;
     assert!(val(&s, "eth_el_head_gas_used", &[]).is_some_and(|g| g >= 21000.0));
     rpc(&url, "evm_setIntervalMining", json!([1])).await;
-    let head_before_kill = wait_for(&base, 5, "mining again", |s| {
-        val(s, "eth_el_head_age_seconds", &[]).is_some_and(|a| a < 2.0)
-    })
-    .await;
+    let head_before_kill = exp
+        .wait_for(5, "mining again", |s| {
+            val(s, "eth_el_head_age_seconds", &[]).is_some_and(|a| a < 2.0)
+        })
+        .await;
     let head_before_kill = val(&head_before_kill, "eth_el_head_block_number", &[]).expect("head");
 
     // Kill the node: up 0, connect errors counted, last values served, not ready.
     let requests =
         |s: &[Sample]| val(s, "eth_el_rpc_requests_total", &[("method", "batch")]).unwrap_or(0.0);
-    let requests_before = requests(&scrape(&base).await);
+    let requests_before = requests(&exp.scrape().await);
     anvil.kill();
-    let s = wait_for(&base, 5, "eth_el_up 0", |s| {
-        val(s, "eth_el_up", &[]) == Some(0.0)
-    })
-    .await;
+    let s = exp
+        .wait_for(5, "eth_el_up 0", |s| val(s, "eth_el_up", &[]) == Some(0.0))
+        .await;
     // Each refused request is one error (under method="batch"), not one per call in it.
     let refused = val(
         &s,
@@ -361,7 +212,7 @@ async fn follows_a_real_node_and_survives_its_death() {
         Some(0.0)
     );
     let deadline = Instant::now() + Duration::from_secs(5);
-    while status(&base, "/readyz").await != 503 {
+    while exp.status("/readyz").await != 503 {
         assert!(
             Instant::now() < deadline,
             "/readyz must turn 503 while the node is down"
@@ -372,11 +223,12 @@ async fn follows_a_real_node_and_survives_its_death() {
     // Restart on the same port: everything recovers within about one interval.
     let _anvil2 = Anvil::start_on(anvil.port);
     let t = Instant::now();
-    let s = wait_for(&base, 5, "recovery", |s| {
-        val(s, "eth_el_up", &[]) == Some(1.0)
-            && val(s, "ethwatch_collector_success", &[("collector", "head")]) == Some(1.0)
-    })
-    .await;
+    let s = exp
+        .wait_for(5, "recovery", |s| {
+            val(s, "eth_el_up", &[]) == Some(1.0)
+                && val(s, "ethwatch_collector_success", &[("collector", "head")]) == Some(1.0)
+        })
+        .await;
     assert!(
         t.elapsed() < Duration::from_secs(2),
         "recovered after {:?}",
@@ -385,25 +237,21 @@ async fn follows_a_real_node_and_survives_its_death() {
     assert_eq!(val(&s, "eth_el_chain_id", &[]), Some(31337.0));
     // A fresh chain restarts at a low height: that is a reorg to a shorter chain, or an
     // unresolvable jump; either way the head follows the new node.
-    wait_for(&base, 5, "head follows the new node", |s| {
+    exp.wait_for(5, "head follows the new node", |s| {
         val(s, "eth_el_head_block_number", &[]).is_some_and(|v| v < head_before_kill)
     })
     .await;
     let deadline = Instant::now() + Duration::from_secs(5);
-    while status(&base, "/readyz").await != 200 {
+    while exp.status("/readyz").await != 200 {
         assert!(Instant::now() < deadline, "/readyz must return to 200");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    wait_for(&base, 35, "subscription reconnected", |s| {
+    exp.wait_for(35, "subscription reconnected", |s| {
         val(s, "eth_el_subscription_connected", &[]) == Some(1.0)
     })
     .await;
 
-    token.cancel();
-    tokio::time::timeout(Duration::from_secs(5), running.task)
-        .await
-        .expect("drains within 5 s")
-        .expect("task");
+    exp.drain().await;
 }
 
 /// The block `number` as the node has it: (transactions, gas used).
@@ -505,22 +353,19 @@ async fn subscribed_heads_carry_their_own_block_values() {
     let ws = geth_shaped_new_heads(url.clone()).await;
     // The poll runs rarely while subscribed: what the exporter shows between heads comes from
     // the subscription path.
-    let (running, token, base) = exporter(&[
-        "--rpc-url",
-        &url,
-        "--ws-url",
-        &ws,
-        "--poll-interval",
-        "250ms",
-        "--streaming-poll-interval",
-        "60s",
+    let exp = execution(&[
+        &format!("--rpc-url={url}"),
+        &format!("--ws-url={ws}"),
+        "--poll-interval=250ms",
+        "--streaming-poll-interval=60s",
     ])
     .await;
-    let s = wait_for(&base, 10, "subscribed with a head", |s| {
-        val(s, "eth_el_subscription_connected", &[]) == Some(1.0)
-            && val(s, "eth_el_head_block_number", &[]).is_some()
-    })
-    .await;
+    let s = exp
+        .wait_for(10, "subscribed with a head", |s| {
+            val(s, "eth_el_subscription_connected", &[]) == Some(1.0)
+                && val(s, "eth_el_head_block_number", &[]).is_some()
+        })
+        .await;
     let tx0 = val(&s, "eth_el_transactions_total", &[]).unwrap_or(0.0);
     // Let the poll loop settle on the streaming interval (its last fast tick may be pending).
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -546,7 +391,7 @@ async fn subscribed_heads_carry_their_own_block_values() {
                 Instant::now() < deadline,
                 "head {number} not shown within 5 s"
             );
-            let s = scrape(&base).await;
+            let s = exp.scrape().await;
             if val(&s, "eth_el_head_block_number", &[]) == Some(number as f64) {
                 seen += 1;
                 assert_eq!(
@@ -570,14 +415,13 @@ async fn subscribed_heads_carry_their_own_block_values() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    let s = scrape(&base).await;
+    let s = exp.scrape().await;
     assert_eq!(
         val(&s, "eth_el_transactions_total", &[]).map(|t| t - tx0),
         Some(sent),
         "each new block's transactions counted once"
     );
-    token.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), running.task).await;
+    exp.stop().await;
 }
 
 /// A reorg to a lower height (anvil's evm_revert to a snapshot, then a different block at the
@@ -590,19 +434,20 @@ async fn a_reorg_to_a_lower_height_counts_no_height_twice() {
     let url = anvil.url();
     rpc(&url, "evm_setIntervalMining", json!([0])).await;
     rpc(&url, "evm_setAutomine", json!([false])).await;
-    let (running, token, base) = exporter(&["--rpc-url", &url, "--poll-interval", "200ms"]).await;
+    let exp = execution(&["--rpc-url", &url, "--poll-interval", "200ms"]).await;
     let h0 = hex(&rpc(&url, "eth_blockNumber", json!([])).await);
-    let s = wait_for(&base, 10, "the head", |s| {
-        val(s, "eth_el_head_block_number", &[]) == Some(h0 as f64)
-    })
-    .await;
+    let s = exp
+        .wait_for(10, "the head", |s| {
+            val(s, "eth_el_head_block_number", &[]) == Some(h0 as f64)
+        })
+        .await;
     let b0 = val(&s, "eth_el_blocks_total", &[]).expect("blocks");
     let t0 = val(&s, "eth_el_transactions_total", &[]).unwrap_or(0.0);
 
     let snapshot = rpc(&url, "evm_snapshot", json!([])).await;
     send_transfers(&url, 2).await;
     rpc(&url, "anvil_mine", json!(["0xa"])).await;
-    wait_for(&base, 10, "ten blocks", |s| {
+    exp.wait_for(10, "ten blocks", |s| {
         val(s, "eth_el_head_block_number", &[]) == Some((h0 + 10) as f64)
     })
     .await;
@@ -613,18 +458,20 @@ async fn a_reorg_to_a_lower_height_counts_no_height_twice() {
     );
     send_transfers(&url, 1).await;
     rpc(&url, "evm_mine", json!([])).await;
-    let s = wait_for(&base, 10, "the reorg to h0 + 1", |s| {
-        val(s, "eth_el_head_block_number", &[]) == Some((h0 + 1) as f64)
-    })
-    .await;
+    let s = exp
+        .wait_for(10, "the reorg to h0 + 1", |s| {
+            val(s, "eth_el_head_block_number", &[]) == Some((h0 + 1) as f64)
+        })
+        .await;
     assert_eq!(val(&s, "eth_el_reorgs_total", &[]), Some(1.0));
     assert_eq!(val(&s, "eth_el_reorg_depth_sum", &[]), Some(10.0));
     // The chain grows again through heights counted before, to h0 + 12.
     rpc(&url, "anvil_mine", json!(["0xb"])).await;
-    let s = wait_for(&base, 10, "h0 + 12", |s| {
-        val(s, "eth_el_head_block_number", &[]) == Some((h0 + 12) as f64)
-    })
-    .await;
+    let s = exp
+        .wait_for(10, "h0 + 12", |s| {
+            val(s, "eth_el_head_block_number", &[]) == Some((h0 + 12) as f64)
+        })
+        .await;
     assert_eq!(
         val(&s, "eth_el_blocks_total", &[]).map(|b| b - b0),
         Some(12.0),
@@ -636,6 +483,5 @@ async fn a_reorg_to_a_lower_height_counts_no_height_twice() {
         val(&s, "eth_el_transactions_total", &[]).map(|t| t - t0),
         Some(2.0)
     );
-    token.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), running.task).await;
+    exp.stop().await;
 }

@@ -6,16 +6,16 @@
 //! values are checked against the recording. The quirks (decimal vs hex, JSON numbers, Geth- and
 //! Reth-style `eth_syncing`, null results, -32601, numbers beyond `u64`, invalid hex) are
 //! written inline, each with the client that sends it.
+//!
+//! (Over 600 lines: tables of recorded responses and the values each must decode to.)
 
-mod support;
+use ethwatch_testkit::jsonrpc as support;
 
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use alloy_primitives::B256;
-use ethwatch_core::upstream::{
-    ErrorKind, RequestMetrics, Upstream, UpstreamError, UpstreamOptions,
-};
+use ethwatch_core::upstream::{ErrorKind, RequestMetrics, UpstreamError};
 use ethwatch_execution::rpc::RpcClient;
 use ethwatch_execution::types::{
     ClientVersion, Header, Quantity, Quantity128, SyncStatus, TxpoolStatus, parse_quantity,
@@ -310,17 +310,7 @@ fn chain_id_network_id_sync_and_txpool() {
 #[tokio::test]
 async fn recorded_responses_through_the_rpc_client() {
     async fn client(body: String) -> (RpcClient, RequestMetrics) {
-        let url = support::replay(body).await;
-        let mut registry = prometheus_client::registry::Registry::default();
-        let metrics = RequestMetrics::register(&mut registry, "method", "d", "d", "e", "e");
-        let upstream = Upstream::new(
-            &url::Url::parse(&url).expect("url"),
-            UpstreamOptions::default(),
-            metrics.clone(),
-        )
-        .expect("upstream");
-        // A fresh client numbers its first request 1, like the recordings.
-        (RpcClient::new(upstream), metrics)
+        support::replay_client(body).await
     }
 
     let e = exchange("eth_getBlockByNumber", "get-latest.io");

@@ -4,13 +4,13 @@
 //! values checked, the exporter's cycle as one batch through the real client (before and after
 //! finality), geth's error objects, and a `newHeads` notification.
 
-mod support;
+use ethwatch_testkit::jsonrpc as support;
 
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use alloy_primitives::B256;
-use ethwatch_core::upstream::{RequestMetrics, Upstream, UpstreamError, UpstreamOptions};
+use ethwatch_core::upstream::UpstreamError;
 use ethwatch_execution::rpc::{Call, METHOD_NOT_FOUND, RpcClient};
 use ethwatch_execution::types::{ClientVersion, Header, Quantity, SyncStatus, TxpoolStatus};
 use serde::de::DeserializeOwned;
@@ -238,16 +238,7 @@ fn a_new_heads_notification_decodes_as_a_header() {
 #[tokio::test]
 async fn the_cycle_batch_through_the_rpc_client() {
     async fn client(body: String) -> RpcClient {
-        let url = support::replay(body).await;
-        let mut registry = prometheus_client::registry::Registry::default();
-        let metrics = RequestMetrics::register(&mut registry, "method", "d", "d", "e", "e");
-        let upstream = Upstream::new(
-            &url::Url::parse(&url).expect("url"),
-            UpstreamOptions::default(),
-            metrics,
-        )
-        .expect("upstream");
-        RpcClient::new(upstream)
+        support::replay_client(body).await.0
     }
     fn calls(request: &Value) -> Vec<Call> {
         request

@@ -1,6 +1,6 @@
 //! The real execution exporter against a misbehaving node.
 //!
-//! Each test starts a [`support::FakeNode`] and the exporter (`ethwatch_execution::start`, 200 ms
+//! Each test starts a [`FakeNode`](ethwatch_testkit::FakeNode) and the exporter (`ethwatch_execution::start`, 200 ms
 //! polls, 500 ms request timeout, 1 MiB body cap) on loopback ports, lets it learn good values,
 //! switches the node to one bad behaviour and checks, only by scraping `/metrics` and `/readyz`
 //! over HTTP, that:
@@ -15,19 +15,20 @@
 //! - everything recovers when the node behaves again, and the exporter shuts down cleanly.
 //!
 //! Waits are bounded polling loops, never fixed sleeps on the happy path.
+//!
+//! (Over 600 lines: one scenario every bad behaviour goes through, with what each must look
+//! like from outside, plus the scenarios of their own; the fake node is the test kit's.)
 
-mod support;
+use ethwatch_testkit::jsonrpc as support;
 
 use std::net::SocketAddr;
-use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use ethwatch_core::exposition::{self, Sample};
-use ethwatch_execution::{ExecutionArgs, Running};
+use ethwatch_execution::Running;
+use ethwatch_testkit::mem;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 
 use support::{CHAIN_ID, FakeNode, Mode, PEERS, Style, TXPOOL};
 
@@ -38,60 +39,16 @@ const PATIENCE: Duration = Duration::from_secs(8);
 /// A scrape slower than this fails the test outright (the node is never called by a scrape).
 const SCRAPE_LIMIT: Duration = Duration::from_secs(1);
 
-// ---------------------------------------------------------------------------------------------
-// Log capture: one global subscriber writing into a buffer; tests find their lines by the fake
-// node's address or method.
-
-static LOGS: Mutex<String> = Mutex::new(String::new());
-
-struct Capture;
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LOGS.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_str(&String::from_utf8_lossy(buf));
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn capture_logs() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        let _ = tracing_subscriber::fmt()
-            .with_writer(|| Capture)
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .try_init();
-    });
-}
-
-/// Captured log lines containing every one of `parts`.
-fn log_lines(parts: &[&str]) -> Vec<String> {
-    LOGS.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .lines()
-        .filter(|l| parts.iter().all(|p| l.contains(p)))
-        .map(str::to_string)
-        .collect()
-}
+// Log capture (one global subscriber); tests find their lines by the fake node's address or
+// method.
+use ethwatch_testkit::logs::{capture as capture_logs, matching as log_lines};
 
 // ---------------------------------------------------------------------------------------------
 // The exporter under test and its HTTP endpoints.
 
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    args: ExecutionArgs,
-}
-
 struct Exporter {
     addr: SocketAddr,
-    shutdown: CancellationToken,
-    running: Option<Running>,
+    inner: ethwatch_testkit::Exporter<Running>,
 }
 
 impl Exporter {
@@ -99,11 +56,8 @@ impl Exporter {
         capture_logs();
         let url = node.url();
         let mut argv = vec![
-            "ethwatch-test",
             "--rpc-url",
             &url,
-            "--web.listen-address",
-            "127.0.0.1:0",
             "--poll-interval",
             "200ms",
             "--rpc-timeout",
@@ -114,15 +68,10 @@ impl Exporter {
             "3",
         ];
         argv.extend_from_slice(extra);
-        let cli = Cli::try_parse_from(argv).expect("flags parse");
-        let shutdown = CancellationToken::new();
-        let running = ethwatch_execution::start(cli.args, shutdown.clone())
-            .await
-            .expect("exporter starts");
+        let inner = ethwatch_testkit::execution(&argv).await;
         Exporter {
-            addr: running.addr,
-            shutdown,
-            running: Some(running),
+            addr: inner.addr,
+            inner,
         }
     }
 
@@ -207,19 +156,8 @@ impl Exporter {
     }
 
     /// Cancels and waits for every task to drain.
-    async fn stop(mut self) {
-        self.shutdown.cancel();
-        let running = self.running.take().expect("running");
-        tokio::time::timeout(Duration::from_secs(5), running.task)
-            .await
-            .expect("the exporter drains within 5 s of shutdown")
-            .expect("the exporter's task did not panic");
-    }
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
+    async fn stop(self) {
+        self.inner.drain().await;
     }
 }
 
@@ -303,16 +241,7 @@ impl Scrape {
 
 /// Resident set size and its high-water mark of this process, in bytes.
 fn memory() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-            .unwrap_or_else(|| panic!("no {name} in /proc/self/status"))
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    (mem::rss_kib() * 1024, mem::hwm_kib() * 1024)
 }
 
 const MIB: f64 = 1024.0 * 1024.0;

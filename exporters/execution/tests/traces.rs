@@ -5,47 +5,13 @@
 //! One test per binary: the tracing subscriber is global to the process.
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use ethwatch_execution::ExecutionArgs;
+use ethwatch_testkit::exporter::{Exporter, args};
+use ethwatch_testkit::scrape::{exemplar_trace_ids, openmetrics};
+use ethwatch_testkit::{Anvil, Prometheus};
 use fake_opentelemetry_collector::{ExportedSpan, FakeCollectorServer};
-use tokio_util::sync::CancellationToken;
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn tool(var: &str) -> String {
-    std::env::var(var)
-        .unwrap_or_else(|_| panic!("{var} is not set: run the tests with scripts/test.sh"))
-}
-
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    args: ethwatch_execution::ExecutionArgs,
-}
 
 fn attr<'a>(s: &'a ExportedSpan, key: &str) -> &'a str {
     s.attributes.get(key).map(String::as_str).unwrap_or("")
@@ -54,33 +20,14 @@ fn attr<'a>(s: &'a ExportedSpan, key: &str) -> &'a str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_reach_an_otlp_receiver_and_match_the_exemplars() {
     let mut collector = FakeCollectorServer::start().await.expect("collector");
-    let anvil_port = free_port();
-    let _anvil = Proc(
-        Command::new(tool("ETHWATCH_ANVIL"))
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &anvil_port.to_string(),
-                "--block-time",
-                "1",
-                "--prune-history",
-                "--silent",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("anvil"),
-    );
-    wait_port(anvil_port);
+    let anvil = Anvil::start();
+    let anvil_port = anvil.port;
 
-    let rpc = format!("http://127.0.0.1:{anvil_port}");
+    let rpc = anvil.url();
     let endpoint = collector.endpoint();
-    let cli = Cli::try_parse_from([
-        "t",
+    let args: ExecutionArgs = args(&[
         "--rpc-url",
         &rpc,
-        "--web.listen-address",
-        "127.0.0.1:0",
         "--poll-interval",
         "300ms",
         "--otel.endpoint",
@@ -89,47 +36,19 @@ async fn spans_reach_an_otlp_receiver_and_match_the_exemplars() {
         "grpc",
         "--otel.resource-attributes",
         "k8s.pod.name=el-1,k8s.namespace.name=kt-test",
-    ])
-    .expect("args");
-    let guard = ethwatch_core::telemetry::setup(&cli.args.common, "execution")
+    ]);
+    let guard = ethwatch_core::telemetry::setup(&args.common, "execution")
         .expect("trace setup")
         .expect("tracing is configured");
-    let token = CancellationToken::new();
-    let running = ethwatch_execution::start(cli.args, token.clone())
-        .await
-        .expect("start");
-    let base = format!("http://{}", running.addr);
+    let exp = Exporter::start(args, ethwatch_execution::start).await;
+    let base = exp.base.clone();
 
     // A real Prometheus with exemplar storage scrapes the exporter every second.
-    let dir = std::env::temp_dir().join(format!("ethwatch-traces-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        format!(
-            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: ethwatch\n    static_configs: [{{targets: ['{}']}}]\n",
-            running.addr
-        ),
-    )
-    .expect("config");
-    let prom_port = free_port();
-    let _prom = Proc(
-        Command::new(tool("ETHWATCH_PROMETHEUS"))
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .arg("--enable-feature=exemplar-storage")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus"),
+    let prom = Prometheus::scraping(
+        &exp.addr.to_string(),
+        &["--enable-feature=exemplar-storage"],
     );
-    wait_port(prom_port);
+    let prom_port = prom.port;
 
     // Let a few polls happen, then flush and collect what the receiver got.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -217,22 +136,8 @@ async fn spans_reach_an_otlp_receiver_and_match_the_exemplars() {
 
     // Exemplars on /metrics (OpenMetrics) name exported traces.
     let trace_ids: HashSet<&str> = spans.iter().map(|s| s.trace_id.as_str()).collect();
-    let om = reqwest::Client::new()
-        .get(format!("{base}/metrics"))
-        .header("accept", "application/openmetrics-text; version=1.0.0")
-        .send()
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("body");
-    let exemplar_ids: Vec<String> = om
-        .lines()
-        .filter(|l| l.starts_with("eth_el_rpc_request_duration_seconds_bucket"))
-        .filter_map(|l| l.split("trace_id=\"").nth(1))
-        .filter_map(|r| r.split('"').next())
-        .map(str::to_string)
-        .collect();
+    let om = openmetrics(&base).await;
+    let exemplar_ids = exemplar_trace_ids(&om, "eth_el_rpc_request_duration_seconds_bucket");
     assert!(!exemplar_ids.is_empty(), "no exemplars on /metrics:\n{om}");
     assert!(
         exemplar_ids
@@ -287,7 +192,5 @@ async fn spans_reach_an_otlp_receiver_and_match_the_exemplars() {
         "none of Prometheus' exemplar trace ids {prom_ids:?} were exported"
     );
 
-    token.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), running.task).await;
-    let _ = std::fs::remove_dir_all(&dir);
+    exp.stop().await;
 }

@@ -8,9 +8,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use ethwatch_testkit::jsonrpc;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 fn head_number() -> u64 {
     SystemTime::now()
@@ -36,11 +35,9 @@ fn answer(req: &Value) -> Value {
             Some("latest") | None => block(head_number()),
             Some(n) => block(u64::from_str_radix(n.trim_start_matches("0x"), 16).unwrap_or(0)),
         },
-        _ => {
-            return json!({"jsonrpc": "2.0", "id": req["id"], "error": {"code": -32601, "message": "not here"}});
-        }
+        _ => return jsonrpc::error(req, -32601, "not here"),
     };
-    json!({"jsonrpc": "2.0", "id": req["id"], "result": result})
+    jsonrpc::result(req, result)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
@@ -48,52 +45,7 @@ async fn main() -> std::io::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:0".into());
-    let listener = TcpListener::bind(&addr).await?;
-    println!("{}", listener.local_addr()?);
-    loop {
-        let (mut sock, _) = listener.accept().await?;
-        tokio::spawn(async move {
-            let mut buf = Vec::with_capacity(4096);
-            loop {
-                let head_end = loop {
-                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break i + 4;
-                    }
-                    let mut chunk = [0u8; 8192];
-                    match sock.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                };
-                let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                while buf.len() < head_end + len {
-                    let mut chunk = [0u8; 8192];
-                    match sock.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let body: Value =
-                    serde_json::from_slice(&buf[head_end..head_end + len]).unwrap_or(Value::Null);
-                buf.drain(..head_end + len);
-                let out = match &body {
-                    Value::Array(items) => Value::Array(items.iter().map(answer).collect()),
-                    one => answer(one),
-                }
-                .to_string();
-                let res = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{out}",
-                    out.len()
-                );
-                if sock.write_all(res.as_bytes()).await.is_err() {
-                    return;
-                }
-            }
-        });
-    }
+    // The test kit's JSON-RPC server: every path answers, batches call by call.
+    println!("{}", jsonrpc::serve_on(&addr, answer).await?);
+    std::future::pending().await
 }

@@ -3,64 +3,16 @@
 //! still compared, the bad one is reported down with its errors counted by kind, and the cycle
 //! stays within its timeout.
 
-#[path = "../../execution/tests/support/mod.rs"]
-mod support;
-
-use std::time::{Duration, Instant};
-
-use clap::Parser;
-use ethwatch_core::exposition::{self, Sample};
-use support::{FakeNode, Mode};
-use tokio_util::sync::CancellationToken;
-
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    args: ethwatch_network::NetworkArgs,
-}
-
-async fn scrape(base: &str) -> Vec<Sample> {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .expect("body");
-    exposition::parse(&text)
-}
-
-fn v(s: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    exposition::value(s, name, labels)
-}
-
-/// The sum over every series matching the labels (errors are per call).
-fn sum(s: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
-    s.iter()
-        .filter(|x| x.name == name && labels.iter().all(|(k, val)| x.label(k) == Some(*val)))
-        .map(|x| x.value)
-        .sum()
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
-}
+use ethwatch_testkit::jsonrpc::{FakeNode, Mode};
+use ethwatch_testkit::mem::rss_kib;
+use ethwatch_testkit::{network, sum, val};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_bad_node_does_not_blind_the_watcher() {
     let good1 = FakeNode::start(100).await;
     let good2 = FakeNode::start(100).await;
     let bad = FakeNode::start(100).await;
-    let cli = Cli::try_parse_from([
-        "t",
-        "--web.listen-address",
-        "127.0.0.1:0",
+    let exp = network(&[
         "--poll-interval",
         "300ms",
         "--request-timeout",
@@ -76,12 +28,7 @@ async fn one_bad_node_does_not_blind_the_watcher() {
         "--execution-target",
         &format!("bad={}", bad.url()),
     ])
-    .expect("args");
-    let token = CancellationToken::new();
-    let r = ethwatch_network::start(cli.args, token.clone())
-        .await
-        .expect("start");
-    let base = format!("http://{}", r.addr);
+    .await;
     let rss_before = rss_kib();
 
     for (mode, kind) in [
@@ -110,59 +57,56 @@ async fn one_bad_node_does_not_blind_the_watcher() {
     ] {
         bad.set_mode(mode);
         let before = sum(
-            &scrape(&base).await,
+            &exp.scrape().await,
             "eth_network_request_errors_total",
             &[("node", "bad"), ("kind", kind)],
         );
-        let deadline = Instant::now() + Duration::from_secs(8);
-        loop {
-            let s = scrape(&base).await;
-            let errors = sum(
+        let s = exp
+            .wait_for(
+                8,
+                &format!("{mode:?}: a {kind} error counted for the bad node, and it down"),
+                |s| {
+                    let errors = sum(
+                        s,
+                        "eth_network_request_errors_total",
+                        &[("node", "bad"), ("kind", kind)],
+                    );
+                    errors > before
+                        && val(
+                            s,
+                            "eth_network_node_up",
+                            &[("layer", "execution"), ("node", "bad")],
+                        ) == Some(0.0)
+                },
+            )
+            .await;
+        // The good nodes are still compared and agree.
+        assert_eq!(
+            val(
                 &s,
-                "eth_network_request_errors_total",
-                &[("node", "bad"), ("kind", kind)],
-            );
-            let bad_down = v(
+                "eth_network_nodes",
+                &[("layer", "execution"), ("state", "up")]
+            ),
+            Some(2.0),
+            "{mode:?}"
+        );
+        assert_eq!(
+            val(&s, "eth_network_distinct_heads", &[("layer", "execution")]),
+            Some(1.0),
+            "{mode:?}"
+        );
+        assert_eq!(
+            val(
                 &s,
-                "eth_network_node_up",
-                &[("layer", "execution"), ("node", "bad")],
-            ) == Some(0.0);
-            if errors > before && bad_down {
-                // The good nodes are still compared and agree.
-                assert_eq!(
-                    v(
-                        &s,
-                        "eth_network_nodes",
-                        &[("layer", "execution"), ("state", "up")]
-                    ),
-                    Some(2.0),
-                    "{mode:?}"
-                );
-                assert_eq!(
-                    v(&s, "eth_network_distinct_heads", &[("layer", "execution")]),
-                    Some(1.0),
-                    "{mode:?}"
-                );
-                assert_eq!(
-                    v(
-                        &s,
-                        "eth_network_node_on_majority_chain",
-                        &[("layer", "execution"), ("node", "good1")]
-                    ),
-                    Some(1.0)
-                );
-                assert!(
-                    v(&s, "eth_network_cycle_duration_seconds", &[]).is_some_and(|d| d < 2.0),
-                    "{mode:?}: cycle within its timeout"
-                );
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{mode:?}: no {kind} error counted for the bad node, or it is not down"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+                "eth_network_node_on_majority_chain",
+                &[("layer", "execution"), ("node", "good1")]
+            ),
+            Some(1.0)
+        );
+        assert!(
+            val(&s, "eth_network_cycle_duration_seconds", &[]).is_some_and(|d| d < 2.0),
+            "{mode:?}: cycle within its timeout"
+        );
     }
     let grown = rss_kib().saturating_sub(rss_before);
     assert!(
@@ -172,25 +116,18 @@ async fn one_bad_node_does_not_blind_the_watcher() {
 
     // Recovery: the bad node behaves again and rejoins the majority.
     bad.set_mode(Mode::Correct);
-    let deadline = Instant::now() + Duration::from_secs(8);
-    loop {
-        let s = scrape(&base).await;
-        if v(
-            &s,
+    exp.wait_for(8, "the node to recover", |s| {
+        val(
+            s,
             "eth_network_nodes",
             &[("layer", "execution"), ("state", "up")],
         ) == Some(3.0)
-            && v(
-                &s,
+            && val(
+                s,
                 "eth_network_node_on_majority_chain",
                 &[("layer", "execution"), ("node", "bad")],
             ) == Some(1.0)
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the node did not recover");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    token.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), r.task).await;
+    })
+    .await;
+    exp.stop().await;
 }

@@ -4,156 +4,10 @@
 //! landing pages with their live values, over the same nodes. Tools come from `scripts/test.sh`
 //! (ETHWATCH_ANVIL, ETHWATCH_LODESTAR).
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use ethwatch_testkit::{Anvil, Lodestar, consensus, execution, free_port, network};
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn tool(var: &str) -> String {
-    std::env::var(var)
-        .unwrap_or_else(|_| panic!("{var} is not set: run the tests with scripts/test.sh"))
-}
-
-fn wait_port(port: u16, secs: u64) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// An anvil chain; `accounts` changes the genesis, so two chains never share a block hash.
-fn anvil(accounts: u32) -> (Proc, String) {
-    let port = free_port();
-    let p = Proc(
-        Command::new(tool("ETHWATCH_ANVIL"))
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--block-time", "1", "--prune-history", "--silent"])
-            .args(["--accounts", &accounts.to_string()])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("anvil"),
-    );
-    wait_port(port, 20);
-    (p, format!("http://127.0.0.1:{port}"))
-}
-
-/// A node that stopped following `of`: anvil forked from it at its current block, mining
-/// nothing. It shares the chain's history, so it agrees at the common height, and falls behind.
-fn stalled_copy(of: &str) -> (Proc, String) {
-    let port = free_port();
-    let p = Proc(
-        Command::new(tool("ETHWATCH_ANVIL"))
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--fork-url", of, "--no-mining", "--silent"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("anvil --fork-url"),
-    );
-    wait_port(port, 20);
-    (p, format!("http://127.0.0.1:{port}"))
-}
-
-/// A Lodestar dev chain in a scratch directory, stopped with the two signals it needs.
-struct Lodestar {
-    child: Child,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Lodestar {
-    fn drop(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        std::thread::sleep(Duration::from_millis(300));
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn lodestar() -> (Lodestar, String) {
-    let dir = std::env::temp_dir().join(format!("ethwatch-status-lodestar-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let (rest, p2p) = (free_port(), free_port());
-    let url = format!("http://127.0.0.1:{rest}");
-    let child = Command::new(tool("ETHWATCH_LODESTAR"))
-        .current_dir(&dir)
-        .args([
-            "dev",
-            "--genesisValidators",
-            "8",
-            "--startValidators",
-            "0..7",
-        ])
-        .args(["--reset", "--rest", "--rest.address", "127.0.0.1"])
-        .args(["--rest.port", &rest.to_string(), "--beaconNodes", &url])
-        .args(["--rest.namespace", "*", "--listenAddress", "127.0.0.1"])
-        .args([
-            "--port",
-            &p2p.to_string(),
-            "--discv5",
-            "false",
-            "--mdns",
-            "false",
-        ])
-        .args(["--targetPeers", "0", "--params.SECONDS_PER_SLOT", "2"])
-        .args(["--params.ALTAIR_FORK_EPOCH", "0"])
-        .args(["--dataDir", &dir.join("data").display().to_string()])
-        .env_remove("LODESTAR")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("lodestar");
-    let l = Lodestar { child, dir };
-    wait_port(rest, 60);
-    (l, url)
-}
-
-#[derive(Parser)]
-struct NetCli {
-    #[command(flatten)]
-    args: ethwatch_network::NetworkArgs,
-}
-
-#[derive(Parser)]
-struct ElCli {
-    #[command(flatten)]
-    args: ethwatch_execution::ExecutionArgs,
-}
-
-#[derive(Parser)]
-struct ClCli {
-    #[command(flatten)]
-    args: ethwatch_consensus::ConsensusArgs,
-}
-
-const LISTEN: [&str; 3] = ["t", "--web.listen-address", "127.0.0.1:0"];
 
 async fn get(url: &str) -> (String, String) {
     let r = reqwest::get(url).await.expect(url);
@@ -209,30 +63,28 @@ fn layer<'a>(s: &'a Value, name: &str) -> &'a Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_page_and_api_show_every_node_a_split_and_a_death() {
     ethwatch_core::upstream::install_crypto();
-    let (_a, a) = anvil(10);
-    let (b_proc, b) = anvil(3);
-    let (_l, cl) = lodestar();
-    let (_s, stalled) = stalled_copy(&a);
+    let node_a = Anvil::start_with(&["--accounts", "10"]);
+    let a = node_a.url();
+    let b_proc = Anvil::start_with(&["--accounts", "3"]);
+    let b = b_proc.url();
+    let lodestar = Lodestar::dev();
+    let cl = lodestar.url();
+    let stalled_node = Anvil::stalled_copy(&a);
+    let stalled = stalled_node.url();
     let dead = format!("http://127.0.0.1:{}", free_port());
-    let mut argv: Vec<String> = LISTEN.iter().map(|s| s.to_string()).collect();
-    for f in [
-        "--poll-interval=300ms".to_string(),
-        "--request-timeout=500ms".into(),
-        format!("--execution-target=el-a1={a}"),
-        format!("--execution-target=el-a2={a}"),
-        format!("--execution-target=el-b={b}"),
-        format!("--execution-target=el-dead={dead}"),
-        format!("--execution-target=el-stalled={stalled}"),
-        format!("--beacon-target=cl-1={cl}"),
-        "--pair=el-a1=cl-1".into(),
-    ] {
-        argv.push(f);
-    }
-    let token = CancellationToken::new();
-    let r = ethwatch_network::start(NetCli::parse_from(argv).args, token.clone())
-        .await
-        .expect("start");
-    let base = format!("http://{}", r.addr);
+    let exp = network(&[
+        "--poll-interval=300ms",
+        "--request-timeout=500ms",
+        &format!("--execution-target=el-a1={a}"),
+        &format!("--execution-target=el-a2={a}"),
+        &format!("--execution-target=el-b={b}"),
+        &format!("--execution-target=el-dead={dead}"),
+        &format!("--execution-target=el-stalled={stalled}"),
+        &format!("--beacon-target=cl-1={cl}"),
+        "--pair=el-a1=cl-1",
+    ])
+    .await;
+    let base = exp.base.clone();
 
     let s = wait_status(&base, 90, "every node seen, Lodestar past slot 1", |s| {
         s["nodes"].as_array().is_some_and(|n| n.len() == 6)
@@ -369,17 +221,8 @@ async fn status_page_and_api_show_every_node_a_split_and_a_death() {
     assert!(html.contains("<tr data-node=\"el-b\" data-layer=\"execution\" data-state=\"down\">"));
 
     // The exporters' landing pages carry their live values beside the collector table.
-    let t2 = CancellationToken::new();
-    let mut argv: Vec<String> = LISTEN.iter().map(|s| s.to_string()).collect();
-    argv.push(format!("--rpc-url={a}"));
-    let el_exp = ethwatch_execution::start(ElCli::parse_from(argv).args, t2.clone())
-        .await
-        .expect("execution exporter");
-    let mut argv: Vec<String> = LISTEN.iter().map(|s| s.to_string()).collect();
-    argv.push(format!("--beacon-url={cl}"));
-    let cl_exp = ethwatch_consensus::start(ClCli::parse_from(argv).args, t2.clone())
-        .await
-        .expect("consensus exporter");
+    let el_exp = execution(&[&format!("--rpc-url={a}")]).await;
+    let cl_exp = consensus(&cl, &[]).await;
     for (addr, want) in [
         (el_exp.addr, ["head", "head age", "peers", "sync"]),
         (cl_exp.addr, ["head slot", "head age", "peers", "sync"]),
@@ -407,9 +250,7 @@ async fn status_page_and_api_show_every_node_a_split_and_a_death() {
         }
     }
 
-    t2.cancel();
-    token.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), el_exp.task).await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), cl_exp.task).await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), r.task).await;
+    el_exp.stop().await;
+    cl_exp.stop().await;
+    exp.stop().await;
 }

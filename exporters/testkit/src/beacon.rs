@@ -2,8 +2,6 @@
 //! while the exporter runs. Good answers are built around a chain whose clock is real (genesis
 //! in the past, 2 s slots) so the exporter's clock and head logic engage.
 
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -361,4 +359,20 @@ async fn stream(
         Stream::Status(_) => {}
     }
     Ok(())
+}
+
+/// A chain whose clock is real: genesis 100 s ago, 2 s slots; returns (genesis, head slot).
+pub fn live_chain() -> (u64, u64) {
+    let now = ethwatch_core::unix_now() as u64;
+    let genesis = now - 100;
+    (genesis, (now - genesis) / 2)
+}
+
+/// The consensus exporter's `eth_cl_api_errors_total` for `route` and error `kind`.
+pub fn api_errors(s: &[crate::scrape::Sample], route: &str, kind: &str) -> Option<f64> {
+    crate::val(
+        s,
+        "eth_cl_api_errors_total",
+        &[("route", route), ("kind", kind)],
+    )
 }

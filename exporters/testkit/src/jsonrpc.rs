@@ -6,10 +6,11 @@
 //! proxy or load balancer does: see [`Mode`]. Large and endless bodies are streamed from one
 //! static chunk, so the server itself allocates nothing per byte sent.
 //!
-//! [`replay`] serves one fixed body to every request (recorded responses).
+//! [`replay`] serves one fixed body to every request (recorded responses); [`serve`] answers
+//! every call with a function of it (batches call by call).
 //!
-//! Each test crate uses a different part of this module.
-#![allow(dead_code)]
+//! (Over 600 lines: the three servers share the response body type and the JSON-RPC framing;
+//! apart, each would need the other's internals made public.)
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -560,4 +561,81 @@ pub async fn replay(body: impl Into<Bytes>) -> String {
         }
     });
     format!("http://{addr}/")
+}
+
+/// A JSON-RPC server on `addr` (`127.0.0.1:0` for any port) that answers every call with
+/// `answer(call)`, a batch call by call; returns where it listens. It runs until the runtime ends.
+pub async fn serve_on(
+    addr: &str,
+    answer: impl Fn(&Value) -> Value + Send + Sync + 'static,
+) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let answer = Arc::new(answer);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let answer = answer.clone();
+                    async move {
+                        let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                        let out = match body.ok().and_then(|b| serde_json::from_slice(&b).ok()) {
+                            Some(Value::Array(calls)) => {
+                                Value::Array(calls.iter().map(|c| answer(c)).collect())
+                            }
+                            Some(call) => answer(&call),
+                            None => rpc_error(Value::Null, -32700, "parse error"),
+                        };
+                        let bytes = serde_json::to_vec(&out).expect("encode answer");
+                        Ok::<_, Infallible>(respond(StatusCode::OK, FakeBody::full(bytes)))
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// [`serve_on`] a free loopback port; returns `http://127.0.0.1:PORT`.
+pub async fn serve(answer: impl Fn(&Value) -> Value + Send + Sync + 'static) -> String {
+    let addr = serve_on("127.0.0.1:0", answer)
+        .await
+        .expect("bind JSON-RPC server");
+    format!("http://{addr}")
+}
+
+/// A JSON-RPC result for `call`.
+pub fn result(call: &Value, result: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": call["id"], "result": result})
+}
+
+/// A JSON-RPC error for `call`.
+pub fn error(call: &Value, code: i64, message: &str) -> Value {
+    rpc_error(call["id"].clone(), code, message)
+}
+
+/// The exporter's own JSON-RPC client talking to a [`replay`] server of `body` (a fresh client
+/// numbers its first request 1, like the recordings), and its request metrics.
+pub async fn replay_client(
+    body: impl Into<Bytes>,
+) -> (
+    ethwatch_execution::rpc::RpcClient,
+    ethwatch_core::upstream::RequestMetrics,
+) {
+    use ethwatch_core::upstream::{RequestMetrics, Upstream, UpstreamOptions};
+    let url = replay(body).await;
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = RequestMetrics::register(&mut registry, "method", "d", "d", "e", "e");
+    let upstream = Upstream::new(
+        &url::Url::parse(&url).expect("url"),
+        UpstreamOptions::default(),
+        metrics.clone(),
+    )
+    .expect("upstream");
+    (ethwatch_execution::rpc::RpcClient::new(upstream), metrics)
 }
