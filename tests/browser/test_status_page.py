@@ -22,7 +22,7 @@ import threading
 import pytest
 
 from cdp import Browser, find_chromium
-from e2e.devnet import ROOT, build_ethwatch, child_env, die_with_parent, tool
+from e2e.devnet import ROOT, build_ethwatch, child_env, die_with_parent, lodestar_dev, tool
 from e2e.stack import HOST, Stack, free_port, http_get, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -116,13 +116,8 @@ def devnet(tmp_path_factory):
         beacon_dir = tmp / "lodestar"
         beacon_dir.mkdir()
         beacon = f"http://{HOST}:{p['beacon']}"
-        stack.start("lodestar", [
-            lodestar, "dev", "--genesisValidators", "8", "--startValidators", "0..7", "--reset",
-            "--rest", "--rest.address", HOST, "--rest.port", str(p["beacon"]), "--beaconNodes", beacon,
-            "--rest.namespace", "*", "--listenAddress", HOST, "--port", str(p["p2p"]), "--discv5", "false",
-            "--mdns", "false", "--targetPeers", "0", "--params.SECONDS_PER_SLOT", "2",
-            "--params.ALTAIR_FORK_EPOCH", "0", "--dataDir", str(beacon_dir / "data")],
-            cwd=beacon_dir, signals_to_stop=2, **pre)
+        stack.start("lodestar", lodestar_dev(lodestar, p["beacon"], p["p2p"], beacon_dir / "data"),
+                    cwd=beacon_dir, signals_to_stop=2, **pre)
         relay = Relay(p["a"])
         a = f"http://{HOST}:{p['a']}"
         stack.start("ethwatch-network", [
