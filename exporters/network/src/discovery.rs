@@ -452,36 +452,25 @@ mod tests {
         let mut failed = unready.clone();
         failed.status.as_mut().expect("status").phase = Some("Failed".into());
         assert!(r.target(&failed).is_none());
-        assert!(
-            r.target(&pod(
+        // Not targets: a validator client, a node without an IP yet, a node without its API port.
+        for (name, id, ip, port) in [
+            (
                 "vc-1",
-                &[("kurtosistech.com/id", "vc-1-lighthouse-reth")],
-                true,
+                "vc-1-lighthouse-reth",
                 Some("10.0.0.7"),
-                ("http", 5056)
-            ))
-            .is_none()
-        );
-        assert!(
-            r.target(&pod(
+                ("http", 5056),
+            ),
+            ("el-2", "el-2-geth-teku", None, ("rpc", 8545)),
+            (
                 "el-2",
-                &[("kurtosistech.com/id", "el-2-geth-teku")],
-                true,
-                None,
-                ("rpc", 8545)
-            ))
-            .is_none()
-        );
-        assert!(
-            r.target(&pod(
-                "el-2",
-                &[("kurtosistech.com/id", "el-2-geth-teku")],
-                true,
+                "el-2-geth-teku",
                 Some("10.0.0.8"),
-                ("metrics", 9001)
-            ))
-            .is_none()
-        );
+                ("metrics", 9001),
+            ),
+        ] {
+            let p = pod(name, &[("kurtosistech.com/id", id)], true, ip, port);
+            assert!(r.target(&p).is_none(), "{name} {ip:?} {port:?}");
+        }
     }
 
     #[test]
