@@ -28,6 +28,24 @@ use crate::metrics::ExecutionMetrics;
 use crate::rpc::{Call, ItemResult, METHOD_NOT_FOUND, RpcClient};
 use crate::types::{ClientVersion, Header, Quantity, SyncStatus, TxpoolStatus};
 
+/// Why a collector's run failed (its `ethwatch_collector_success` is 0 and the landing page
+/// shows this message).
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    /// The node's answer to the collector's call was an error or could not be read.
+    #[error(transparent)]
+    Node(#[from] UpstreamError),
+    /// `eth_getBlockByNumber("latest")` answered null.
+    #[error("the node returned null for the latest block")]
+    NullHead,
+    /// One of the info calls failed (the first one, named).
+    #[error("{method}: {source}")]
+    Info {
+        method: &'static str,
+        source: UpstreamError,
+    },
+}
+
 /// Settings of the poller.
 #[derive(Debug, Clone)]
 pub struct PollerConfig {
@@ -264,7 +282,8 @@ impl Poller {
                 span.record("otel.status_code", "ERROR");
             }
             self.log_collector(c, &r, start);
-            self.status.record(c.name(), start.elapsed(), r);
+            self.status
+                .record(c.name(), start.elapsed(), r.map_err(|e| e.to_string()));
         }
         let expected = self.cfg.expected_interval.map(|d| d.as_secs_f64()).or(self
             .tracker
@@ -280,7 +299,7 @@ impl Poller {
         c: ElCollector,
         items: Vec<(Call, ItemResult)>,
         cycle_start: Instant,
-    ) -> Result<(), String> {
+    ) -> Result<(), CollectError> {
         match c {
             ElCollector::Head => self.handle_head(items).await,
             ElCollector::Finality => self.handle_finality(items),
@@ -297,7 +316,7 @@ impl Poller {
 
     /// Logs a collector that starts failing once (a warning naming the cause) and when it works
     /// again; a method the node lacks is logged by [`Self::check_unsupported`] instead.
-    fn log_collector(&self, c: ElCollector, r: &Result<(), String>, cycle_start: Instant) {
+    fn log_collector(&self, c: ElCollector, r: &Result<(), CollectError>, cycle_start: Instant) {
         let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
         match r {
             Err(e) if failing.insert(c) && !self.found_unsupported(c, cycle_start) => {
@@ -385,18 +404,16 @@ impl Poller {
         }
     }
 
-    async fn handle_head(&self, items: Vec<(Call, ItemResult)>) -> Result<(), String> {
+    async fn handle_head(&self, items: Vec<(Call, ItemResult)>) -> Result<(), CollectError> {
         for (call, item) in items {
-            let h: Option<Header> = self.decode(call.method, item).map_err(|e| e.to_string())?;
-            let h = h.ok_or("the node returned null for the latest block")?;
-            self.on_head(h, HeadSource::Poll)
-                .await
-                .map_err(|e| e.to_string())?;
+            let h: Option<Header> = self.decode(call.method, item)?;
+            let h = h.ok_or(CollectError::NullHead)?;
+            self.on_head(h, HeadSource::Poll).await?;
         }
         Ok(())
     }
 
-    fn handle_finality(&self, items: Vec<(Call, ItemResult)>) -> Result<(), String> {
+    fn handle_finality(&self, items: Vec<(Call, ItemResult)>) -> Result<(), CollectError> {
         let mut values = [None, None];
         let mut err = None;
         for (i, (call, item)) in items.into_iter().enumerate() {
@@ -405,11 +422,11 @@ impl Poller {
                 // Pre-merge and dev chains answer "finalized block not found" as an error: the
                 // value is simply absent, not a failure.
                 Err(UpstreamError::Rpc { code, .. }) if code != METHOD_NOT_FOUND => {}
-                Err(e) => err = Some(e.to_string()),
+                Err(e) => err = Some(e),
             }
         }
         if let Some(e) = err {
-            return Err(e);
+            return Err(e.into());
         }
         let mut s = self.metrics.state.lock();
         s.finalized = values[0];
@@ -417,7 +434,7 @@ impl Poller {
         Ok(())
     }
 
-    fn handle_sync(&self, items: Vec<(Call, ItemResult)>) -> Result<(), String> {
+    fn handle_sync(&self, items: Vec<(Call, ItemResult)>) -> Result<(), CollectError> {
         for (call, item) in items {
             match self.decode::<SyncStatus>(call.method, item) {
                 Ok(st) => {
@@ -441,27 +458,27 @@ impl Poller {
                         s.sync_current = None;
                         s.sync_highest = None;
                     });
-                    return Err(e.to_string());
+                    return Err(e.into());
                 }
             }
         }
         Ok(())
     }
 
-    fn handle_peers(&self, items: Vec<(Call, ItemResult)>) -> Result<(), String> {
+    fn handle_peers(&self, items: Vec<(Call, ItemResult)>) -> Result<(), CollectError> {
         for (call, item) in items {
             match self.decode::<Quantity>(call.method, item) {
                 Ok(q) => self.metrics.state.lock().peers = Some(q.0),
                 Err(e) => {
                     self.clear_on_unsupported(&e, |s| s.peers = None);
-                    return Err(e.to_string());
+                    return Err(e.into());
                 }
             }
         }
         Ok(())
     }
 
-    fn handle_txpool(&self, items: Vec<(Call, ItemResult)>) -> Result<(), String> {
+    fn handle_txpool(&self, items: Vec<(Call, ItemResult)>) -> Result<(), CollectError> {
         for (call, item) in items {
             match self.decode::<TxpoolStatus>(call.method, item) {
                 Ok(t) => {
@@ -474,14 +491,14 @@ impl Poller {
                         s.txpool_pending = None;
                         s.txpool_queued = None;
                     });
-                    return Err(e.to_string());
+                    return Err(e.into());
                 }
             }
         }
         Ok(())
     }
 
-    fn handle_info(&self, items: Vec<(Call, ItemResult)>) -> Result<(), String> {
+    fn handle_info(&self, items: Vec<(Call, ItemResult)>) -> Result<(), CollectError> {
         let mut first_err = None;
         for (call, item) in items {
             let r = match call.method {
@@ -496,8 +513,11 @@ impl Poller {
                     .map(|v| self.metrics.state.lock().client = Some(ClientVersion::parse(&v))),
                 _ => Ok(()),
             };
-            if let Err(e) = r {
-                first_err.get_or_insert(format!("{}: {e}", call.method));
+            if let Err(source) = r {
+                first_err.get_or_insert(CollectError::Info {
+                    method: call.method,
+                    source,
+                });
             }
         }
         first_err.map_or(Ok(()), Err)
@@ -546,7 +566,8 @@ impl Poller {
         for (c, items) in group(plan.into_iter().skip(1).zip(results)) {
             let r = self.handle(c, items, start).await;
             self.log_collector(c, &r, start);
-            self.status.record(c.name(), start.elapsed(), r);
+            self.status
+                .record(c.name(), start.elapsed(), r.map_err(|e| e.to_string()));
         }
         match block {
             Some(b) if b.hash == announced.hash => {
