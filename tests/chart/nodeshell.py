@@ -86,8 +86,15 @@ def bootnode_init(sts, ordinal, tmp_path, port, layer, client_port, bootnode=UP,
     assert f"$2:{client_port}" in text, "the init container no longer asks $2:<client port>"
     out = tmp_path / f"bootnodes-{sts['metadata']['name']}-{ordinal}-{len(list(tmp_path.iterdir()))}"
     out.mkdir()
-    proc = run(text, f"{sts['metadata']['name']}-{ordinal}", {"BOOTNODE": bootnode, "PEERS": " ".join(peers)},
-               replace=[("/bootnodes/", f"{out}/"), (f"$2:{client_port}", f"$2:{port}")])
+    keys = out / "node-key"  # the node keys of the participant (the Prysm init reads its own)
+    keys.mkdir()
+    for vol in sts["spec"]["template"]["spec"]["volumes"]:
+        if vol["name"] == "node-key":
+            for item in vol["secret"]["items"]:
+                (keys / item["path"]).write_bytes(os.urandom(32))
+    proc = run(text, f"{sts['metadata']['name']}-{ordinal}",
+               {"BOOTNODE": bootnode, "PEERS": " ".join(peers), "POD_IP": "10.9.8.7"},
+               replace=[("/bootnodes/", f"{out}/"), ("/node-key/", f"{keys}/"), (f"$2:{client_port}", f"$2:{port}")])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return (out / layer).read_text().strip(), proc.stdout
 

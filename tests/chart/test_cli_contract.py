@@ -1,7 +1,8 @@
 """The CLI contract: every client container of every ci/ scenario starts with a command line its
 client accepts. Reth and Lighthouse cannot run here, so their command lines are checked against
 their CLIs as recorded in fixtures/cli/ (the flags, value formats, conflicts and requirements each
-client declares at the image tag the chart defaults to; each fixture names its source). The argv is
+client declares at the image tag the chart defaults to; each fixture names its source); geth and
+Prysm run here, so test_cli_real.py checks theirs against the real binaries. The argv is
 the real one: the container's start script run with a stub binary, after the real bootnode init
 container wrote its flags, for node 0 of a new network, node 0 restarting into a running one, and a
 node joining (clicontract.py parses it the way clap does)."""
@@ -127,4 +128,7 @@ def test_every_client_container_parses_against_its_cli(scenario, running, tmp_pa
                 assert not errors, (f"{sts['metadata']['name']}-{ordinal} {container} ({bootnodes}) does not parse "
                                     f"against fixtures/cli/{name}.yaml: {errors}\nargv: {argv}")
                 checked += 1
-    assert checked >= 3, "no client container was checked"
+    # geth and Prysm containers are checked against the real binaries (test_cli_real.py)
+    recorded = [sts for sts in render(scenario) if sts["kind"] == "StatefulSet"
+                and sts["metadata"]["labels"].get("eth-enclave/client") in BINARY]
+    assert checked >= min(3, len(recorded)), "no client container was checked"

@@ -27,6 +27,18 @@ def script(sts, name):
     return container(sts, name)["args"][0]
 
 
+def script_of(c):
+    return c["args"][0]
+
+
+def client_of(sts):
+    return sts["metadata"]["labels"]["eth-enclave/client"]
+
+
+def init(sts, name):
+    return next(c for c in sts["spec"]["template"]["spec"]["initContainers"] if c["name"] == name)
+
+
 def volumes(sts):
     return {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
 
@@ -38,7 +50,14 @@ def test_validator_client_has_no_datadir(scenario):
     vcs = [p for p in expected_participants(scenario) if p["validator_count"] > 0]
     assert vcs
     for p in vcs:
-        text = script(one(docs, "StatefulSet", p["vc"]), "lighthouse")
+        sts = one(docs, "StatefulSet", p["vc"])
+        if client_of(sts) == "prysm":
+            # Prysm: its wallet and its slashing-protection database, both on the keys volume
+            args = container(sts, "prysm")["args"]
+            assert "--wallet-dir=/validator-keys/prysm" in args and "--datadir=/validator-keys/prysm-db" in args
+            assert "--wallet-password-file=/validator-keys/prysm/wallet-password.txt" in args
+            continue
+        text = script(sts, "lighthouse")
         assert "--validators-dir=/validator-keys/keys" in text and "--secrets-dir=/validator-keys/secrets" in text
         assert "--datadir" not in text.replace("No --datadir", ""), f"{p['vc']} still passes --datadir"
 
@@ -58,16 +77,30 @@ def test_every_node_has_a_fixed_identity_from_the_node_key_secret(scenario):
         i = p["index"]
         want |= {f"el-{i}-{o}" for o in range(p["count"])} | {f"cl-{i}-{o}" for o in range(p["count"])}
         el, cl = one(docs, "StatefulSet", p["el"]), one(docs, "StatefulSet", p["cl"])
-        assert f"--p2p-secret-key=/node-key/el-{i}-${{ORD}}" in script(el, "reth")
-        text = script(cl, "lighthouse")
-        assert f"cp /node-key/cl-{i}-${{ORD}} /data/lighthouse/beacon/network/key" in text
-        assert "--network-dir=/data/lighthouse/beacon/network" in text
-        assert text.index("/beacon/network/key") < text.index("exec lighthouse"), "the key must be there before start"
-        for sts, layer, client in ((el, "el", "reth"), (cl, "cl", "lighthouse")):
+        if client_of(el) == "geth":
+            assert f"--nodekey=/node-key/el-{i}-${{ORD}}" in script(el, "geth")  # geth reads the same hex
+        else:
+            assert f"--p2p-secret-key=/node-key/el-{i}-${{ORD}}" in script(el, "reth")
+        cl_holder = client_of(cl)
+        if client_of(cl) == "prysm":
+            # Prysm reads the key as hex from --p2p-priv-key: the bootnode init container writes it
+            # (the image has no shell) and the flags file points at it
+            boot = script_of(init(cl, "bootnode"))
+            assert f'od -An -v -tx1 "/node-key/cl-{i}-${{ORD}}" | tr -d \' \\n\' > /bootnodes/p2p-key' in boot
+            assert 'echo "p2p-priv-key: /bootnodes/p2p-key"' in boot
+            assert "--config-file=/bootnodes/cl.yaml" in container(cl, "prysm")["args"]
+            cl_holder = None
+        else:
+            text = script(cl, "lighthouse")
+            assert f"cp /node-key/cl-{i}-${{ORD}} /data/lighthouse/beacon/network/key" in text
+            assert "--network-dir=/data/lighthouse/beacon/network" in text
+            assert text.index("/beacon/network/key") < text.index("exec lighthouse"), "the key must be there before start"
+        for sts, layer, client in ((el, "el", client_of(el)), (cl, "cl", cl_holder)):
             vol = volumes(sts)["node-key"]["secret"]
             assert vol["secretName"] == f"{FULL}-node-keys"
             assert [x["key"] for x in vol["items"]] == [f"{layer}-{i}-{o}" for o in range(p["count"])]
-            mounts = {m["name"]: m for m in container(sts, client)["volumeMounts"]}
+            holder = container(sts, client) if client else init(sts, "bootnode")
+            mounts = {m["name"]: m for m in holder["volumeMounts"]}
             assert mounts["node-key"] == {"name": "node-key", "mountPath": "/node-key", "readOnly": True}
     assert set(keys) == want
     for k, raw in keys.items():
@@ -137,6 +170,8 @@ def test_reth_discv5_port_is_set_exposed_and_allowed(scenario):
     docs = render(scenario)
     for p in expected_participants(scenario):
         sts = one(docs, "StatefulSet", p["el"])
+        if client_of(sts) != "reth":
+            continue  # geth runs discv5 on its discovery port (--discovery.port), beside discv4
         assert f"--discovery.v5.port={port}" in script(sts, "reth")
         ports = {x["name"]: x for x in container(sts, "reth")["ports"]}
         assert ports["discv5"] == {"name": "discv5", "containerPort": port, "protocol": "UDP"}
@@ -165,3 +200,66 @@ def test_genesis_time_leaves_the_pods_time_to_start():
     # the script adds them all (test_genesis.py runs it and checks the time it fixes)
     script = (CHART / "files" / "scripts" / "genesis.sh").read_text()
     assert "GENESIS_DELAY + POD_STARTUP_SECONDS + 5 + 5 * TOTAL_NODES" in script
+
+
+def test_geth_is_initialised_from_the_genesis_before_it_starts(scenario):
+    """geth keeps its genesis in its database: the geth-init init container writes it from the
+    genesis Job's genesis.json into the datadir geth then runs on, on the same data volume."""
+    v = values(scenario)
+    docs = render(scenario)
+    for p in expected_participants(scenario):
+        sts = one(docs, "StatefulSet", p["el"])
+        if client_of(sts) != "geth":
+            continue
+        spec = sts["spec"]["template"]["spec"]
+        inits = [c["name"] for c in spec["initContainers"]]
+        assert "geth-init" in inits and "geth" not in inits
+        gi = init(sts, "geth-init")
+        assert gi["image"] == container(sts, "geth")["image"], "geth init must be the same geth"
+        assert gi["args"][0].strip() == "exec geth init --datadir=/data/geth /genesis/genesis.json"
+        mounts = {m["name"]: m["mountPath"] for m in gi["volumeMounts"]}
+        assert mounts["data"] == "/data" and mounts["genesis"] == "/genesis"
+        text = script(sts, "geth")
+        assert "--datadir=/data/geth " in text
+        assert f"--networkid={v['network_params']['network_id']} " in text
+        ports = {x["name"]: x["containerPort"] for x in container(sts, "geth")["ports"]}
+        e = v["execution"]["ports"]
+        assert f"--authrpc.port={e['engine']} " in text and ports["engine"] == e["engine"]
+        assert "--authrpc.addr=0.0.0.0 " in text and "--authrpc.jwtsecret=/jwt/jwt.hex" in text
+        assert f"--http.port={e['rpc']} " in text and ports["rpc"] == e["rpc"]
+        assert f"--metrics.port={e['metrics']} " in text and ports["metrics"] == e["metrics"]
+        # the execution sidecar polls geth's HTTP JSON-RPC
+        side = container(sts, "ethwatch")["args"]
+        assert f"--rpc-url=http://127.0.0.1:{e['rpc']}" in side
+        # the genesis ConfigMap the init container reads holds the execution genesis
+        cm = next(x for x in spec["volumes"] if x["name"] == "genesis")["configMap"]["name"]
+        assert cm == f"{FULL}-genesis"
+
+
+def test_prysm_listens_where_the_sidecar_and_its_validator_client_look(scenario):
+    """Prysm's Beacon API port is the one the consensus sidecar polls and the Service exposes; its
+    gRPC port is the one its validator client dials; the engine endpoint is its pair's."""
+    v = values(scenario)
+    docs = render(scenario)
+    b = v["beacon"]["ports"]
+    for p in expected_participants(scenario):
+        cl = one(docs, "StatefulSet", p["cl"])
+        if client_of(cl) != "prysm":
+            continue
+        args = container(cl, "prysm")["args"]
+        assert f"--http-port={b['http']}" in args and "--http-host=0.0.0.0" in args
+        assert f"--rpc-port={b['grpc']}" in args and f"--monitoring-port={b['metrics']}" in args
+        assert "--jwt-secret=/jwt/jwt.hex" in args and "--accept-terms-of-use" in args
+        ports = {x["name"]: x["containerPort"] for x in container(cl, "prysm")["ports"]}
+        assert ports["http"] == b["http"] and ports["grpc"] == b["grpc"]
+        assert f"--beacon-url=http://127.0.0.1:{b['http']}" in container(cl, "ethwatch")["args"]
+        svc = {x["name"]: x["port"] for x in one(docs, "Service", p["cl"])["spec"]["ports"]}
+        assert svc["http"] == b["http"] and svc["grpc"] == b["grpc"]
+        boot = script_of(init(cl, "bootnode"))
+        assert (f'echo "execution-endpoint: http://{p["el"]}-${{ORD}}.{p["el"]}.{NAMESPACE}.svc.'
+                f'{v["clusterDomain"]}:{v["execution"]["ports"]["engine"]}"') in boot
+        if p["validator_count"]:
+            vc = one(docs, "StatefulSet", p["vc"])
+            if client_of(vc) == "prysm":
+                keys = script_of(init(vc, "keys"))
+                assert f"svc.{v['clusterDomain']}:{b['grpc']}\" > /validator-keys/prysm-flags.yaml" in keys

@@ -108,7 +108,7 @@ def test_a_quantity_the_chart_cannot_add_is_refused():
 
 def vc_container(docs, p):
     spec = one(docs, "StatefulSet", p["vc"])["spec"]["template"]["spec"]
-    return next(c for c in spec["containers"] if c["name"] == "lighthouse")
+    return next(c for c in spec["containers"] if c["name"] in ("lighthouse", "prysm"))
 
 
 def test_validator_readiness_differs_from_liveness(scenario):
@@ -121,6 +121,12 @@ def test_validator_readiness_differs_from_liveness(scenario):
         assert c["livenessProbe"]["tcpSocket"]["port"] == "metrics"
         ready = c["readinessProbe"]
         assert ready != c["livenessProbe"] and "tcpSocket" not in ready
+        if c["name"] == "prysm":
+            # Prysm's image has no shell: its own /healthz (its services, the beacon node
+            # connection among them, healthy) on the metrics port
+            assert ready["httpGet"] == {"path": "/healthz", "port": "metrics"}
+            assert f"--monitoring-port={v['validator']['ports']['metrics']}" in c["args"]
+            continue
         assert ready["exec"]["command"][:2] == ["/bin/bash", "-c"]
         assert ready["exec"]["command"][2].strip() == (SCRIPTS / "vc-ready.sh").read_text().strip()
         env = {e["name"]: e.get("value") for e in c["env"]}

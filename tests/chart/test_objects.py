@@ -19,7 +19,9 @@ from conftest import (NAMESPACE, RELEASE, ROOT, by_kind, expected_participants, 
                       render, values)
 
 FULL = f"{RELEASE}-eth-enclave"
-CLIENT = {"execution": "reth", "beacon": "lighthouse", "validator": "lighthouse"}
+def client_of(sts):
+    """The client a node StatefulSet runs (its eth-enclave/client label, from el/cl/vc_type)."""
+    return sts["metadata"]["labels"]["eth-enclave/client"]
 SUBCOMMAND = {"execution": "execution", "beacon": "consensus"}
 
 
@@ -65,7 +67,7 @@ def test_every_node_pod_has_its_sidecar(scenario):
     for sts in sets:
         comp = component(sts)
         spec = sts["spec"]["template"]["spec"]
-        client = container(spec, CLIENT[comp])
+        client = container(spec, client_of(sts))
         side = container(spec, "ethwatch")
         where = sts["metadata"]["name"]
         # the exporter for its layer, talking to the client in the same pod on the client's port
@@ -121,9 +123,9 @@ def test_no_sidecar_without_a_node_and_no_node_without_a_sidecar(scenario):
     for sts in node_sets(docs):
         names = [c["name"] for c in sts["spec"]["template"]["spec"]["containers"]]
         if component(sts) == "validator":
-            assert names == ["lighthouse"]
+            assert names == [client_of(sts)]
         else:
-            assert sorted(names) == sorted([CLIENT[component(sts)], "ethwatch"])
+            assert sorted(names) == sorted([client_of(sts), "ethwatch"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -374,13 +376,19 @@ def test_monitors_select_every_sidecar_and_client(scenario):
         for ep in sm["spec"]["endpoints"]:
             for svc in chosen:
                 comp = svc["metadata"]["labels"]["app.kubernetes.io/component"]
+                meta = {"__meta_kubernetes_service_label_" + re.sub(r"[^A-Za-z0-9_]", "_", k): val
+                        for k, val in svc["metadata"]["labels"].items()}
                 svc_ports = {p["name"] for p in svc["spec"]["ports"]}
                 assert ep["port"] in svc_ports, f"{svc['metadata']['name']} has no port {ep['port']}"
                 # the job label the relabelings give this Service's targets
                 job = None
                 for r in ep["relabelings"]:
-                    if r.get("targetLabel") == "job" and re.fullmatch(r["regex"], comp):
-                        job = r["replacement"]
+                    # Prometheus' relabeling: source labels joined with ";", a full match of the
+                    # regex, $N in the replacement
+                    if r.get("targetLabel") == "job":
+                        m = re.fullmatch(r["regex"], ";".join(meta.get(x, "") for x in r["sourceLabels"]))
+                        if m:
+                            job = m.expand(re.sub(r"\$(\d+)", r"\\\1", r["replacement"]))
                 assert job, f"no job for {comp} in {sm['metadata']['name']}"
                 # every target names its enclave (the release): the "behind the network" alerts
                 # group by it, so two releases in one namespace are two networks
@@ -408,6 +416,9 @@ def test_monitors_select_every_sidecar_and_client(scenario):
             job = covered.get((name, "metrics"))
             assert job, f"no ServiceMonitor scrapes the client metrics of {name}"
             assert not ethwatch_jobs.fullmatch(job), f"client job {job} would count as ethwatch"
+            # the job names the client: reth or geth, <client>-beacon, <client>-validator
+            want = client_of(sts) if comp == "execution" else f"{client_of(sts)}-{comp}"
+            assert job == want, f"{name}: client metrics job {job}, expected {want}"
 
 
 def test_headless_services_select_their_pods_only(scenario):
@@ -521,7 +532,7 @@ def key_plan(docs):
     plan = {}
     for line in cm["data"]["keys.plan"].splitlines():
         if line.strip():
-            name, lo, hi = line.split()
+            name, lo, hi, _client = line.split()
             plan[name] = (int(lo), int(hi))
     return plan
 
@@ -533,7 +544,8 @@ def pubkey(i):
 def derive(docs, tmp_path):
     """Run the validator-keys Job's derive step (files/scripts/derive-keys.sh from its inputs
     ConfigMap) with a stub eth2-val-tools that lays out keystores as the real one does
-    (keys/<pubkey>/voting-keystore.json, secrets/<pubkey>) for exactly the asked range; return
+    (keys/<pubkey>/voting-keystore.json, secrets/<pubkey>, the Prysm wallet under prysm/) for
+    exactly the asked range; return
     the Secret manifests it wrote, by name."""
     cm = one(docs, "ConfigMap", f"{FULL}-validator-keys-inputs")["data"]
     d = {n: tmp_path / n for n in ("inputs", "secrets", "work", "out", "bin")}
@@ -548,7 +560,8 @@ def derive(docs, tmp_path):
                     '  --source-mnemonic) [ "$2" = "test words" ] || exit 9;; esac; shift; done\n'
                     'i=$min; while [ $i -lt $max ]; do p=$(printf "0x%096x" $i)\n'
                     '  mkdir -p "$out/keys/$p" "$out/secrets"; echo "{\\"index\\": $i}" > "$out/keys/$p/voting-keystore.json"\n'
-                    '  echo "pass-$i" > "$out/secrets/$p"; i=$((i+1)); done\n')
+                    '  echo "pass-$i" > "$out/secrets/$p"; i=$((i+1)); done\n'
+                    'mkdir -p "$out/prysm/direct/accounts"; echo "{}" > "$out/prysm/direct/accounts/all-accounts.keystore.json"\n')
     stub.chmod(0o755)
     job = one(docs, "Job", f"{FULL}-validator-keys")
     step = next(c for c in job["spec"]["template"]["spec"]["initContainers"] if c["name"] == "derive")
@@ -598,6 +611,8 @@ def test_validator_key_ranges_cover_every_key_once(scenario, tmp_path):
     assert at == sum(p["count"] * p["validator_count"] for p in want) <= genesis
     secrets = derive(docs, tmp_path)
     assert sorted(secrets) == sorted(plan)
+    prysm_vcs = {n for sts in node_sets(docs, "validator") if client_of(sts) == "prysm"
+                 for n in plan if n.startswith(sts["metadata"]["name"] + "-keys-")}
     for name, (lo, hi) in plan.items():
         s = secrets[name]
         assert s["kind"] == "Secret" and s["metadata"]["name"] == name
@@ -605,7 +620,10 @@ def test_validator_key_ranges_cover_every_key_once(scenario, tmp_path):
         assert s["metadata"]["annotations"]["eth-enclave/key-range"] == f"{lo}-{hi}"
         assert s["metadata"]["ownerReferences"][0]["kind"] == "ConfigMap"
         assert base64.b64decode(s["data"]["range"]).decode() == f"{lo}-{hi}"
-        assert sorted(k for k in s["data"] if k.endswith(".json")) == sorted(f"{pubkey(i)}.json" for i in range(lo, hi))
+        assert sorted(k for k in s["data"] if k.startswith("0x") and k.endswith(".json")) == sorted(f"{pubkey(i)}.json" for i in range(lo, hi))
+        # a Prysm validator client's Secret also holds the Prysm wallet of the same keys, others not
+        prysm = name in prysm_vcs
+        assert ("prysm-accounts.json" in s["data"]) == prysm and ("prysm.pass" in s["data"]) == prysm, name
         assert b"test words" not in json.dumps(s).encode()
 
 
@@ -714,15 +732,25 @@ def test_each_pair_shares_one_jwt_and_talks_ordinal_to_ordinal(scenario, tmp_pat
         assert vols[0]["jwt-secret"] == vols[1]["jwt-secret"], "the pair mounts different JWT Secrets"
         # the clients see only a memory volume with their own pair's JWT; the Secret volume (every
         # ordinal of the participant) is mounted only in the jwt init container
-        for spec, vs, client in ((specs[0], vols[0], "reth"), (specs[1], vols[1], "lighthouse")):
+        for spec, vs, client in ((specs[0], vols[0], client_of(el)), (specs[1], vols[1], client_of(cl))):
             assert vs["jwt"]["emptyDir"]["medium"] == "Memory"
             for c in spec["containers"] + spec["initContainers"]:
                 mounts = {m["name"]: m for m in c.get("volumeMounts", [])}
                 assert ("jwt-secret" in mounts) == (c["name"] == "jwt"), f"{c['name']} mounts the JWT Secret"
             assert {m["name"]: m for m in container(spec, client)["volumeMounts"]}["jwt"]["readOnly"] is True
-        el_path = flag(script(container(specs[0], "reth")), "authrpc.jwtsecret")
-        cl_text = script(container(specs[1], "lighthouse"))
-        assert el_path == flag(cl_text, "jwt-secrets") == "/jwt/jwt.hex"
+        el_path = flag(script(container(specs[0], client_of(el))), "authrpc.jwtsecret")
+        prysm = client_of(cl) == "prysm"
+        if prysm:
+            # no shell in Prysm's image: flags are its arguments, the pod-dependent ones are in the
+            # flags file its bootnode init container writes
+            cl_text = " ".join(container(specs[1], "prysm")["args"])
+            boot = script(next(c for c in specs[1]["initContainers"] if c["name"] == "bootnode"))
+            engine = re.search(r"execution-endpoint: (\S+)\"", boot).group(1)
+            assert "--config-file=/bootnodes/cl.yaml" in cl_text.split()
+        else:
+            cl_text = script(container(specs[1], "lighthouse"))
+            engine = flag(cl_text, "execution-endpoints")
+        assert el_path == flag(cl_text, "jwt-secret" if prysm else "jwt-secrets") == "/jwt/jwt.hex"
         keys = [i["key"] for i in vols[0]["jwt-secret"]["secret"]["items"]]
         for ordinal in range(p["count"]):
             got = {run_copy_jwt(s, ordinal, tmp_path / comp) for s, comp in ((el, "el"), (cl, "cl"))}
@@ -737,13 +765,20 @@ def test_each_pair_shares_one_jwt_and_talks_ordinal_to_ordinal(scenario, tmp_pat
         assert keys == [f"jwt-{p['index']}-{o}" for o in range(p["count"])]
         all_keys += keys
         # the beacon node of ordinal N drives the execution node of ordinal N of its participant
-        engine = flag(cl_text, "execution-endpoints")
         assert engine.startswith(f"http://{p['el']}-${{ORD}}.{p['el']}.{NAMESPACE}.svc.")
         assert engine.endswith(f":{v['execution']['ports']['engine']}")
         if p["validator_count"]:
             vc = one(docs, "StatefulSet", p["vc"])
-            beacon = flag(script(container(vc["spec"]["template"]["spec"], "lighthouse")), "beacon-nodes")
-            assert beacon.startswith(f"http://{p['cl']}-${{ORD}}.{p['cl']}.{NAMESPACE}.svc.")
+            vspec = vc["spec"]["template"]["spec"]
+            if client_of(vc) == "prysm":
+                keys = script(next(c for c in vspec["initContainers"] if c["name"] == "keys"))
+                beacon = re.search(r"beacon-rpc-provider: (\S+)\"", keys).group(1)
+                assert beacon == (f"{p['cl']}-${{ord}}.{p['cl']}.{NAMESPACE}.svc.{v['clusterDomain']}:"
+                                  f"{v['beacon']['ports']['grpc']}")
+                assert "--config-file=/validator-keys/prysm-flags.yaml" in container(vspec, "prysm")["args"]
+            else:
+                beacon = flag(script(container(vspec, "lighthouse")), "beacon-nodes")
+                assert beacon.startswith(f"http://{p['cl']}-${{ORD}}.{p['cl']}.{NAMESPACE}.svc.")
     if not existing:
         secret = one(docs, "Secret", f"{FULL}-jwt")
         assert sorted(secret["data"]) == sorted(all_keys)
@@ -980,7 +1015,8 @@ def expected_flows(docs, v, eps):
         for o in range(p["count"]):
             add([named[f"{p['cl']}-{o}"]], [named[f"{p['el']}-{o}"]], [(el["engine"], "TCP")])
             if f"{p['vc']}-{o}" in named:
-                add([named[f"{p['vc']}-{o}"]], [named[f"{p['cl']}-{o}"]], [(cl["http"], "TCP")])
+                # the Beacon API, and Prysm's gRPC where the beacon node listens on it (Prysm)
+                add([named[f"{p['vc']}-{o}"]], [named[f"{p['cl']}-{o}"]], [(cl["http"], "TCP"), (cl["grpc"], "TCP")])
     add(TEST, EL, [(el["rpc"], "TCP"), (sidecar, "TCP")])
     add(TEST, CL, [(cl["http"], "TCP"), (sidecar, "TCP")])
     rpc_sources = [e for e in eps if e.namespace and any(peer_matches(x, NAMESPACE, e) for x in np_["rpcAllowedFrom"])]

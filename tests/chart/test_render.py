@@ -44,7 +44,7 @@ def test_template_renders(scenario):
 # Mistakes a user makes, and the message that must name them (schema first, template checks next).
 BAD_VALUES = [
     (["--set", "participants[0].el_tpye=reth"], "additional properties 'el_tpye' not allowed"),
-    (["--set", "participants[0].el_type=geth"], "/participants/0/el_type"),
+    (["--set", "participants[0].el_type=nethermind"], "/participants/0/el_type"),
     (["--set", "participants[0].count=0"], "/participants/0/count"),
     (["--set", "network_params.seconds_per_slot=twelve"], "/network_params/seconds_per_slot"),
     (["--set", "network_params.deposit_contract_address=0x42"], "/network_params/deposit_contract_address"),

@@ -111,7 +111,13 @@ nodeOffset+ordinal holds keys [keyStart + ordinal*validator_count, +validator_co
 {{- if hasKey $p "count" }}{{ if not (kindIs "invalid" $p.count) }}{{ $count = int $p.count }}{{ end }}{{ end -}}
 {{- $vc := int $np.num_validator_keys_per_node -}}
 {{- if hasKey $p "validator_count" }}{{ if not (kindIs "invalid" $p.validator_count) }}{{ $vc = int $p.validator_count }}{{ end }}{{ end -}}
-{{- $clImage := default $.Values.clientImages.lighthouse $p.cl_image -}}
+{{- $imgs := $.Values.clientImages -}}
+{{- $elImage := default (index (dict "reth" $imgs.reth "geth" $imgs.geth) $el) $p.el_image -}}
+{{- $clImage := default (index (dict "lighthouse" $imgs.lighthouse "prysm" $imgs.prysm) $cl) $p.cl_image -}}
+{{- /* A Lighthouse validator client runs from the beacon node's image when that is Lighthouse too
+(cl_image overrides both, as in Kurtosis); Prysm ships its validator client as its own image. */ -}}
+{{- $vcImage := $imgs.prysmValidator -}}
+{{- if eq $vct "lighthouse" }}{{ $vcImage = ternary $clImage $imgs.lighthouse (eq $cl "lighthouse") }}{{ end -}}
 {{- $item := dict
     "index" $n
     "el_type" $el "cl_type" $cl "vc_type" $vct
@@ -119,9 +125,9 @@ nodeOffset+ordinal holds keys [keyStart + ordinal*validator_count, +validator_co
     "validator_count" $vc
     "keyStart" $key
     "nodeOffset" $node
-    "el_image" (default $.Values.clientImages.reth $p.el_image)
+    "el_image" $elImage
     "cl_image" $clImage
-    "vc_image" (default $clImage $p.vc_image)
+    "vc_image" (default $vcImage $p.vc_image)
     "el_extra_params" (default list $p.el_extra_params)
     "cl_extra_params" (default list $p.cl_extra_params)
     "vc_extra_params" (default list $p.vc_extra_params)

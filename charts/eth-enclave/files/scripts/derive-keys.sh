@@ -5,13 +5,14 @@
 # creates the Secrets that do not exist yet (or hold another key range); the mnemonic stays in
 # this Job.
 #
-# Environment: NAMESPACE. Files: /inputs/keys.plan (one "<secret> <first key> <end key>" line per
-# validator client pod, end exclusive), /inputs/labels.yaml, /secrets/mnemonic, /work (scratch),
+# Environment: NAMESPACE. Files: /inputs/keys.plan (one "<secret> <first key> <end key> <client>"
+# line per validator client pod, end exclusive; a prysm client also gets the Prysm wallet that
+# eth2-val-tools writes, one all-accounts keystore under the password in prysm.pass), /inputs/labels.yaml, /secrets/mnemonic, /work (scratch),
 # /out (one <secret>.yaml per line of the plan).
 set -euo pipefail
 
 mnemonic="$(cat /secrets/mnemonic)"
-while read -r name start end; do
+while read -r name start end client; do
   [ -n "${name}" ] || continue
   work="/work/${name}"
   rm -rf "${work}"
@@ -48,6 +49,10 @@ while read -r name start end; do
       echo "  ${pub}.pass: $(base64 -w0 "${work}/secrets/${pub}")"
       n=$((n + 1))
     done
+    if [ "${client:-}" = prysm ]; then
+      echo "  prysm-accounts.json: $(base64 -w0 "${work}/prysm/direct/accounts/all-accounts.keystore.json")"
+      echo "  prysm.pass: $(printf '%s' password | base64 -w0)"
+    fi
   } >"${out}"
   rm -rf "${work}"
   keys=$(grep -c '^  0x.*\.json: ' "${out}" || true)

@@ -34,5 +34,13 @@ for f in "${src}"/0x*.json; do
   n=$((n + 1))
 done
 chmod -R go-rwx "${dst}/secrets"
+if [ -s "${src}/prysm-accounts.json" ]; then
+  # Prysm's wallet (--wallet-dir /validator-keys/prysm): one all-accounts keystore of the same
+  # keys; Prysm refuses a wallet file others may read.
+  mkdir -p "${dst}/prysm/direct/accounts"
+  cp "${src}/prysm-accounts.json" "${dst}/prysm/direct/accounts/all-accounts.keystore.json"
+  cp "${src}/prysm.pass" "${dst}/prysm/wallet-password.txt"
+  chmod -R go-rwx "${dst}/prysm"
+fi
 echo "${range}" >"${dst}/.range"
 echo "validator keys ${range}: ${n} keystores in place"
