@@ -275,10 +275,15 @@ def test_stopped_validator_client_misses_exactly_its_slots(env):
     def reading():
         m = scrape(p1.cl_metrics)
         s = int(p1.beacon("/eth/v1/beacon/headers/head")["data"]["header"]["message"]["slot"])
+        # Heads that arrived after the two slots of grace (slot start + 8 s): their slots were
+        # decided missed by the clock first (docs/consensus.md), which a loaded machine causes.
+        late = ((val(m, "eth_cl_block_arrival_delay_seconds_count") or 0.0)
+                - (val(m, "eth_cl_block_arrival_delay_seconds_bucket", 'le="8.0"') or 0.0))
         return val(m, "eth_cl_head_slot") == s, (
-            s, val(m, "eth_cl_missed_slots_total"), val(m, "eth_cl_blocks_total"))
+            s, val(m, "eth_cl_missed_slots_total"), val(m, "eth_cl_blocks_total"),
+            (val(m, "eth_cl_reorg_depth_sum") or 0.0) + late)
     watcher = f"http://127.0.0.1:{net.net_port}/metrics"
-    s0, m0, k0 = settle("a reading at the head", reading)
+    s0, m0, k0, d0 = settle("a reading at the head", reading)
     t_stop = time.time()
     net.stop_validator(p2)
     try:
@@ -290,11 +295,16 @@ def test_stopped_validator_client_misses_exactly_its_slots(env):
                        lambda n=name: hook.first(n, "firing", after=t_stop, pod=own[2]), within,
                        env["stack"], interval=0.5)
         time.sleep(SLOT_SECONDS)
-        s1, m1, k1 = settle("a reading at the head", reading, attempts=4 * SLOT_SECONDS * 4)
+        s1, m1, k1, d1 = settle("a reading at the head", reading, attempts=4 * SLOT_SECONDS * 4)
         empty = [s for s in range(s0 + 1, s1 + 1) if not _has_block(p1, s)]
-        assert m1 - m0 == len(empty), (
+        # Exact, but for slots decided before their block became head: a slot keeps its first
+        # classification (docs/consensus.md), so a block later than the grace, or a reorg of
+        # depth d, leaves that many slots counted the other way; the exporter measured both
+        # itself (arrival delays over 8 s, eth_cl_reorg_depth_sum).
+        undecidable = int(d1 - d0)
+        assert abs((m1 - m0) - len(empty)) <= undecidable, (
             f"missed slots grew by {m1 - m0} over slots {s0 + 1}..{s1}; the node has no block at "
-            f"{len(empty)} of them: {empty}")
+            f"{len(empty)} of them: {empty} (late heads and reorged slots: {undecidable})")
         assert len(empty) >= SLOTS_PER_EPOCH // 2, f"half the proposers are offline: {empty}"
         assert (k1 - k0) + (m1 - m0) == s1 - s0, "every slot is a block or a miss, exactly once"
         # An empty slot's 404 is an answer, not an error, for the network watcher too.
