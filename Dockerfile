@@ -2,7 +2,7 @@
 # `ethwatch network`). Build: docker build -t ethwatch .   (see docs/container.md; not buildable
 # on the project's CI machines, which have no container engine)
 #
-# The binary is static (musl, built by scripts/build-static.sh, as benchmarked in
+# The binary is static (glibc with crt-static, built by scripts/build-static.sh, as benchmarked in
 # docs/benchmarks.md), so the runtime stage needs no libc: only CA certificates and a non-root user.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src

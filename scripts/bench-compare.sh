@@ -47,7 +47,7 @@
 #   BENCH_EL_ARGS="" BENCH_CL_ARGS=""   more flags for `ethwatch execution` / `ethwatch consensus`
 #                           (word-split), for experiments such as --poll-interval 5s
 #   ETHWATCH_BIN=path       benchmark this ethwatch binary instead of building one
-#   BENCH_BUILD=static      which ethwatch to build: static (musl, as the image ships; default)
+#   BENCH_BUILD=static      which ethwatch to build: static (crt-static glibc, as the image ships; default)
 #                           or glibc (plain cargo build --release)
 #   BENCH_OUT=path          also write the report to this file
 set -euo pipefail
@@ -152,7 +152,7 @@ if [[ "${BENCH_COMPARE_INNER:-0}" != 1 ]]; then
   # --- ethwatch -------------------------------------------------------------------------------
   if [[ -z "${ETHWATCH_BIN:-}" ]]; then
     if [[ "${BENCH_BUILD:-static}" == static ]]; then
-      # The binary the container image ships (scripts/build-static.sh: musl, no shared libraries).
+      # The binary the container image ships (scripts/build-static.sh: no shared libraries).
       log "building ethwatch (release, static)"
       ETHWATCH_BIN="$(scripts/build-static.sh)"
     else
@@ -180,7 +180,7 @@ if [[ "${BENCH_COMPARE_INNER:-0}" != 1 ]]; then
   started_at=$SECONDS
   param date "$(date -u '+%Y-%m-%d %H:%M UTC')"
   param machine "$(nproc) cores, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r)"
-  param ethwatch "$("$ETHWATCH_BIN" --version 2>/dev/null | head -n1) (tree $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- exporters Cargo.toml Cargo.lock 2>/dev/null || echo ', modified')), $(file -b "$ETHWATCH_BIN" | grep -q 'static' && echo 'static (musl)' || echo 'dynamic (glibc)')"
+  param ethwatch "$("$ETHWATCH_BIN" --version 2>/dev/null | head -n1) (tree $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- exporters Cargo.toml Cargo.lock 2>/dev/null || echo ', modified')), $(file -b "$ETHWATCH_BIN" | grep -q 'static' && echo 'static' || echo 'dynamic (glibc)')"
   param peer "ethereum-metrics-exporter $PEER_VERSION ($PEER_MODULE), go build -trimpath with $GO_VERSION"
   param bin_ethwatch "$(size_stripped "$ETHWATCH_BIN")"
   param bin_peer "$(size_stripped "$PEER_BIN")"
