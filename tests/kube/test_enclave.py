@@ -1,0 +1,358 @@
+"""The enclave, for real: the chart installed into the local one-node cluster (scripts/kube-local.sh)
+with two geth/Prysm participants built from the Go module proxy and packed as local images, then
+checked as an operator would: genesis, readiness, blocks, peers, sidecars against their nodes, the
+network watcher's agreement, the NetworkPolicies from inside and outside, `helm test`, a deleted
+node pod coming back on its volume, and `helm uninstall`.
+
+Probes are pods this test creates (the tools image: sh and curl): one in the enclave's namespace
+with the labels of the chart's own test pods (the policies let those reach JSON-RPC, the Beacon API
+and the sidecars), one in a `monitoring` namespace (where the policies let Prometheus in), one in a
+namespace of its own (an outsider), and an ephemeral container inside a beacon node's pod (it
+shares that pod's network identity, so that pod's policies apply to it).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+
+import pytest
+
+RELEASE = "enclave"
+NAMESPACE = "enclave"
+PREFIX = f"{RELEASE}-eth-enclave"
+EL = [f"{PREFIX}-el-{i}-geth-prysm-0" for i in (1, 2)]
+CL = [f"{PREFIX}-cl-{i}-prysm-geth-0" for i in (1, 2)]
+VC = [f"{PREFIX}-vc-{i}-geth-prysm-0" for i in (1, 2)]
+SLOT = 4
+
+
+@pytest.fixture(scope="module")
+def kube(kube_cluster):
+    return kube_cluster
+
+
+def kubectl(kube, *args, check=True, timeout=120, input=None):
+    proc = subprocess.run(
+        [kube.kubectl, *args],
+        env=kube.env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc
+
+
+def jget(kube, *args):
+    return json.loads(kubectl(kube, *args, "-o", "json").stdout)
+
+
+@pytest.fixture(scope="module")
+def enclave(kube):
+    """`scripts/kube-local.sh enclave`: images, helm install, blocks advancing on every node."""
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [str(kube.root / "scripts/kube-local.sh"), "enclave"],
+        env=kube.env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
+    took = time.monotonic() - t0
+    if proc.returncode != 0:
+        diag = kubectl(kube, "-n", NAMESPACE, "get", "pods,jobs,pvc", "-o", "wide", check=False).stdout
+        raise AssertionError(
+            f"scripts/kube-local.sh enclave failed ({proc.returncode}) after {took:.0f}s:\n"
+            f"{proc.stderr[-4000:]}\n{diag}"
+        )
+    ready = [line for line in proc.stdout.splitlines() if line.startswith(f"enclave {RELEASE} ready")]
+    assert ready, proc.stdout
+    print(f"\nenclave install: {took:.0f}s; {ready[-1]}")
+    yield {"install_seconds": took}
+
+
+def probe_pod(kube, namespace, name, labels):
+    """A pod with sh and curl (the tools image the chart's init containers use), Running."""
+    image = jget(kube, "-n", NAMESPACE, "get", "pod", EL[0])["spec"]["initContainers"][0]["image"]
+    kubectl(kube, "create", "namespace", namespace, check=False)
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "containers": [
+                {
+                    "name": "probe",
+                    "image": image,
+                    "imagePullPolicy": "Never",
+                    "command": ["sleep", "3600"],
+                    "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "runAsUser": 10001},
+                }
+            ],
+            "terminationGracePeriodSeconds": 1,
+        },
+    }
+    kubectl(kube, "apply", "-f", "-", input=json.dumps(manifest))
+    kubectl(kube, "-n", namespace, "wait", "--for=condition=Ready", f"pod/{name}", "--timeout=120s")
+    return namespace, name
+
+
+@pytest.fixture(scope="module")
+def probes(kube, enclave):
+    inside = probe_pod(
+        kube,
+        NAMESPACE,
+        "probe-inside",
+        {
+            "app.kubernetes.io/name": "eth-enclave",
+            "app.kubernetes.io/instance": RELEASE,
+            "app.kubernetes.io/component": "test",
+        },
+    )
+    monitoring = probe_pod(kube, "monitoring", "probe-prometheus", {"app": "probe"})
+    outsider = probe_pod(kube, "outsider", "probe-outsider", {"app": "probe"})
+    yield {"inside": inside, "monitoring": monitoring, "outsider": outsider}
+    for ns, name in (monitoring, outsider):
+        kubectl(kube, "delete", "namespace", ns, "--wait=false", check=False)
+
+
+def pod_ip(kube, name):
+    ip = jget(kube, "-n", NAMESPACE, "get", "pod", name)["status"].get("podIP")
+    assert ip, f"{name} has no IP"
+    return ip
+
+
+def curl(kube, probe, url, data=None, timeout=5):
+    """(HTTP status or 0 when nothing answered, body) of one request from a probe pod."""
+    ns, name = probe
+    cmd = ["curl", "-s", "-m", str(timeout), "-o", "/tmp/body", "-w", "%{http_code}"]
+    if data is not None:
+        cmd += ["-H", "content-type: application/json", "--data", data]
+    cmd.append(url)
+    proc = kubectl(
+        kube, "-n", ns, "exec", name, "--", "sh", "-c", " ".join(f"'{c}'" for c in cmd) + "; echo; cat /tmp/body",
+        check=False, timeout=timeout + 30,
+    )
+    first, _, body = proc.stdout.partition("\n")
+    code = int(first) if first.strip().isdigit() else 0
+    return code, body
+
+
+def rpc(kube, probe, ip, method, params=None):
+    code, body = curl(kube, probe, f"http://{ip}:8545",
+                      json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}))
+    assert code == 200, f"{method} at {ip}: HTTP {code} {body[:200]}"
+    return json.loads(body)["result"]
+
+
+def beacon(kube, probe, ip, path):
+    code, body = curl(kube, probe, f"http://{ip}:5052{path}")
+    assert code == 200, f"{path} at {ip}: HTTP {code} {body[:200]}"
+    return json.loads(body)["data"]
+
+
+def metrics(kube, probe, ip, port=9545):
+    code, body = curl(kube, probe, f"http://{ip}:{port}/metrics")
+    assert code == 200, f"/metrics at {ip}:{port}: HTTP {code}"
+    out = {}
+    for line in body.splitlines():
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)", line)
+        if m:
+            out.setdefault(m.group(1), []).append((m.group(2) or "", float(m.group(3))))
+    return out
+
+
+def one(samples, name):
+    values = samples.get(name)
+    assert values, f"no {name} in the scrape"
+    return values[0][1]
+
+
+def eventually(check, timeout, what, interval=2.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except AssertionError as exc:
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"{what} not within {timeout}s: {last}")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_genesis_and_keys_were_written(kube, enclave):
+    cms = jget(kube, "-n", NAMESPACE, "get", "configmap", "-l", f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=genesis")
+    genesis = [c for c in cms["items"] if "genesis_time.txt" in (c.get("data") or {})]
+    assert len(genesis) == 1, [c["metadata"]["name"] for c in cms["items"]]
+    assert int(genesis[0]["data"]["genesis_time.txt"]) > 1_700_000_000
+    assert {"genesis.json", "config.yaml", "genesis.ssz.gz"} <= set(genesis[0]["binaryData"])
+    secrets = jget(kube, "-n", NAMESPACE, "get", "secret")["items"]
+    key_secrets = [s for s in secrets if "eth-enclave/key-range" in (s["metadata"].get("annotations") or {})]
+    assert sorted(s["metadata"]["annotations"]["eth-enclave/key-range"] for s in key_secrets) == ["0-16", "16-32"]
+
+
+def test_every_pod_becomes_ready(kube, enclave):
+    kubectl(kube, "-n", NAMESPACE, "wait", "--for=condition=Ready", "pod",
+            "-l", f"app.kubernetes.io/instance={RELEASE}", "--timeout=300s", timeout=320)
+    pods = jget(kube, "-n", NAMESPACE, "get", "pods", "-l", f"app.kubernetes.io/instance={RELEASE}")["items"]
+    names = {p["metadata"]["name"] for p in pods}
+    assert set(EL + CL + VC) <= names, names
+    assert any(n.startswith(f"{PREFIX}-network-") for n in names), names
+    # The node pods' readiness is the sidecar's /readyz (the node answers and is synced).
+    for p in pods:
+        if p["metadata"]["name"] in EL + CL:
+            side = [c for c in p["spec"]["containers"] if c["name"] == "ethwatch"][0]
+            assert side["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def test_blocks_advance_and_peers_on_both_layers(kube, probes):
+    inside = probes["inside"]
+    first = {el: int(rpc(kube, inside, pod_ip(kube, el), "eth_blockNumber"), 16) for el in EL}
+    time.sleep(3 * SLOT)
+    for el in EL:
+        ip = pod_ip(kube, el)
+        later = int(rpc(kube, inside, ip, "eth_blockNumber"), 16)
+        assert later > first[el], f"{el}: head {first[el]} -> {later} in {3 * SLOT}s"
+        assert int(rpc(kube, inside, ip, "net_peerCount"), 16) >= 1, f"{el} has no peer"
+    for cl in CL:
+        peers = eventually(
+            lambda: int(beacon(kube, inside, pod_ip(kube, cl), "/eth/v1/node/peer_count")["connected"]) >= 1,
+            90, f"{cl} connected to a peer",
+        )
+        assert peers
+
+
+def test_every_sidecar_matches_its_node(kube, probes):
+    inside = probes["inside"]
+    for el in EL:
+        ip = pod_ip(kube, el)
+
+        def close():
+            node = int(rpc(kube, inside, ip, "eth_blockNumber"), 16)
+            m = metrics(kube, inside, ip)
+            side = one(m, "eth_el_head_block_number")
+            assert one(m, "eth_el_up") == 1
+            assert abs(side - node) <= 1, f"{el}: sidecar {side}, node {node}"
+            assert one(m, "eth_el_peers") >= 1
+            return True
+
+        eventually(close, 60, f"{el}'s sidecar within a block of its node")
+    for cl in CL:
+        ip = pod_ip(kube, cl)
+
+        def close():
+            node = int(beacon(kube, inside, ip, "/eth/v1/beacon/headers/head")["header"]["message"]["slot"])
+            m = metrics(kube, inside, ip)
+            side = one(m, "eth_cl_head_slot")
+            assert one(m, "eth_cl_up") == 1
+            assert abs(side - node) <= 1, f"{cl}: sidecar slot {side}, node slot {node}"
+            return True
+
+        eventually(close, 60, f"{cl}'s sidecar within a slot of its node")
+
+
+def test_network_watcher_finds_every_node_and_reports_agreement(kube, probes):
+    pods = jget(kube, "-n", NAMESPACE, "get", "pods", "-l", f"app.kubernetes.io/component=network,app.kubernetes.io/instance={RELEASE}")
+    ip = pods["items"][0]["status"]["podIP"]
+
+    def agreed():
+        code, body = curl(kube, probes["monitoring"], f"http://{ip}:9545/api/v1/status")
+        assert code == 200, code
+        status = json.loads(body)
+        nodes = {n["name"]: n for n in status["nodes"]}
+        assert len(nodes) == 4, sorted(nodes)
+        assert all(n["state"] == "up" for n in nodes.values()), {k: n["state"] for k, n in nodes.items()}
+        layers = {layer["layer"]: layer for layer in status["layers"]}
+        assert layers["execution"]["distinct_heads"] == 1, layers["execution"]
+        assert layers["consensus"]["distinct_heads"] == 1, layers["consensus"]
+        return True
+
+    eventually(agreed, 120, "the watcher sees 4 nodes up and one head per layer")
+
+
+def test_network_policies_hold(kube, probes):
+    el1, el2, cl1, vc1 = (pod_ip(kube, n) for n in (EL[0], EL[1], CL[0], VC[0]))
+    outsider, monitoring = probes["outsider"], probes["monitoring"]
+    # From outside the enclave: no engine API, no validator client, no JSON-RPC, no Beacon API.
+    for url in (f"http://{el1}:8551", f"http://{vc1}:8080/metrics", f"http://{el1}:8545", f"http://{cl1}:5052/eth/v1/node/version"):
+        code, _ = curl(kube, outsider, url, timeout=4)
+        assert code == 0, f"the outsider reached {url} (HTTP {code})"
+    # Prometheus's namespace reaches the sidecars, the clients' metrics and the validator client.
+    for url in (f"http://{el1}:9545/metrics", f"http://{cl1}:9545/metrics", f"http://{vc1}:8080/metrics"):
+        code, _ = curl(kube, monitoring, url)
+        assert code == 200, f"monitoring could not scrape {url} (HTTP {code})"
+    # Inside pair 1's beacon node (an ephemeral container shares its network identity): its own
+    # engine API answers (401 without the JWT), the other pair's does not.
+    image = jget(kube, "-n", NAMESPACE, "get", "pod", EL[0])["spec"]["initContainers"][0]["image"]
+    script = (
+        f"a=$(curl -s -m 4 -o /dev/null -w '%{{http_code}}' http://{el1}:8551); "
+        f"b=$(curl -s -m 4 -o /dev/null -w '%{{http_code}}' http://{el2}:8551); echo \"own=$a other=$b\""
+    )
+    kubectl(kube, "-n", NAMESPACE, "debug", CL[0], f"--image={image}", "--image-pull-policy=Never",
+            "--profile=restricted", "--container=engine-probe", "--", "sh", "-c", f"sleep 2; {script}; sleep 600")
+    out = eventually(
+        lambda: re.search(r"own=(\d+) other=(\d+)", kubectl(kube, "-n", NAMESPACE, "logs", CL[0], "-c", "engine-probe", check=False).stdout),
+        90, "the ephemeral container's answer",
+    )
+    own, other = out.group(1), out.group(2)
+    assert own == "401", f"pair 1's beacon node cannot reach its own engine API (HTTP {own})"
+    assert other == "000", f"pair 1's beacon node reached pair 2's engine API (HTTP {other})"
+
+
+def test_helm_test_passes(kube, enclave):
+    proc = subprocess.run([kube.helm, "test", RELEASE, "-n", NAMESPACE, "--timeout", "5m"],
+                          env=kube.env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_deleted_node_pod_comes_back_on_its_volume(kube, probes):
+    inside = probes["inside"]
+    before = int(rpc(kube, inside, pod_ip(kube, EL[0]), "eth_blockNumber"), 16)
+    uid = jget(kube, "-n", NAMESPACE, "get", "pod", EL[0])["metadata"]["uid"]
+    kubectl(kube, "-n", NAMESPACE, "delete", "pod", EL[0], "--wait=true", "--timeout=120s", timeout=150)
+
+    def back():
+        pod = jget(kube, "-n", NAMESPACE, "get", "pod", EL[0])
+        assert pod["metadata"]["uid"] != uid
+        conds = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
+        assert conds.get("Ready") == "True", conds
+        return True
+
+    eventually(back, 240, f"{EL[0]} Ready again")
+    ip = pod_ip(kube, EL[0])
+    # Its volume kept the chain: it starts from where it was, not from genesis, and follows again.
+    start = int(rpc(kube, inside, ip, "eth_blockNumber"), 16)
+    assert start >= before, f"{EL[0]} came back at block {start}, below {before}: its volume was not kept"
+    other = int(rpc(kube, inside, pod_ip(kube, EL[1]), "eth_blockNumber"), 16)
+    eventually(lambda: int(rpc(kube, inside, ip, "eth_blockNumber"), 16) > other, 120, f"{EL[0]} following the chain again")
+
+
+def test_uninstall_removes_everything_but_the_documented_volumes(kube, probes):
+    proc = subprocess.run([kube.helm, "uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "5m"],
+                          env=kube.env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    def gone():
+        left = kubectl(kube, "-n", NAMESPACE, "get", "all,configmap,secret,networkpolicy,servicemonitor,prometheusrule",
+                       "-l", f"app.kubernetes.io/instance={RELEASE}", "-o", "name").stdout.split()
+        assert not left, left
+        return True
+
+    eventually(gone, 120, "every object of the release gone")
+    # The genesis ConfigMap (written by the Job, not by helm) goes with the cleanup hook.
+    cms = kubectl(kube, "-n", NAMESPACE, "get", "configmap", "-o", "name").stdout.split()
+    assert not [c for c in cms if "genesis" in c], cms
+    # PVCs are kept (storage.retentionPolicy.whenDeleted: Retain, as the chart README says).
+    pvcs = kubectl(kube, "-n", NAMESPACE, "get", "pvc", "-o", "name").stdout.split()
+    assert len(pvcs) == 6, pvcs
+    kubectl(kube, "delete", "namespace", NAMESPACE, "--wait=true", "--timeout=180s", timeout=200)
