@@ -18,7 +18,8 @@
 #   bin/busybox (static) and a link per applet (sh, cp, date, base64, gzip, sed, ...); bin/bash
 #   (static); usr/local/bin/ethgenesis (static) and eth2-val-tools -> ethgenesis;
 #   work/entrypoint.sh; config/{cl/config.yaml,cl/mnemonics.yaml,el/genesis-config.yaml};
-#   etc/{passwd,group}; empty mount points (data, out, inputs, secrets, writable-config) and tmp.
+#   etc/{passwd,group}; empty mount points (dev, proc, sys, and the Jobs' data, out, inputs,
+#   secrets, writable-config) and tmp (1777).
 
 GENESIS_PRYSM_MODULE=github.com/OffchainLabs/prysm/v6
 GENESIS_PRYSM_VERSION=v6.0.4
@@ -128,7 +129,7 @@ build_genesis_rootfs() {
   fi
   tool="$(build_genesis_tool)" || return 1
   debs="$(_genesis_debs)" || return 1
-  mkdir -p "$out"/{bin,usr/local/bin,usr/bin,work,config,etc,data,out,inputs,secrets,writable-config,tmp}
+  mkdir -p "$out"/{bin,usr/local/bin,usr/bin,work,config,etc,dev,proc,sys,data,out,inputs,secrets,writable-config,tmp}
   chmod 1777 "$out/tmp"
   install -m 0755 "$debs/root/bin/busybox" "$out/bin/busybox"
   for a in $("$out/bin/busybox" --list); do
