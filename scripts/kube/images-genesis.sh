@@ -73,6 +73,9 @@ build_genesis_tool() {
       sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
     [[ -f "$prysm/contracts/deposit/bytecode.bin" ]] || _genesis_die "no contracts/deposit/bytecode.bin in $prysm" || exit 1
     cp "$prysm/contracts/deposit/bytecode.bin" cmd/ethgenesis/deposit_contract.bin
+    # Its unit tests first (EIP-2333 vector, the chart mnemonic's keys, templates), then the binary.
+    CGO_ENABLED=1 CGO_CFLAGS="$_GENESIS_CGO_CFLAGS" nice go test -trimpath ./cmd/ethgenesis >&2 ||
+      _genesis_die "go test failed" || exit 1
     CGO_ENABLED=1 CGO_CFLAGS="$_GENESIS_CGO_CFLAGS" nice go build -trimpath -ldflags "$_GENESIS_LDFLAGS" \
       -o "$dir/ethgenesis" ./cmd/ethgenesis >&2 || _genesis_die "go build failed" || exit 1
     "$dir/ethgenesis" --help >/dev/null || _genesis_die "$dir/ethgenesis does not run" || exit 1
