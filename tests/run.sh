@@ -55,6 +55,15 @@ if ((status != 0 && status != 5)); then
   fail "pytest tests/realnet exited with $status (see above)"
 fi
 
+echo "== the local genesis image: the chart's genesis and key Jobs in its rootfs, then geth + Prysm (tests/kube)"
+# Root (unshare, mount, chroot); a private network namespace, as the real network's tests.
+status=0
+unshare --net -- sh -c 'ip link set lo up && exec "$0" -m pytest tests/kube/test_genesis_image.py -p no:cacheprovider -ra -s "$@"' \
+  "$ETHWATCH_PYTHON" "$@" || status=$?
+if ((status != 0 && status != 5)); then
+  fail "pytest tests/kube/test_genesis_image.py exited with $status (see above)"
+fi
+
 echo "== the network watcher's status page in a headless Chromium (tests/browser)"
 export ETHWATCH_CHROMIUM="${ETHWATCH_CHROMIUM:-$(command -v chromium || true)}"
 [[ -n "$ETHWATCH_CHROMIUM" ]] || fail "no chromium: run scripts/tools.sh chromium"

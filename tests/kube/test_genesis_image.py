@@ -338,6 +338,7 @@ def test_genesis_image_makes_a_chain_with_the_chart(rootfs, tmp_path):
         # halves have proposed unless something is wrong (chance of a miss by luck: 2 in 10^6).
         ranges = [range(int(start), int(end)) for _, start, end, _ in plan]
         seen: dict[int, int] = {}  # slot -> proposer of a block with an execution payload
+        payloads: dict[int, str] = {}  # execution block number -> hash, as the beacon blocks carry them
 
         def scan():
             head_slot = int(beacon_get("/eth/v1/beacon/headers/head")["data"]["header"]["message"]["slot"])
@@ -348,13 +349,19 @@ def test_genesis_image_makes_a_chain_with_the_chart(rootfs, tmp_path):
                     b = beacon_get(f"/eth/v2/beacon/blocks/{slot}")["data"]["message"]
                 except Exception:  # an empty slot answers 404
                     continue
-                assert int(b["body"]["execution_payload"]["block_number"]) > 0
+                payload = b["body"]["execution_payload"]
+                payloads[int(payload["block_number"])] = payload["block_hash"]
                 seen[slot] = int(b["proposer_index"])
-            return all(any(p in r for p in seen.values()) for r in ranges)
-        wait_until("blocks proposed by both validator clients' keys", scan, 20 * SLOT + 60, stack, interval=2)
+            both = all(any(p in r for p in seen.values()) for r in ranges)
+            return both and len(seen) >= 3 and int(rpc(el, "eth_blockNumber"), 16) >= 3
+        wait_until("execution blocks past 2, in beacon blocks proposed by both validator clients' keys",
+                   scan, 20 * SLOT + 60, stack, interval=2)
         assert set(seen.values()) <= set(range(validators))
-        assert int(rpc(el, "eth_blockNumber"), 16) >= len(seen) - 1
-        print(f"genesis image: {len(seen)} blocks up to slot {max(seen)}, proposers {sorted(set(seen.values()))}")
+        assert sorted(payloads) == list(range(1, len(payloads) + 1)), f"payload numbers {sorted(payloads)}"
+        for n, h in payloads.items():
+            assert rpc(el, "eth_getBlockByNumber", hex(n), False)["hash"] == h, f"geth's block {n} is not the payload"
+        print(f"genesis image: {len(seen)} blocks up to slot {max(seen)}, execution head "
+              f"{int(rpc(el, 'eth_blockNumber'), 16)}, proposers {sorted(set(seen.values()))}")
     except BaseException:
         print(stack.diagnostics())
         raise
