@@ -4,7 +4,7 @@
 # end-to-end test through real nodes, exporters, Prometheus and Alertmanager; the dashboards
 # (tests/dashboards/): model, PromQL and metrics, and no empty panel end to end; the chart; the
 # network watcher's status page in a headless Chromium (tests/browser/); traces in Jaeger
-# (tests/traces/).
+# (tests/traces/); the local genesis image (tests/kube/test_genesis_image.py).
 #
 #   tests/run.sh                     # everything
 #   tests/run.sh -m "not e2e"        # without the end-to-end test (extra args go to pytest)
