@@ -4,7 +4,7 @@
 # end-to-end test through real nodes, exporters, Prometheus and Alertmanager; the dashboards
 # (tests/dashboards/): model, PromQL and metrics, and no empty panel end to end; the chart; the
 # network watcher's status page in a headless Chromium (tests/browser/); traces in Jaeger
-# (tests/traces/).
+# (tests/traces/); the local genesis image (tests/kube/test_genesis_image.py).
 #
 #   tests/run.sh                     # everything
 #   tests/run.sh -m "not e2e"        # without the end-to-end test (extra args go to pytest)
@@ -53,6 +53,15 @@ unshare --net -- sh -c 'ip link set lo up && exec "$0" -m pytest tests/realnet -
 # 5: every test deselected (they are all end to end, so `-m "not e2e"` leaves none).
 if ((status != 0 && status != 5)); then
   fail "pytest tests/realnet exited with $status (see above)"
+fi
+
+echo "== the local genesis image: the chart's genesis and key Jobs in its rootfs, then geth + Prysm (tests/kube)"
+# Root (unshare, mount, chroot); a private network namespace, as the real network's tests.
+status=0
+unshare --net -- sh -c 'ip link set lo up && exec "$0" -m pytest tests/kube/test_genesis_image.py -p no:cacheprovider -ra -s "$@"' \
+  "$ETHWATCH_PYTHON" "$@" || status=$?
+if ((status != 0 && status != 5)); then
+  fail "pytest tests/kube/test_genesis_image.py exited with $status (see above)"
 fi
 
 echo "== the network watcher's status page in a headless Chromium (tests/browser)"
