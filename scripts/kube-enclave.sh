@@ -40,8 +40,8 @@ kubectl() { "$KUBECTL" "$@"; }
 
 # shellcheck source=scripts/kube/images.sh
 source scripts/kube/images.sh
-# shellcheck source=scripts/kube/genesis-image.sh
-source scripts/kube/genesis-image.sh
+# shellcheck source=scripts/kube/images-genesis.sh
+source scripts/kube/images-genesis.sh
 
 # The image values: every image of the chart is a local one, never pulled.
 write_image_values() {

@@ -11,7 +11,7 @@
 #   prysm-validator  validator v6.0.4 as entrypoint, no shell           Prysm's validator image
 #   tools            busybox sh + curl (+ its shared libs)              curlimages/curl
 #   kubectl          kubectl v1.34.4 (the one kube-local builds)        registry.k8s.io/kubectl
-#   genesis          scripts/kube/genesis-image.sh (docs/genesis-image.md) the genesis generator
+#   genesis          scripts/kube/images-genesis.sh (docs/genesis-image.md) the genesis generator
 #
 # Archives are cached under $KUBE_IMAGES keyed by a hash of their inputs (binaries, scripts), so a
 # warm run only imports them.
@@ -71,7 +71,6 @@ make_image() {
     log "building image $ref"
     mkdir -p "$KUBE_IMAGES"
     r="$(mktemp -d "$KUBE_IMAGES/rootfs.XXXXXX")"
-    rootfs_base "$r"
     "$builder" "$r"
     python3 "$ROOT/scripts/kube/mkimage.py" "$tar.part" "$ref" "$r" "$config" >/dev/null ||
       die "mkimage.py failed for $ref"
@@ -85,14 +84,16 @@ make_image() {
 }
 
 _img_ethwatch() {
+  rootfs_base "$1"
   rootfs_bin "$1" "$ETHWATCH_STATIC" /usr/local/bin/ethwatch
   file "$1/usr/local/bin/ethwatch" | grep -q 'statically linked' || die "the ethwatch image needs the static binary"
 }
-_img_geth() { rootfs_busybox "$1"; rootfs_bin "$1" "$ETHWATCH_GETH" /usr/local/bin/geth; }
-_img_prysm_beacon() { rootfs_bin "$1" "$(dirname "$ETHWATCH_PRYSM_BEACON")/beacon-chain" /app/cmd/beacon-chain/beacon-chain; }
-_img_prysm_validator() { rootfs_bin "$1" "$(dirname "$ETHWATCH_PRYSM_BEACON")/validator" /app/cmd/validator/validator; }
-_img_tools() { rootfs_busybox "$1"; rootfs_bin "$1" /usr/bin/curl /usr/bin/curl; }
-_img_kubectl() { rootfs_busybox "$1"; rootfs_bin "$1" "$KUBECTL" /bin/kubectl; }
+_img_geth() { rootfs_base "$1"; rootfs_busybox "$1"; rootfs_bin "$1" "$ETHWATCH_GETH" /usr/local/bin/geth; }
+_img_prysm_beacon() { rootfs_base "$1"; rootfs_bin "$1" "$(dirname "$ETHWATCH_PRYSM_BEACON")/beacon-chain" /app/cmd/beacon-chain/beacon-chain; }
+_img_prysm_validator() { rootfs_base "$1"; rootfs_bin "$1" "$(dirname "$ETHWATCH_PRYSM_BEACON")/validator" /app/cmd/validator/validator; }
+_img_tools() { rootfs_base "$1"; rootfs_busybox "$1"; rootfs_bin "$1" /usr/bin/curl /usr/bin/curl; }
+_img_kubectl() { rootfs_base "$1"; rootfs_busybox "$1"; rootfs_bin "$1" "$KUBECTL" /bin/kubectl; }
+# The genesis image is scripts/kube/images-genesis.sh's (it wants an empty directory).
 _img_genesis() { build_genesis_rootfs "$1"; }
 
 # build_images: every image of the enclave (IMAGE_REF_* / IMAGE_TAR_* set for each).
@@ -119,8 +120,7 @@ build_images() {
     "{\"Entrypoint\":[\"curl\"],\"Cmd\":[\"--help\"],\"User\":\"100:101\",$penv}" _img_tools
   make_image kubectl "$kube_version" "$(inputs_hash "$KUBECTL")" \
     "{\"Entrypoint\":[\"kubectl\"],$user,$penv}" _img_kubectl
-  make_image genesis local "$(genesis_inputs_hash)" \
-    "{\"WorkingDir\":\"/work\",$penv}" _img_genesis
+  make_image genesis local "$(genesis_tool_hash)" "$(genesis_image_config)" _img_genesis
   env=""
   for env in ethwatch geth prysm_beacon prysm_validator tools kubectl genesis; do
     local v="IMAGE_REF_$env"
