@@ -5,7 +5,7 @@
 # pulled: the chart runs them with `imagePullPolicy: Never` (charts/eth-enclave/ci/kube-local-values.yaml).
 #
 #   image            what it holds                                      stands in for
-#   ethwatch         the static release binary alone, uid 65532         the Dockerfile's image
+#   ethwatch         the static release binary, CA certificates, uid 65532  the Dockerfile's image
 #   geth             busybox sh + geth v1.17.10 (+ its shared libs)     ethereum/client-go
 #   prysm-beacon     beacon-chain v6.0.4 as entrypoint, no shell        Prysm's beacon-chain image
 #   prysm-validator  validator v6.0.4 as entrypoint, no shell           Prysm's validator image
@@ -86,6 +86,9 @@ make_image() {
 _img_ethwatch() {
   rootfs_base "$1"
   rootfs_bin "$1" "$ETHWATCH_STATIC" /usr/local/bin/ethwatch
+  # As distroless/static: CA certificates (the HTTP clients load them at start).
+  mkdir -p "$1/etc/ssl/certs"
+  cp /etc/ssl/certs/ca-certificates.crt "$1/etc/ssl/certs/"
   file "$1/usr/local/bin/ethwatch" | grep -q 'statically linked' || die "the ethwatch image needs the static binary"
 }
 _img_geth() { rootfs_base "$1"; rootfs_busybox "$1"; rootfs_bin "$1" "$ETHWATCH_GETH" /usr/local/bin/geth; }
