@@ -71,18 +71,16 @@ ethwatch:
 EOF
 }
 
-# el_heads: one "<pod> <block number>" line per execution pod (through the pod IPs, which the
-# node routes to on its bridge).
+# el_heads: one "<pod> <block number>" line per execution pod, asked inside the pod (`geth attach`
+# on its own loopback JSON-RPC, so no NetworkPolicy is in the way); -1 while it does not answer.
 el_heads() {
-  local pod ip hex
-  while read -r pod ip; do
-    [[ -n "$ip" ]] || { echo "$pod -1"; continue; }
-    hex="$(curl -sf -m 3 -H 'content-type: application/json' \
-      --data '{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}' "http://$ip:8545" |
-      sed -n 's/.*"result":"0x\([0-9a-f]*\)".*/\1/p')" || hex=""
-    echo "$pod $((16#${hex:-0}))"
-  done < <(kubectl -n "$NAMESPACE" get pods -l app.kubernetes.io/instance="$RELEASE",app.kubernetes.io/component=execution \
-    -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.status.podIP}{"\n"}{end}')
+  local pod n
+  for pod in $(kubectl -n "$NAMESPACE" get pods -o name \
+    -l app.kubernetes.io/instance="$RELEASE",app.kubernetes.io/component=execution,eth-enclave/client=geth); do
+    n="$(kubectl -n "$NAMESPACE" exec "$pod" -c geth -- geth attach --exec eth.blockNumber \
+      http://127.0.0.1:8545 2>/dev/null | tr -dc '0-9')" || n=""
+    echo "${pod#pod/} ${n:--1}"
+  done
 }
 
 install() {
