@@ -128,24 +128,30 @@ comp_start() { # <name> <binary> <args...>
   echo $! >"$PIDDIR/$name.pid"
   STARTED+=("$name")
 }
-comp_stop() { # <name>: SIGTERM, SIGKILL after 15 s
-  local pid i
-  if ! pid="$(comp_pid "$1")"; then
-    rm -f "$PIDDIR/$1.pid"
-    return 0
-  fi
-  say "stopping $1 (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 60; i++)); do
-    [[ -d /proc/$pid ]] || break
-    sleep 0.25
+comp_stop() { # <name>...: SIGTERM to all at once, SIGKILL to what still runs after 15 s
+  local n pid i live=() names=()
+  for n in "$@"; do
+    if pid="$(comp_pid "$n")"; then
+      live+=("$pid")
+      names+=("$n")
+      kill -TERM "$pid" 2>/dev/null || true
+    fi
   done
-  if [[ -d /proc/$pid ]]; then
-    say "$1 still alive after 15 s: SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    sleep 0.5
+  if ((${#live[@]})); then
+    say "stopping ${names[*]} (pids ${live[*]})"
+    for ((i = 0; i < 60; i++)); do
+      for pid in "${live[@]}"; do [[ -d /proc/$pid ]] && break; done
+      [[ -d /proc/$pid ]] || break
+      sleep 0.25
+    done
+    for pid in "${live[@]}"; do
+      if [[ -d /proc/$pid ]]; then
+        say "pid $pid still alive after 15 s: SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+      fi
+    done
   fi
-  rm -f "$PIDDIR/$1.pid"
+  for n in "$@"; do rm -f "$PIDDIR/$n.pid"; done
 }
 all_alive() { # every component this run started still runs, else its log's end and exit
   local n
@@ -786,9 +792,7 @@ cmd_down() {
   load_state_env || true
   KUBECTL="${BIN:+$BIN/kubectl}"
   local i c pid
-  comp_stop kube-router
-  comp_stop kube-scheduler
-  comp_stop kube-controller-manager
+  comp_stop kube-router kube-scheduler kube-controller-manager
   # Let kubelet tear the pods down through the CRI (CNI DEL frees their addresses and veths).
   if [[ -n "$KUBECTL" ]] && comp_running kubelet && comp_running kube-apiserver; then
     k delete pods --all -A --force --grace-period=0 --wait=false --request-timeout=10s >/dev/null 2>&1 || true
@@ -797,8 +801,7 @@ cmd_down() {
       sleep 0.25
     done
   fi
-  comp_stop kube-proxy
-  comp_stop kubelet
+  comp_stop kube-proxy kubelet
   comp_stop kube-apiserver
   comp_stop etcd
   if comp_running containerd; then
