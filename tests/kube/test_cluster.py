@@ -299,3 +299,45 @@ def test_up_again_is_idempotent(kube_cluster):
     assert time.monotonic() - t0 < 30
     status = sh(KUBE_LOCAL, "status").stdout
     assert "not running" not in status, status
+
+
+def test_mkimage_import_and_pv(kube_cluster, tmp_path):
+    """The way the enclave's images arrive: scripts/kube/mkimage.py, `kube-local.sh import`, a pod
+    with imagePullPolicy Never; and `kube-local.sh pv N` adds volumes."""
+    from conftest import KUBE_LOCAL, ROOT
+    k = kube_cluster
+    root = tmp_path / "rootfs"
+    (root / "bin").mkdir(parents=True)
+    (root / "bin" / "busybox").write_bytes(open("/bin/busybox", "rb").read())
+    os.chmod(root / "bin" / "busybox", 0o755)
+    (root / "msg").write_text("made by mkimage.py\n")
+    name = f"ethwatch.local/kubetest-{uuid.uuid4().hex[:6]}:1"
+    tar = tmp_path / "img.tar"
+    sh("python3", ROOT / "scripts" / "kube" / "mkimage.py", tar, name, root,
+       json.dumps({"Entrypoint": ["/bin/busybox"], "Cmd": ["cat", "/msg"]}))
+    sh(KUBE_LOCAL, "import", tar)
+    listed = sh("bash", "-c", '$CTR -n k8s.io images ls -q', env=k.env).stdout.split()
+    assert name in listed
+    ns = f"kubetest-img-{uuid.uuid4().hex[:6]}"
+    k.kubectl("create", "namespace", ns)
+    try:
+        k.apply(f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: img}}
+spec:
+  restartPolicy: Never
+  containers: [{{name: main, image: "{name}", imagePullPolicy: Never}}]
+""", namespace=ns)
+        k.wait(ns, "pod/img", "jsonpath={.status.phase}=Succeeded", timeout=120)
+        assert k.kubectl("-n", ns, "logs", "img").stdout == "made by mkimage.py\n"
+    finally:
+        k.kubectl("delete", "namespace", ns, "--wait=false")
+    before = set(k.kubectl("get", "pv", "-o", "name").stdout.split())
+    sh(KUBE_LOCAL, "pv", "2", "5Gi")
+    added = set(k.kubectl("get", "pv", "-o", "name").stdout.split()) - before
+    assert len(added) == 2, added
+    for pv in added:
+        spec = json.loads(k.kubectl("get", pv, "-o", "json").stdout)["spec"]
+        assert spec["capacity"]["storage"] == "5Gi" and spec["storageClassName"] == "local"
+        assert os.path.isdir(spec["local"]["path"])
