@@ -642,7 +642,12 @@ export COREDNS_IMAGE=$COREDNS_IMAGE_NAME
 EOF
 }
 
-image_present() { ctr_ -n k8s.io images ls -q 2>/dev/null | grep -qxF "$1"; }
+# (outputs are read whole before grep: with pipefail, `grep -q` exiting first would fail the pipe)
+image_present() {
+  local imgs
+  imgs="$(ctr_ -n k8s.io images ls -q 2>/dev/null)" || return 1
+  grep -qxF "$1" <<<"$imgs"
+}
 import_images() { # <tar>...
   local t
   for t in "$@"; do
@@ -733,7 +738,9 @@ cmd_up() {
     --run-firewall=true --run-router=false --run-service-proxy=false --enable-cni=false \
     --enable-ipv6=false --health-port=0 --metrics-port=0 --hostname-override="$NODE" \
     --service-cluster-ip-range="$SERVICE_CIDR"
-  if ! k get pv -l ethwatch.local/pv=true -o name 2>/dev/null | grep -q .; then
+  local pvs
+  pvs="$(k get pv -l ethwatch.local/pv=true -o name)" || die "listing the PersistentVolumes failed"
+  if [[ -z "$pvs" ]]; then
     pv_create "$INITIAL_PVS" | k apply -f - >/dev/null || die "creating the PersistentVolumes failed"
     say "created $INITIAL_PVS local PersistentVolumes"
   fi
@@ -873,11 +880,12 @@ cmd_down() {
   say "down: nothing left behind"
 }
 own_leftover_pids() {
-  local p pid
+  local p pid cmd
   for p in /proc/[0-9]*; do
     pid="${p#/proc/}"
     [[ -r $p/cmdline ]] || continue
-    if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "$STATE/"; then echo "$pid"; fi
+    cmd="$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null)" || continue
+    if [[ "$cmd" == *"$STATE/"* ]]; then echo "$pid"; fi
   done
   for p in /sys/fs/cgroup/pids/kubepods /sys/fs/cgroup/memory/kubepods; do
     if [[ -d $p ]]; then find "$p" -name cgroup.procs -exec cat {} + 2>/dev/null || true; fi

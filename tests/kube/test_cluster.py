@@ -292,13 +292,29 @@ def test_nothing_is_pulled(kube_cluster, ns):
 
 def test_up_again_is_idempotent(kube_cluster):
     from conftest import KUBE_LOCAL
+    k = kube_cluster
+    pvs = k.kubectl("get", "pv", "-o", "name").stdout.split()
     t0 = time.monotonic()
     r = sh(KUBE_LOCAL, "up")
-    assert r.stdout.strip() == f"export KUBECONFIG={kube_cluster.kubeconfig}"
+    assert r.stdout.strip() == f"export KUBECONFIG={k.kubeconfig}"
     assert "already running" in r.stderr
     assert time.monotonic() - t0 < 30
+    # a component that died is started again on the same state, and nothing is created twice
+    pidfile = k.state / "pids" / "kube-scheduler.pid"
+    old = int(pidfile.read_text())
+    os.kill(old, 15)
+    for _ in range(60):
+        if not os.path.exists(f"/proc/{old}"):
+            break
+        time.sleep(0.25)
+    assert "kube-scheduler           not running" in sh(KUBE_LOCAL, "status", check=False).stdout
+    r = sh(KUBE_LOCAL, "up")
+    assert r.stdout.strip() == f"export KUBECONFIG={k.kubeconfig}"
+    assert "starting kube-scheduler" in r.stderr and "starting kubelet" not in r.stderr, r.stderr
+    assert int(pidfile.read_text()) != old
     status = sh(KUBE_LOCAL, "status").stdout
     assert "not running" not in status, status
+    assert k.kubectl("get", "pv", "-o", "name").stdout.split() == pvs
 
 
 def test_mkimage_import_and_pv(kube_cluster, tmp_path):
