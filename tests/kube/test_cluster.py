@@ -12,7 +12,6 @@ import ipaddress
 import json
 import os
 import re
-import subprocess
 import time
 import uuid
 
