@@ -215,6 +215,37 @@ spec:
         # and the kubelet's probes still reach the pod (kube-router lets the node in)
         time.sleep(3)
         assert k.jsonpath(name, "pod/srv", '{.status.conditions[?(@.type=="Ready")].status}') == "True"
+        # Egress denied but for DNS, the way the chart allows it (networkPolicy.dns: the kube-dns
+        # pods of kube-system): names still resolve through the Service's DNAT to the CoreDNS pod,
+        # and the API server's ClusterIP is cut.
+        api = "timeout 3 wget -q -O /dev/null --no-check-certificate https://10.96.0.1/ 2>&1; echo rc=$?"
+        assert "403 Forbidden" in k.exec(name, "cli", api).stdout  # reachable, anonymous
+        k.apply("""
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: default-deny-egress}
+spec:
+  podSelector: {}
+  policyTypes: [Egress]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: dns}
+spec:
+  podSelector: {}
+  policyTypes: [Egress]
+  egress:
+  - to:
+    - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}
+      podSelector: {matchLabels: {k8s-app: kube-dns}}
+    ports: [{port: 53, protocol: UDP}, {port: 53, protocol: TCP}]
+""", namespace=name)
+        deadline = time.monotonic() + 30
+        while "403 Forbidden" in k.exec(name, "cli", api).stdout:
+            assert time.monotonic() < deadline, "the default-deny egress policy never cut cli -> API server"
+            time.sleep(0.5)
+        r = k.exec(name, "cli", "nslookup kubernetes.default.svc.cluster.local", check=False)
+        assert answers(r.stdout) == ["10.96.0.1"], r.stdout + r.stderr
     finally:
         k.kubectl("delete", "namespace", name, "--wait=false")
 
