@@ -40,7 +40,7 @@ LOG_TAG=kube-local
 source "$ROOT/scripts/lib.sh"
 
 export ETHWATCH_CACHE="${ETHWATCH_CACHE:-$HOME/.cache/ethwatch}"
-STATE="${ETHWATCH_KUBE_STATE:-$ETHWATCH_CACHE/kube-local/state}"
+STATE="$(realpath -m "${ETHWATCH_KUBE_STATE:-$ETHWATCH_CACHE/kube-local/state}")"
 NODE=ethwatch-node
 BRIDGE=ethwatch0
 NODE_IP=10.244.0.1

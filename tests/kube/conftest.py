@@ -124,8 +124,12 @@ def kube_cluster():
         sh(KUBE_LOCAL, "down")  # a leftover state without processes: clean it first
     before = host_snapshot(STATE)
     t0 = time.monotonic()
-    up = sh(KUBE_LOCAL, "up", timeout=3600)
+    up = sh(KUBE_LOCAL, "up", check=False, timeout=3600)
     up_s = time.monotonic() - t0
+    if up.returncode != 0:
+        down = sh(KUBE_LOCAL, "down", check=False)
+        pytest.fail(f"scripts/kube-local.sh up exited {up.returncode}:\n{up.stderr[-4000:]}\n"
+                    f"(down after it exited {down.returncode}:\n{down.stderr[-2000:]})")
     exports = [line for line in up.stdout.splitlines() if line.strip()]
     assert len(exports) == 1 and exports[0].startswith("export KUBECONFIG="), \
         f"up must print exactly one export line on stdout, got:\n{up.stdout}"
