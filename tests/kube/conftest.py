@@ -23,7 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 KUBE_LOCAL = ROOT / "scripts" / "kube-local.sh"
 CACHE = Path(os.environ.get("ETHWATCH_CACHE", Path.home() / ".cache" / "ethwatch"))
-STATE = Path(os.environ.get("ETHWATCH_KUBE_STATE", CACHE / "kube-local" / "state"))
+STATE = Path(os.path.realpath(os.environ.get("ETHWATCH_KUBE_STATE", CACHE / "kube-local" / "state")))
 # What `down` restores (scripts/kube-local.sh SYSCTLS and HOST_PATHS).
 SYSCTLS = ("net.ipv4.ip_forward", "net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables",
            "net.ipv4.conf.all.route_localnet", "vm.overcommit_memory", "vm.panic_on_oom", "kernel.panic",
