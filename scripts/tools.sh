@@ -12,6 +12,9 @@
 # skipped when their binaries already exist. At the end $CACHE/tools/env.sh is written with one
 # `export ETHWATCH_<TOOL>=<abs path>` line per installed tool, and the same lines go to stdout
 # (all progress messages go to stderr), so `eval "$(scripts/tools.sh)"` works too.
+#
+# Over 600 lines on purpose: one installer per tool, each with its version, marker and env line,
+# all behind one lock and one env.sh, so a tool is added or bumped in one place.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
