@@ -23,9 +23,10 @@
 # - pods get routes to the pod and service ranges only (no default route, no masquerading);
 # - the guard chain ETHWATCH-KUBE-GUARD (mangle table, jumped to first from FORWARD and INPUT)
 #   drops what comes in from the bridge for any address outside the pod range, and for the host
-#   itself but the API server port (replies to the host's own connections pass). It is in mangle, not filter, because kube-router keeps its own jump
-#   first in filter FORWARD and ACCEPTs policy-compliant traffic there: a filter guard after it
-#   would never see a pod's packet to the outside;
+#   itself but the API server port (replies to the host's own connections pass). It is in
+#   mangle, not filter, because kube-router keeps its own jump first in filter FORWARD and
+#   ACCEPTs policy-compliant traffic there: a filter guard after it would never see a pod's
+#   packet to the outside;
 # - the API server reaches the kubelet by the node's InternalIP (never the host's resolver);
 # - pods' DNS is CoreDNS, which answers cluster.local (and reverse zones) only: other names are
 #   REFUSED, and its binary has no forward plugin at all;
@@ -61,7 +62,7 @@ PKI="$STATE/pki"
 LOGS="$STATE/logs"
 PIDDIR="$STATE/pids"
 SOCK="$STATE/containerd/containerd.sock"
-# Order of start; `down` stops in reverse.
+# The host processes, in the order `up` starts them (`status` lists them; CoreDNS is a pod).
 COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kube-router)
 # Host sysctls that this setup, kubelet or kube-proxy may change: saved at the first `up`, restored by `down`.
 SYSCTLS=(net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables
