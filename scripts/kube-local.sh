@@ -83,7 +83,7 @@ say() { log "[$(elapsed)s] $*"; }
 # The binaries: scripts/tools.sh builds or finds them and prints their env lines. `up` runs it;
 # the other subcommands read $STATE/env.sh, which `up` wrote.
 ensure_tools() {
-  say "checking tools (scripts/tools.sh; a cold build takes about 10 minutes on 2 cores)"
+  say "checking tools (scripts/tools.sh; a cold build takes 8 minutes on a quiet 2-core machine)"
   local lines
   lines="$("$ROOT/scripts/tools.sh" etcd kube-apiserver kube-debs kube-local kube-router coredns kube-images)" ||
     die "scripts/tools.sh failed"

@@ -262,7 +262,7 @@ install_kube-apiserver() {
 }
 
 # The rest of a node for scripts/kube-local.sh, from the same module as kube-apiserver (after it
-# in ALL_TOOLS, so a cold run compiles the shared packages once): about 4 more minutes on 2 cores.
+# in ALL_TOOLS, so a cold run compiles the shared packages once): about 2 more minutes on 2 cores.
 KUBE_LOCAL_CMDS=(kubelet kube-controller-manager kube-scheduler kube-proxy kubectl)
 KUBE_LOCAL_DIR="$TOOLS/kube-local-$KUBE_VERSION"
 install_kube-local() {
@@ -270,7 +270,7 @@ install_kube-local() {
   spec="$(kube_spec) ${KUBE_LOCAL_CMDS[*]}"
   marker_ok "$KUBE_LOCAL_DIR/.installed" "$spec" && return 0
   command -v go >/dev/null || die "the kube-local tools need the Go toolchain (go) on PATH"
-  log "building ${KUBE_LOCAL_CMDS[*]} v$KUBE_VERSION in $KUBE_LOCAL_DIR (about 4 minutes after kube-apiserver)"
+  log "building ${KUBE_LOCAL_CMDS[*]} v$KUBE_VERSION in $KUBE_LOCAL_DIR (about 2 minutes after kube-apiserver on a quiet machine)"
   rm -rf "$KUBE_LOCAL_DIR"
   mkdir -p "$KUBE_LOCAL_DIR"
   kube_build "$KUBE_LOCAL_DIR" "${KUBE_LOCAL_CMDS[@]}"
@@ -289,7 +289,7 @@ install_kube-router() {
   spec="github.com/cloudnativelabs/kube-router/v2@$KUBE_ROUTER_VERSION $(go version 2>/dev/null | cut -d' ' -f3)"
   marker_ok "$KUBE_ROUTER_DIR/.installed" "$spec" && return 0
   command -v go >/dev/null || die "kube-router needs the Go toolchain (go) on PATH"
-  log "building kube-router $KUBE_ROUTER_VERSION in $KUBE_ROUTER_DIR (about 2-3 minutes cold on 2 cores)"
+  log "building kube-router $KUBE_ROUTER_VERSION in $KUBE_ROUTER_DIR (about 1.5 minutes cold on 2 cores)"
   rm -rf "$KUBE_ROUTER_DIR"
   mkdir -p "$KUBE_ROUTER_DIR/src"
   (
@@ -320,7 +320,7 @@ install_coredns() {
   spec="github.com/coredns/coredns@$COREDNS_VERSION $(go version 2>/dev/null | cut -d' ' -f3) ${COREDNS_PLUGINS[*]} $COREDNS_IMAGE"
   marker_ok "$COREDNS_DIR/.installed" "$spec" && return 0
   command -v go >/dev/null || die "CoreDNS needs the Go toolchain (go) on PATH"
-  log "building CoreDNS $COREDNS_VERSION (plugins: ${COREDNS_PLUGINS[*]}) in $COREDNS_DIR (about 2 minutes cold on 2 cores)"
+  log "building CoreDNS $COREDNS_VERSION (plugins: ${COREDNS_PLUGINS[*]}) in $COREDNS_DIR (about 1 minute cold on 2 cores)"
   rm -rf "$COREDNS_DIR"
   mkdir -p "$COREDNS_DIR/src"
   (

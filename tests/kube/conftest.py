@@ -3,7 +3,8 @@ whole directory, from `scripts/kube-local.sh up` to `scripts/kube-local.sh down`
 
 The session fixture `kube_cluster` starts a fresh cluster (it refuses to reuse or tear down one
 that is already running), yields a `KubeCluster` (its environment with KUBECONFIG, the built
-kubectl, the node IP and everything `up` wrote to $STATE/env.sh), and at the end of the session
+kubectl, the node IP and everything `up` wrote to $STATE/env.sh, with helpers: kubectl, apply,
+exec, wait, jsonpath, import_images, add_volumes), and at the end of the session
 runs `down` and checks that nothing is left behind: no process of the cluster, no mount under its
 state, no veth, no bridge, no iptables chain or ipset that was not there before, the sysctls and
 host paths as they were. Any test module in this directory that asks for `kube_cluster` shares
@@ -76,6 +77,14 @@ class KubeCluster:
 
     def jsonpath(self, namespace, what, path):
         return self.kubectl("-n", namespace, "get", what, "-o", f"jsonpath={path}").stdout
+
+    def import_images(self, *archives):
+        """OCI archives (scripts/kube/mkimage.py) into containerd's k8s.io namespace."""
+        return sh(KUBE_LOCAL, "import", *archives)
+
+    def add_volumes(self, count, size="1000Gi"):
+        """`count` more local PersistentVolumes of the default StorageClass."""
+        return sh(KUBE_LOCAL, "pv", count, size)
 
 
 def read_env_sh(path: Path) -> dict:

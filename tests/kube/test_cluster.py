@@ -350,7 +350,7 @@ def test_up_again_is_idempotent(kube_cluster):
 def test_mkimage_import_and_pv(kube_cluster, tmp_path):
     """The way the enclave's images arrive: scripts/kube/mkimage.py, `kube-local.sh import`, a pod
     with imagePullPolicy Never; and `kube-local.sh pv N` adds volumes."""
-    from conftest import KUBE_LOCAL, ROOT
+    from conftest import ROOT
     k = kube_cluster
     root = tmp_path / "rootfs"
     (root / "bin").mkdir(parents=True)
@@ -361,7 +361,7 @@ def test_mkimage_import_and_pv(kube_cluster, tmp_path):
     tar = tmp_path / "img.tar"
     sh("python3", ROOT / "scripts" / "kube" / "mkimage.py", tar, name, root,
        json.dumps({"Entrypoint": ["/bin/busybox"], "Cmd": ["cat", "/msg"]}))
-    sh(KUBE_LOCAL, "import", tar)
+    k.import_images(tar)
     listed = sh("bash", "-c", '$CTR -n k8s.io images ls -q', env=k.env).stdout.split()
     assert name in listed
     ns = f"kubetest-img-{uuid.uuid4().hex[:6]}"
@@ -380,7 +380,7 @@ spec:
     finally:
         k.kubectl("delete", "namespace", ns, "--wait=false")
     before = set(k.kubectl("get", "pv", "-o", "name").stdout.split())
-    sh(KUBE_LOCAL, "pv", "2", "5Gi")
+    k.add_volumes(2, "5Gi")
     added = set(k.kubectl("get", "pv", "-o", "name").stdout.split()) - before
     assert len(added) == 2, added
     for pv in added:
