@@ -4,13 +4,17 @@
 #   scripts/tools.sh                 # everything
 #   scripts/tools.sh anvil lodestar  # only these (anvil lodestar prometheus alertmanager wrk python
 #                                    #   helm k8s-models etcd kube-apiserver prometheus-operator-crds
-#                                    #   geth prysm iptables chromium jaeger shellcheck)
+#                                    #   geth prysm iptables chromium jaeger shellcheck
+#                                    #   kube-debs kube-local kube-router coredns kube-images)
 #
 # Node tools go into ${ETHWATCH_CACHE:-$HOME/.cache/ethwatch}/tools/<name>-<version>/ and are
 # marked done only after the binary has run, so a half install is retried. Debian packages are
 # skipped when their binaries already exist. At the end $CACHE/tools/env.sh is written with one
 # `export ETHWATCH_<TOOL>=<abs path>` line per installed tool, and the same lines go to stdout
 # (all progress messages go to stderr), so `eval "$(scripts/tools.sh)"` works too.
+#
+# Over 600 lines on purpose: one installer per tool, each with its version, marker and env line,
+# all behind one lock and one env.sh, so a tool is added or bumped in one place.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -30,8 +34,11 @@ CONTROLLER_TOOLS_VERSION=v0.19.0
 GETH_VERSION=v1.17.10
 PRYSM_VERSION=v6.0.4
 JAEGER_VERSION=v1.75.0
+KUBE_ROUTER_VERSION=v2.1.0
+COREDNS_VERSION=v1.14.7
 ALL_TOOLS=(anvil lodestar prometheus alertmanager wrk python helm k8s-models etcd kube-apiserver
-  prometheus-operator-crds geth prysm iptables chromium jaeger shellcheck)
+  prometheus-operator-crds geth prysm iptables chromium jaeger shellcheck
+  kube-debs kube-local kube-router coredns kube-images)
 
 LOG_TAG=tools.sh
 # shellcheck source=scripts/lib.sh
@@ -185,40 +192,210 @@ install_k8s-models() {
 
 install_etcd() { need_apt etcd-server etcd; }
 
-# kube-apiserver, built with the local Go toolchain from the module proxy. k8s.io/kubernetes
-# requires its staging modules (k8s.io/api, ...) at v0.0.0 with replace lines to ./staging, which
-# only apply inside its own repository; this module replaces each with the published v0.x release.
-KUBE_DIR="$TOOLS/kube-apiserver-$KUBE_VERSION"
-install_kube-apiserver() {
-  local spec="k8s.io/kubernetes@v$KUBE_VERSION $(go version 2>/dev/null | cut -d' ' -f3)"
-  marker_ok "$KUBE_DIR/.installed" "$spec" && return 0
-  command -v go >/dev/null || die "kube-apiserver needs the Go toolchain (go) on PATH"
-  log "building kube-apiserver v$KUBE_VERSION in $KUBE_DIR (about 8 minutes cold on 2 cores)"
-  rm -rf "$KUBE_DIR"
-  mkdir -p "$KUBE_DIR/src"
-  local minor="${KUBE_VERSION#*.}"; minor="${minor%%.*}"
+# The Kubernetes commands (kube-apiserver for tests/chart; kubelet, controller-manager, scheduler,
+# kube-proxy and kubectl for the local cluster of scripts/kube-local.sh), built with the local Go
+# toolchain from the module proxy, all in one generated module ($KUBE_SRC) with the same flags, so
+# Go's build and module caches serve every one of them. k8s.io/kubernetes requires its staging
+# modules (k8s.io/api, ...) at v0.0.0 with replace lines to ./staging, which only apply inside its
+# own repository; this module replaces each with the published v0.x release.
+KUBE_SRC="$TOOLS/kubernetes-src-$KUBE_VERSION"
+kube_module() { # write $KUBE_SRC/go.mod once
+  [[ -f "$KUBE_SRC/.ready" ]] && return 0
+  rm -rf "$KUBE_SRC"
+  mkdir -p "$KUBE_SRC"
   (
-    cd "$KUBE_DIR/src"
+    cd "$KUBE_SRC"
     export GOTOOLCHAIN=local GOFLAGS=-mod=mod
-    go mod download -json "k8s.io/kubernetes@v$KUBE_VERSION" >"$KUBE_DIR/kubernetes.json"
+    go mod download -json "k8s.io/kubernetes@v$KUBE_VERSION" >kubernetes.json
     local gomod
-    gomod="$(sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p' "$KUBE_DIR/kubernetes.json")"
+    gomod="$(sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p' kubernetes.json)"
     [[ -f "$gomod" ]] || die "no go.mod of k8s.io/kubernetes@v$KUBE_VERSION in the module cache"
     {
-      printf 'module ethwatch.test/kube-apiserver\n\ngo 1.24\n\nrequire k8s.io/kubernetes v%s\n\nreplace (\n' "$KUBE_VERSION"
+      printf 'module ethwatch.test/kubernetes\n\ngo 1.24\n\nrequire k8s.io/kubernetes v%s\n\nreplace (\n' "$KUBE_VERSION"
       grep -o 'k8s.io/[a-z0-9-]* => ./staging' "$gomod" |
         awk -v v="0.${KUBE_VERSION#*.}" '{ printf "\t%s => %s v%s\n", $1, $1, v }'
       printf ')\n'
     } >go.mod
-    go get "k8s.io/kubernetes/cmd/kube-apiserver@v$KUBE_VERSION" >&2
-    go build -o "$KUBE_DIR/kube-apiserver" -ldflags "-s -w \
-      -X k8s.io/component-base/version.gitVersion=v$KUBE_VERSION \
-      -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor \
-      -X k8s.io/client-go/pkg/version.gitVersion=v$KUBE_VERSION" \
-      k8s.io/kubernetes/cmd/kube-apiserver >&2
-  ) || die "building kube-apiserver failed"
+  ) || die "preparing the Kubernetes module in $KUBE_SRC failed"
+  touch "$KUBE_SRC/.ready"
+}
+# kube_build <out dir> <command>...: build k8s.io/kubernetes/cmd/<command> into <out dir>, one
+# `go build` each (in the order given), with the version ldflags; seconds per command go to
+# <out dir>/build-times.
+kube_build() {
+  local out="$1" minor c t0
+  shift
+  minor="${KUBE_VERSION#*.}"; minor="${minor%%.*}"
+  kube_module
+  (
+    cd "$KUBE_SRC"
+    export GOTOOLCHAIN=local GOFLAGS=-mod=mod
+    local pkgs=()
+    for c in "$@"; do pkgs+=("k8s.io/kubernetes/cmd/$c@v$KUBE_VERSION"); done
+    go get "${pkgs[@]}" >&2
+    for c in "$@"; do
+      t0=$SECONDS
+      go build -o "$out/$c" -ldflags "-s -w \
+        -X k8s.io/component-base/version.gitVersion=v$KUBE_VERSION \
+        -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor \
+        -X k8s.io/client-go/pkg/version.gitVersion=v$KUBE_VERSION" \
+        "k8s.io/kubernetes/cmd/$c" >&2
+      echo "$c $((SECONDS - t0))" >>"$out/build-times"
+      log "built $c in $((SECONDS - t0)) s"
+    done
+  ) || die "building $* failed"
+}
+kube_spec() { printf 'k8s.io/kubernetes@v%s %s' "$KUBE_VERSION" "$(go version 2>/dev/null | cut -d' ' -f3)"; }
+
+KUBE_DIR="$TOOLS/kube-apiserver-$KUBE_VERSION"
+install_kube-apiserver() {
+  local spec
+  spec="$(kube_spec)"
+  marker_ok "$KUBE_DIR/.installed" "$spec" && return 0
+  command -v go >/dev/null || die "kube-apiserver needs the Go toolchain (go) on PATH"
+  log "building kube-apiserver v$KUBE_VERSION in $KUBE_DIR (about 8 minutes cold on 2 cores)"
+  rm -rf "$KUBE_DIR"
+  mkdir -p "$KUBE_DIR"
+  kube_build "$KUBE_DIR" kube-apiserver
   "$KUBE_DIR/kube-apiserver" --version | grep -q "v$KUBE_VERSION" || die "kube-apiserver does not report v$KUBE_VERSION"
   printf '%s\n%s\n' "$KUBE_DIR/kube-apiserver" "$spec" >"$KUBE_DIR/.installed"
+}
+
+# The rest of a node for scripts/kube-local.sh, from the same module as kube-apiserver (after it
+# in ALL_TOOLS, so a cold run compiles the shared packages once): about 2 more minutes on 2 cores.
+KUBE_LOCAL_CMDS=(kubelet kube-controller-manager kube-scheduler kube-proxy kubectl)
+KUBE_LOCAL_DIR="$TOOLS/kube-local-$KUBE_VERSION"
+install_kube-local() {
+  local spec c
+  spec="$(kube_spec) ${KUBE_LOCAL_CMDS[*]}"
+  marker_ok "$KUBE_LOCAL_DIR/.installed" "$spec" && return 0
+  command -v go >/dev/null || die "the kube-local tools need the Go toolchain (go) on PATH"
+  log "building ${KUBE_LOCAL_CMDS[*]} v$KUBE_VERSION in $KUBE_LOCAL_DIR (about 2 minutes after kube-apiserver on a quiet machine)"
+  rm -rf "$KUBE_LOCAL_DIR"
+  mkdir -p "$KUBE_LOCAL_DIR"
+  kube_build "$KUBE_LOCAL_DIR" "${KUBE_LOCAL_CMDS[@]}"
+  for c in kubelet kube-controller-manager kube-scheduler kube-proxy; do
+    "$KUBE_LOCAL_DIR/$c" --version 2>&1 | grep -q "v$KUBE_VERSION" || die "$c does not report v$KUBE_VERSION"
+  done
+  "$KUBE_LOCAL_DIR/kubectl" version --client 2>&1 | grep -q "v$KUBE_VERSION" || die "kubectl does not report v$KUBE_VERSION"
+  printf '%s\n%s\n' "$KUBE_LOCAL_DIR" "$spec" >"$KUBE_LOCAL_DIR/.installed"
+}
+
+# kube-router, only its NetworkPolicy controller (scripts/kube-local.sh runs it with routing, the
+# service proxy and CNI off). v2.1.0 is the version the module proxy reached here serves.
+KUBE_ROUTER_DIR="$TOOLS/kube-router-$KUBE_ROUTER_VERSION"
+install_kube-router() {
+  local spec
+  spec="github.com/cloudnativelabs/kube-router/v2@$KUBE_ROUTER_VERSION $(go version 2>/dev/null | cut -d' ' -f3)"
+  marker_ok "$KUBE_ROUTER_DIR/.installed" "$spec" && return 0
+  command -v go >/dev/null || die "kube-router needs the Go toolchain (go) on PATH"
+  log "building kube-router $KUBE_ROUTER_VERSION in $KUBE_ROUTER_DIR (about 1.5 minutes cold on 2 cores)"
+  rm -rf "$KUBE_ROUTER_DIR"
+  mkdir -p "$KUBE_ROUTER_DIR/src"
+  (
+    cd "$KUBE_ROUTER_DIR/src"
+    export GOTOOLCHAIN=local GOFLAGS=-mod=mod
+    printf 'module ethwatch.test/kube-router\n\ngo 1.22\n\nrequire github.com/cloudnativelabs/kube-router/v2 %s\n' \
+      "$KUBE_ROUTER_VERSION" >go.mod
+    go get "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$KUBE_ROUTER_VERSION" >&2
+    go build -o "$KUBE_ROUTER_DIR/kube-router" -ldflags "-s -w \
+      -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" \
+      github.com/cloudnativelabs/kube-router/v2/cmd/kube-router >&2
+  ) || die "building kube-router failed"
+  "$KUBE_ROUTER_DIR/kube-router" --version 2>&1 | grep -q "$KUBE_ROUTER_VERSION" ||
+    die "kube-router does not report $KUBE_ROUTER_VERSION"
+  printf '%s\n%s\n' "$KUBE_ROUTER_DIR/kube-router" "$spec" >"$KUBE_ROUTER_DIR/.installed"
+}
+
+# CoreDNS, the local cluster's DNS, from its Go module with only the plugins it uses compiled in
+# (the way its README builds with an external plugin list): there is no forward plugin at all, so
+# no Corefile can send a query to the host's resolver or anywhere else. Static (CGO off) and packed
+# into an image beside the binary. v1.14.7: its client-go (v0.35) is within one minor of the
+# v1.34 API server; v1.15.0 needs client-go v0.37.
+COREDNS_PLUGINS=(ready health errors log loadbalance cache kubernetes)
+COREDNS_DIR="$TOOLS/coredns-$COREDNS_VERSION"
+COREDNS_IMAGE="ethwatch.local/coredns:${COREDNS_VERSION#v}"
+install_coredns() {
+  local spec
+  spec="github.com/coredns/coredns@$COREDNS_VERSION $(go version 2>/dev/null | cut -d' ' -f3) ${COREDNS_PLUGINS[*]} $COREDNS_IMAGE"
+  marker_ok "$COREDNS_DIR/.installed" "$spec" && return 0
+  command -v go >/dev/null || die "CoreDNS needs the Go toolchain (go) on PATH"
+  log "building CoreDNS $COREDNS_VERSION (plugins: ${COREDNS_PLUGINS[*]}) in $COREDNS_DIR (about 1 minute cold on 2 cores)"
+  rm -rf "$COREDNS_DIR"
+  mkdir -p "$COREDNS_DIR/src"
+  (
+    cd "$COREDNS_DIR/src"
+    export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
+    printf 'module ethwatch.test/coredns\n\ngo 1.25.0\n\nrequire github.com/coredns/coredns %s\n' \
+      "$COREDNS_VERSION" >go.mod
+    local p
+    {
+      printf '// Written by scripts/tools.sh: CoreDNS with only these plugins, in this order.\npackage main\n\nimport (\n'
+      printf '\t"github.com/coredns/coredns/core/dnsserver"\n\t"github.com/coredns/coredns/coremain"\n'
+      for p in "${COREDNS_PLUGINS[@]}"; do printf '\t_ "github.com/coredns/coredns/plugin/%s"\n' "$p"; done
+      printf ')\n\nfunc init() {\n\tdnsserver.Directives = []string{'
+      for p in "${COREDNS_PLUGINS[@]}"; do printf '"%s", ' "$p"; done
+      printf '}\n}\n\nfunc main() { coremain.Run() }\n'
+    } >main.go
+    gofmt -w main.go
+    go mod tidy >&2
+    go build -o "$COREDNS_DIR/coredns" -ldflags "-s -w" . >&2
+  ) || die "building CoreDNS failed"
+  "$COREDNS_DIR/coredns" -version | grep -q "CoreDNS-${COREDNS_VERSION#v}" || die "coredns does not report $COREDNS_VERSION"
+  local plugins
+  plugins="$("$COREDNS_DIR/coredns" -plugins)"
+  grep -qx 'kubernetes' <<<"$plugins" || die "coredns lacks the kubernetes plugin"
+  if grep -qx 'forward' <<<"$plugins"; then die "coredns has the forward plugin compiled in"; fi
+  local root
+  root="$(mktemp -d)"
+  install -D -m755 "$COREDNS_DIR/coredns" "$root/coredns"
+  python3 scripts/kube/mkimage.py "$COREDNS_DIR/coredns.tar" "$COREDNS_IMAGE" "$root" \
+    '{"Entrypoint":["/coredns"],"ExposedPorts":{"53/udp":{},"53/tcp":{}}}' >/dev/null
+  rm -rf "$root"
+  printf '%s\n%s\n' "$COREDNS_DIR/coredns" "$spec" >"$COREDNS_DIR/.installed"
+}
+
+# The local cluster's own images, as OCI archives for `scripts/kube-local.sh import`: the pod
+# sandbox (scripts/kube/pause, a static Go program) and busybox (Debian's busybox-static, for
+# tests and debugging). The directory is named after the inputs' hash, so a change builds beside.
+KUBE_PAUSE_IMAGE=ethwatch.local/pause:1
+KUBE_BUSYBOX_IMAGE=ethwatch.local/busybox:1
+kube_images_spec() {
+  printf '%s %s busybox-static=%s %s' "$KUBE_PAUSE_IMAGE" "$KUBE_BUSYBOX_IMAGE" \
+    "$(dpkg-query -W -f='${Version}' busybox-static 2>/dev/null)" \
+    "$(cat scripts/kube/pause/main.go scripts/kube/pause/go.mod scripts/kube/mkimage.py | sha256sum | cut -c1-16)"
+}
+kube_images_dir() { printf '%s/kube-images-%s' "$TOOLS" "$(kube_images_spec | sha256sum | cut -c1-12)"; }
+install_kube-images() {
+  need_apt busybox-static busybox
+  [[ "$(ldd /bin/busybox 2>&1)" == *"not a dynamic executable"* ]] || die "/bin/busybox is not static (install busybox-static)"
+  local dir spec
+  dir="$(kube_images_dir)"
+  spec="$(kube_images_spec)"
+  marker_ok "$dir/.installed" "$spec" && return 0
+  command -v go >/dev/null || die "the pause image needs the Go toolchain (go) on PATH"
+  log "building the pause and busybox images into $dir"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  (cd scripts/kube/pause && GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0 \
+    go build -trimpath -ldflags '-s -w' -o "$dir/pause" .) || die "building pause failed"
+  local root a
+  root="$(mktemp -d)"
+  install -D -m755 "$dir/pause" "$root/pause"
+  python3 scripts/kube/mkimage.py "$dir/pause.tar" "$KUBE_PAUSE_IMAGE" "$root" '{"Entrypoint":["/pause"]}' >/dev/null
+  rm -rf "$root"
+  root="$(mktemp -d)"
+  mkdir -p "$root"/{bin,etc,tmp,www,data,proc,sys,dev,root,var/log}
+  chmod 1777 "$root/tmp"
+  install -m755 /bin/busybox "$root/bin/busybox"
+  for a in $(/bin/busybox --list); do [[ "$a" == busybox ]] || ln -s busybox "$root/bin/$a"; done
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$root/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+  echo "hello from ethwatch busybox" >"$root/www/index.html"
+  python3 scripts/kube/mkimage.py "$dir/busybox.tar" "$KUBE_BUSYBOX_IMAGE" "$root" \
+    '{"Cmd":["/bin/sh"],"WorkingDir":"/"}' >/dev/null
+  rm -rf "$root"
+  printf '%s\n%s\n' "$dir" "$spec" >"$dir/.installed"
 }
 
 # The Prometheus Operator CRDs, generated the way its own build does: controller-gen (Go module
@@ -363,6 +540,20 @@ install_iptables() { need_apt iptables iptables; }
 install_chromium() { need_apt chromium chromium; }
 # The linter of the chart's shell scripts (charts/eth-enclave/files/scripts; tests/chart/test_shellcheck.py).
 install_shellcheck() { need_apt shellcheck shellcheck; }
+# What a node of scripts/kube-local.sh runs beside the Kubernetes binaries: containerd and runc,
+# the CNI plugins (bridge, host-local, loopback in /usr/lib/cni), the netfilter tools kube-proxy
+# and kube-router call, busybox-static (the busybox image) and openssl (the cluster's certificates).
+install_kube-debs() {
+  need_apt containerd containerd ctr containerd-shim-runc-v2
+  need_apt runc runc
+  need_apt containernetworking-plugins /usr/lib/cni/bridge /usr/lib/cni/host-local /usr/lib/cni/loopback
+  need_apt iptables iptables iptables-save ip6tables
+  need_apt conntrack conntrack
+  need_apt ipset ipset
+  need_apt busybox-static busybox
+  need_apt openssl openssl
+  need_apt iproute2 ip
+}
 
 # ---------------------------------------------------------------------------------------------
 # env.sh lists every tool that is installed now, selected this run or not.
@@ -404,9 +595,24 @@ env_lines() {
   if [[ -f "$JAEGER_DIR/.installed" && -x "$(marker_bin "$JAEGER_DIR/.installed")" ]]; then
     printf 'export ETHWATCH_JAEGER=%q\n' "$(marker_bin "$JAEGER_DIR/.installed")"
   fi
+  if marker_ok "$KUBE_LOCAL_DIR/.installed" "$(kube_spec) ${KUBE_LOCAL_CMDS[*]}"; then
+    printf 'export ETHWATCH_KUBE_LOCAL_BIN=%q\n' "$KUBE_LOCAL_DIR"
+  fi
+  if [[ -f "$KUBE_ROUTER_DIR/.installed" && -x "$(marker_bin "$KUBE_ROUTER_DIR/.installed")" ]]; then
+    printf 'export ETHWATCH_KUBE_ROUTER=%q\n' "$(marker_bin "$KUBE_ROUTER_DIR/.installed")"
+  fi
+  if [[ -f "$COREDNS_DIR/.installed" && -x "$(marker_bin "$COREDNS_DIR/.installed")" ]]; then
+    printf 'export ETHWATCH_COREDNS=%q\n' "$(marker_bin "$COREDNS_DIR/.installed")"
+    printf 'export ETHWATCH_COREDNS_IMAGE=%q\n' "$COREDNS_DIR/coredns.tar"
+  fi
+  local imgdir
+  imgdir="$(kube_images_dir)"
+  if marker_ok "$imgdir/.installed" "$(kube_images_spec)"; then
+    printf 'export ETHWATCH_KUBE_IMAGES=%q\n' "$imgdir"
+  fi
   local var bin
   for var in ETCD:etcd PROMTOOL:promtool PROMETHEUS:prometheus ALERTMANAGER:prometheus-alertmanager WRK:wrk IPTABLES:iptables \
-    CHROMIUM:chromium SHELLCHECK:shellcheck; do
+    CHROMIUM:chromium SHELLCHECK:shellcheck CONTAINERD:containerd CTR:ctr RUNC:runc; do
     if bin="$(command -v "${var#*:}")"; then printf 'export ETHWATCH_%s=%q\n' "${var%%:*}" "$bin"; fi
   done
 }
@@ -423,7 +629,12 @@ main() {
   exec 9>"$TOOLS/.lock"
   flock 9
 
-  for t in "${selected[@]}"; do "install_$t"; done
+  local t0
+  for t in "${selected[@]}"; do
+    t0=$SECONDS
+    "install_$t"
+    if ((SECONDS - t0 > 2)); then log "$t: $((SECONDS - t0)) s"; fi
+  done
 
   local lines
   lines="$(env_lines)"

@@ -4,7 +4,8 @@
 # end-to-end test through real nodes, exporters, Prometheus and Alertmanager; the dashboards
 # (tests/dashboards/): model, PromQL and metrics, and no empty panel end to end; the chart; the
 # network watcher's status page in a headless Chromium (tests/browser/); traces in Jaeger
-# (tests/traces/); the local genesis image (tests/kube/test_genesis_image.py).
+# (tests/traces/); the local genesis image (tests/kube/test_genesis_image.py); last, a real
+# single-node Kubernetes with the enclave on it (tests/kube/, scripts/kube-local.sh).
 #
 #   tests/run.sh                     # everything
 #   tests/run.sh -m "not e2e"        # without the end-to-end test (extra args go to pytest)
@@ -85,4 +86,13 @@ fi
 
 # The Helm chart (tests/chart): lint, render, validation, assertions, sync drift, real API server.
 tests/chart/run.sh || fail "tests/chart/run.sh exited with $? (see above)"
+
+# The local cluster (tests/kube), last: a real single-node Kubernetes (scripts/kube-local.sh) that
+# runs pods, brought up once for the directory and torn down at the end.
+status=0
+tests/kube/run.sh "$@" || status=$?
+# 5: every test deselected (they are all end to end, so `-m "not e2e"` leaves none).
+if ((status != 0 && status != 5)); then
+  fail "tests/kube/run.sh exited with $status (see above)"
+fi
 echo "tests/run.sh: all passed"

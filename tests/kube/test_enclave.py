@@ -14,11 +14,18 @@ shares that pod's network identity, so that pod's policies apply to it).
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+from e2e.devnet import build_ethwatch  # noqa: E402
 
 RELEASE = "enclave"
 NAMESPACE = "enclave"
@@ -36,7 +43,7 @@ def kube(kube_cluster):
 
 def kubectl(kube, *args, check=True, timeout=120, input=None):
     proc = subprocess.run(
-        [kube.kubectl, *args],
+        [kube.kubectl_path, *map(str, args)],
         env=kube.env,
         capture_output=True,
         text=True,
@@ -55,10 +62,13 @@ def jget(kube, *args):
 @pytest.fixture(scope="module")
 def enclave(kube):
     """`scripts/kube-local.sh enclave`: images, helm install, blocks advancing on every node."""
+    # The image packs the debug build the tests already have (the release build, which
+    # `scripts/kube-local.sh enclave` packs by default, costs more CI time than this whole test).
+    env = dict(kube.env, ENCLAVE_ETHWATCH_BIN=str(build_ethwatch()))
     t0 = time.monotonic()
     proc = subprocess.run(
-        [str(kube.root / "scripts/kube-local.sh"), "enclave"],
-        env=kube.env,
+        [str(ROOT / "scripts/kube-local.sh"), "enclave"],
+        env=env,
         capture_output=True,
         text=True,
         timeout=1500,
@@ -310,7 +320,7 @@ def test_network_policies_hold(kube, probes):
 
 
 def test_helm_test_passes(kube, enclave):
-    proc = subprocess.run([kube.helm, "test", RELEASE, "-n", NAMESPACE, "--timeout", "5m"],
+    proc = subprocess.run([os.environ["ETHWATCH_HELM"], "test", RELEASE, "-n", NAMESPACE, "--timeout", "5m"],
                           env=kube.env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -338,7 +348,7 @@ def test_deleted_node_pod_comes_back_on_its_volume(kube, probes):
 
 
 def test_uninstall_removes_everything_but_the_documented_volumes(kube, probes):
-    proc = subprocess.run([kube.helm, "uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "5m"],
+    proc = subprocess.run([os.environ["ETHWATCH_HELM"], "uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "5m"],
                           env=kube.env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

@@ -1,0 +1,3 @@
+module ethwatch.test/pause
+
+go 1.24
