@@ -83,7 +83,7 @@ el_heads() {
   done
 }
 
-install() {
+enclave_install() {
   local t0=$SECONDS
   build_images
   local tars=() v
@@ -123,13 +123,13 @@ install() {
   echo "enclave $RELEASE ready in $((SECONDS - t0))s: $(tr '\n' ' ' <<<"$now")(namespace $NAMESPACE, KUBECONFIG=$KUBECONFIG)"
 }
 
-uninstall() {
+enclave_uninstall() {
   helm uninstall "$RELEASE" -n "$NAMESPACE" --wait --timeout 5m >&2 || true
   kubectl delete namespace "$NAMESPACE" --ignore-not-found --wait=true --timeout=5m >&2
 }
 
 case "${1:-install}" in
-  install) install ;;
-  uninstall) uninstall ;;
+  install) enclave_install ;;
+  uninstall) enclave_uninstall ;;
   *) die "usage: scripts/kube-local.sh enclave [install|uninstall]" ;;
 esac
