@@ -10,7 +10,9 @@ export ETHWATCH_CACHE="${ETHWATCH_CACHE:-$HOME/.cache/ethwatch}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ETHWATCH_CACHE/target}"
 
 # Tools the tests start (anvil, lodestar, promtool, ...); their paths arrive as ETHWATCH_* vars.
-scripts/tools.sh
+# The local cluster's tools (scripts/tools.sh kube) are installed by its own group, last
+# (tests/kube/run.sh), so CI can build them while the other tests run.
+scripts/tools.sh base
 # shellcheck source=/dev/null
 source "$ETHWATCH_CACHE/tools/env.sh"
 

@@ -2,10 +2,13 @@
 # Install the external tools that ethwatch's tests and devnet use, idempotently.
 #
 #   scripts/tools.sh                 # everything
+#   scripts/tools.sh base            # all but the local cluster's tools (KUBE_TOOLS below)
+#   scripts/tools.sh kube            # the local cluster's tools (tests/kube/run.sh asks for them)
 #   scripts/tools.sh anvil lodestar  # only these (anvil lodestar prometheus alertmanager wrk python
 #                                    #   helm k8s-models etcd kube-apiserver prometheus-operator-crds
 #                                    #   geth prysm iptables chromium jaeger shellcheck
 #                                    #   kube-debs kube-local kube-router coredns kube-images)
+KUBE_TOOLS=(kube-debs kube-local kube-router coredns kube-images)
 #
 # Node tools go into ${ETHWATCH_CACHE:-$HOME/.cache/ethwatch}/tools/<name>-<version>/ and are
 # marked done only after the binary has run, so a half install is retried. Debian packages are
@@ -226,8 +229,10 @@ kube_build() {
   local out="$1" minor c t0
   shift
   minor="${KUBE_VERSION#*.}"; minor="${minor%%.*}"
-  kube_module
   (
+    # kube-apiserver and the node's binaries share the module directory: one build at a time.
+    flock 7
+    kube_module
     cd "$KUBE_SRC"
     export GOTOOLCHAIN=local GOFLAGS=-mod=mod
     local pkgs=()
@@ -243,7 +248,7 @@ kube_build() {
       echo "$c $((SECONDS - t0))" >>"$out/build-times"
       log "built $c in $((SECONDS - t0)) s"
     done
-  ) || die "building $* failed"
+  ) 7>"$TOOLS/.lock-kube-src" || die "building $* failed"
 }
 kube_spec() { printf 'k8s.io/kubernetes@v%s %s' "$KUBE_VERSION" "$(go version 2>/dev/null | cut -d' ' -f3)"; }
 
@@ -514,14 +519,19 @@ install_prysm() {
 
 # ---------------------------------------------------------------------------------------------
 # Debian packages. apt-get update runs only when a plain install fails (stale or empty lists).
+# One apt-get at a time across concurrent tools.sh runs (dpkg has its own lock, which fails
+# instead of waiting).
 apt_install() { # <package>...
   export DEBIAN_FRONTEND=noninteractive
-  log "apt-get install $*"
-  if ! apt-get install -y --no-install-recommends "$@" >&2; then
-    log "install failed; running apt-get update and retrying"
-    apt-get update >&2
-    apt-get install -y --no-install-recommends "$@" >&2
-  fi
+  (
+    flock 8
+    log "apt-get install $*"
+    if ! apt-get install -y --no-install-recommends "$@" >&2; then
+      log "install failed; running apt-get update and retrying"
+      apt-get update >&2
+      apt-get install -y --no-install-recommends "$@" >&2
+    fi
+  ) 8>"$TOOLS/.lock-apt"
 }
 need_apt() { # <package> <binary>...: install <package> unless all binaries are on PATH
   local pkg="$1" b missing=0
@@ -618,21 +628,32 @@ env_lines() {
 }
 
 main() {
-  local selected=("$@") t
+  local selected=() t
+  for t in "$@"; do
+    case "$t" in
+      base) for t in "${ALL_TOOLS[@]}"; do
+          [[ " ${KUBE_TOOLS[*]} " == *" $t "* ]] || selected+=("$t")
+        done ;;
+      kube) selected+=("${KUBE_TOOLS[@]}") ;;
+      *) selected+=("$t") ;;
+    esac
+  done
   ((${#selected[@]})) || selected=("${ALL_TOOLS[@]}")
   for t in "${selected[@]}"; do
     [[ " ${ALL_TOOLS[*]} " == *" $t "* ]] || die "unknown tool '$t' (known: ${ALL_TOOLS[*]})"
   done
 
   mkdir -p "$TOOLS"
-  # One installer at a time (test.sh and devnet.sh may start together).
-  exec 9>"$TOOLS/.lock"
-  flock 9
-
+  # One installer per tool at a time (test.sh and devnet.sh may start together, and CI builds the
+  # cluster's tools in the background while the other tests run): a second run waits for the
+  # first's build of that tool, then finds it installed.
   local t0
   for t in "${selected[@]}"; do
     t0=$SECONDS
+    exec 9>"$TOOLS/.lock-$t"
+    flock 9
     "install_$t"
+    exec 9>&-
     if ((SECONDS - t0 > 2)); then log "$t: $((SECONDS - t0)) s"; fi
   done
 

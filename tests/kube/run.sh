@@ -15,6 +15,9 @@ cd "$(dirname "$0")/../.."
 fail() { echo "tests/kube/run.sh: FAILED: $*" >&2; exit 1; }
 
 export ETHWATCH_CACHE="${ETHWATCH_CACHE:-$HOME/.cache/ethwatch}"
+# The cluster's tools (idempotent; if CI is still building them in the background, this waits for
+# that build and then finds them installed).
+scripts/tools.sh kube >/dev/null || fail "scripts/tools.sh kube failed"
 if [[ -f "$ETHWATCH_CACHE/tools/env.sh" ]]; then
   # shellcheck source=/dev/null
   source "$ETHWATCH_CACHE/tools/env.sh"
