@@ -106,10 +106,9 @@ enclave_install() {
     --timeout 15m >&2 || die "helm install failed (kubectl -n $NAMESPACE get pods,jobs; kubectl -n $NAMESPACE describe pod ...)"
 
   log "waiting for execution blocks to advance on every node (up to ${BLOCK_TIMEOUT}s)"
-  local deadline=$((SECONDS + BLOCK_TIMEOUT)) first="" now ok
+  local deadline=$((SECONDS + BLOCK_TIMEOUT)) now ok
   while :; do
     now="$(el_heads)"
-    if [[ -z "$first" ]] && [[ -n "$now" ]] && ! grep -q ' -1$' <<<"$now"; then first="$now"; fi
     ok=1
     if [[ -z "$now" ]]; then ok=0; fi
     while read -r pod n; do

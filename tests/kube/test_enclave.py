@@ -26,6 +26,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 from e2e.devnet import build_ethwatch  # noqa: E402
+from e2e.stack import wait_until  # noqa: E402
 
 RELEASE = "enclave"
 NAMESPACE = "enclave"
@@ -41,22 +42,8 @@ def kube(kube_cluster):
     return kube_cluster
 
 
-def kubectl(kube, *args, check=True, timeout=120, input=None):
-    proc = subprocess.run(
-        [kube.kubectl_path, *map(str, args)],
-        env=kube.env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        input=input,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
-    return proc
-
-
 def jget(kube, *args):
-    return json.loads(kubectl(kube, *args, "-o", "json").stdout)
+    return json.loads(kube.kubectl(*args, "-o", "json").stdout)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +62,7 @@ def enclave(kube):
     )
     took = time.monotonic() - t0
     if proc.returncode != 0:
-        diag = kubectl(kube, "-n", NAMESPACE, "get", "pods,jobs,pvc", "-o", "wide", check=False).stdout
+        diag = kube.kubectl("-n", NAMESPACE, "get", "pods,jobs,pvc", "-o", "wide", check=False).stdout
         raise AssertionError(
             f"scripts/kube-local.sh enclave failed ({proc.returncode}) after {took:.0f}s:\n"
             f"{proc.stderr[-4000:]}\n{diag}"
@@ -89,7 +76,7 @@ def enclave(kube):
 def probe_pod(kube, namespace, name, labels):
     """A pod with sh and curl (the tools image the chart's init containers use), Running."""
     image = jget(kube, "-n", NAMESPACE, "get", "pod", EL[0])["spec"]["initContainers"][0]["image"]
-    kubectl(kube, "create", "namespace", namespace, check=False)
+    kube.kubectl("create", "namespace", namespace, check=False)
     manifest = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -107,8 +94,8 @@ def probe_pod(kube, namespace, name, labels):
             "terminationGracePeriodSeconds": 1,
         },
     }
-    kubectl(kube, "apply", "-f", "-", input=json.dumps(manifest))
-    kubectl(kube, "-n", namespace, "wait", "--for=condition=Ready", f"pod/{name}", "--timeout=120s")
+    kube.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    kube.kubectl("-n", namespace, "wait", "--for=condition=Ready", f"pod/{name}", "--timeout=120s")
     return namespace, name
 
 
@@ -128,7 +115,7 @@ def probes(kube, enclave):
     outsider = probe_pod(kube, "outsider", "probe-outsider", {"app": "probe"})
     yield {"inside": inside, "monitoring": monitoring, "outsider": outsider}
     for ns, name in (monitoring, outsider):
-        kubectl(kube, "delete", "namespace", ns, "--wait=false", check=False)
+        kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
 def pod_ip(kube, name):
@@ -183,20 +170,6 @@ def one(samples, name):
     return values[0][1]
 
 
-def eventually(check, timeout, what, interval=2.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except AssertionError as exc:
-            last = exc
-        time.sleep(interval)
-    raise AssertionError(f"{what} not within {timeout}s: {last}")
-
-
 # ---------------------------------------------------------------------------------------------
 
 
@@ -212,7 +185,7 @@ def test_genesis_and_keys_were_written(kube, enclave):
 
 
 def test_every_pod_becomes_ready(kube, enclave):
-    kubectl(kube, "-n", NAMESPACE, "wait", "--for=condition=Ready", "pod",
+    kube.kubectl("-n", NAMESPACE, "wait", "--for=condition=Ready", "pod",
             "-l", f"app.kubernetes.io/instance={RELEASE}", "--timeout=300s", timeout=320)
     pods = jget(kube, "-n", NAMESPACE, "get", "pods", "-l", f"app.kubernetes.io/instance={RELEASE}")["items"]
     names = {p["metadata"]["name"] for p in pods}
@@ -235,10 +208,7 @@ def test_blocks_advance_and_peers_on_both_layers(kube, probes):
         assert later > first[el], f"{el}: head {first[el]} -> {later} in {3 * SLOT}s"
         assert int(rpc(kube, inside, ip, "net_peerCount"), 16) >= 1, f"{el} has no peer"
     for cl in CL:
-        peers = eventually(
-            lambda: int(beacon(kube, inside, pod_ip(kube, cl), "/eth/v1/node/peer_count")["connected"]) >= 1,
-            90, f"{cl} connected to a peer",
-        )
+        peers = wait_until(f"{cl} connected to a peer", lambda: int(beacon(kube, inside, pod_ip(kube, cl), "/eth/v1/node/peer_count")["connected"]) >= 1, 90, interval=2.0)
         assert peers
 
 
@@ -256,7 +226,7 @@ def test_every_sidecar_matches_its_node(kube, probes):
             assert one(m, "eth_el_peers") >= 1
             return True
 
-        eventually(close, 60, f"{el}'s sidecar within a block of its node")
+        wait_until(f"{el}'s sidecar within a block of its node", close, 60, interval=2.0)
     for cl in CL:
         ip = pod_ip(kube, cl)
 
@@ -268,7 +238,7 @@ def test_every_sidecar_matches_its_node(kube, probes):
             assert abs(side - node) <= 1, f"{cl}: sidecar slot {side}, node slot {node}"
             return True
 
-        eventually(close, 60, f"{cl}'s sidecar within a slot of its node")
+        wait_until(f"{cl}'s sidecar within a slot of its node", close, 60, interval=2.0)
 
 
 def test_network_watcher_finds_every_node_and_reports_agreement(kube, probes):
@@ -287,7 +257,7 @@ def test_network_watcher_finds_every_node_and_reports_agreement(kube, probes):
         assert layers["consensus"]["distinct_heads"] == 1, layers["consensus"]
         return True
 
-    eventually(agreed, 120, "the watcher sees 4 nodes up and one head per layer")
+    wait_until("the watcher sees 4 nodes up and one head per layer", agreed, 120, interval=2.0)
 
 
 def test_network_policies_hold(kube, probes):
@@ -308,12 +278,9 @@ def test_network_policies_hold(kube, probes):
         f"a=$(curl -s -m 4 -o /dev/null -w '%{{http_code}}' http://{el1}:8551); "
         f"b=$(curl -s -m 4 -o /dev/null -w '%{{http_code}}' http://{el2}:8551); echo \"own=$a other=$b\""
     )
-    kubectl(kube, "-n", NAMESPACE, "debug", CL[0], f"--image={image}", "--image-pull-policy=Never",
+    kube.kubectl("-n", NAMESPACE, "debug", CL[0], f"--image={image}", "--image-pull-policy=Never",
             "--profile=restricted", "--container=engine-probe", "--", "sh", "-c", f"sleep 2; {script}; sleep 600")
-    out = eventually(
-        lambda: re.search(r"own=(\d+) other=(\d+)", kubectl(kube, "-n", NAMESPACE, "logs", CL[0], "-c", "engine-probe", check=False).stdout),
-        90, "the ephemeral container's answer",
-    )
+    out = wait_until("the ephemeral container's answer", lambda: re.search(r"own=(\d+) other=(\d+)", kube.kubectl("-n", NAMESPACE, "logs", CL[0], "-c", "engine-probe", check=False).stdout), 90, interval=2.0)
     own, other = out.group(1), out.group(2)
     assert own == "401", f"pair 1's beacon node cannot reach its own engine API (HTTP {own})"
     assert other == "000", f"pair 1's beacon node reached pair 2's engine API (HTTP {other})"
@@ -329,7 +296,7 @@ def test_deleted_node_pod_comes_back_on_its_volume(kube, probes):
     inside = probes["inside"]
     before = int(rpc(kube, inside, pod_ip(kube, EL[0]), "eth_blockNumber"), 16)
     uid = jget(kube, "-n", NAMESPACE, "get", "pod", EL[0])["metadata"]["uid"]
-    kubectl(kube, "-n", NAMESPACE, "delete", "pod", EL[0], "--wait=true", "--timeout=120s", timeout=150)
+    kube.kubectl("-n", NAMESPACE, "delete", "pod", EL[0], "--wait=true", "--timeout=120s", timeout=150)
 
     def back():
         pod = jget(kube, "-n", NAMESPACE, "get", "pod", EL[0])
@@ -338,33 +305,33 @@ def test_deleted_node_pod_comes_back_on_its_volume(kube, probes):
         assert conds.get("Ready") == "True", conds
         return True
 
-    eventually(back, 240, f"{EL[0]} Ready again")
+    wait_until(f"{EL[0]} Ready again", back, 240, interval=2.0)
     ip = pod_ip(kube, EL[0])
     # Its volume kept the chain: it starts from where it was, not from genesis, and follows again.
     start = int(rpc(kube, inside, ip, "eth_blockNumber"), 16)
     assert start >= before, f"{EL[0]} came back at block {start}, below {before}: its volume was not kept"
     other = int(rpc(kube, inside, pod_ip(kube, EL[1]), "eth_blockNumber"), 16)
-    eventually(lambda: int(rpc(kube, inside, ip, "eth_blockNumber"), 16) > other, 120, f"{EL[0]} following the chain again")
+    wait_until(f"{EL[0]} following the chain again", lambda: int(rpc(kube, inside, ip, "eth_blockNumber"), 16) > other, 120, interval=2.0)
 
 
 def test_uninstall_removes_everything_but_the_documented_volumes(kube, probes):
     # The probe inside carries the release's labels (to pass its policies): it is the test's, not helm's.
-    kubectl(kube, "-n", NAMESPACE, "delete", "pod", probes["inside"][1], "--wait=true", timeout=120)
+    kube.kubectl("-n", NAMESPACE, "delete", "pod", probes["inside"][1], "--wait=true", timeout=120)
     proc = subprocess.run([os.environ["ETHWATCH_HELM"], "uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "5m"],
                           env=kube.env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
     def gone():
-        left = kubectl(kube, "-n", NAMESPACE, "get", "all,configmap,secret,networkpolicy,servicemonitor,prometheusrule",
+        left = kube.kubectl("-n", NAMESPACE, "get", "all,configmap,secret,networkpolicy,servicemonitor,prometheusrule",
                        "-l", f"app.kubernetes.io/instance={RELEASE}", "-o", "name").stdout.split()
         assert not left, left
         return True
 
-    eventually(gone, 120, "every object of the release gone")
+    wait_until("every object of the release gone", gone, 120, interval=2.0)
     # The genesis ConfigMap (written by the Job, not by helm) goes with the cleanup hook.
-    cms = kubectl(kube, "-n", NAMESPACE, "get", "configmap", "-o", "name").stdout.split()
+    cms = kube.kubectl("-n", NAMESPACE, "get", "configmap", "-o", "name").stdout.split()
     assert not [c for c in cms if "genesis" in c], cms
     # PVCs are kept (storage.retentionPolicy.whenDeleted: Retain, as the chart README says).
-    pvcs = kubectl(kube, "-n", NAMESPACE, "get", "pvc", "-o", "name").stdout.split()
+    pvcs = kube.kubectl("-n", NAMESPACE, "get", "pvc", "-o", "name").stdout.split()
     assert len(pvcs) == 6, pvcs
-    kubectl(kube, "delete", "namespace", NAMESPACE, "--wait=true", "--timeout=180s", timeout=200)
+    kube.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--timeout=180s", timeout=200)
