@@ -8,8 +8,7 @@
 
 use std::fmt;
 
-use ethwatch_core::metrics::{CollectorStatus, register_build_info};
-use ethwatch_core::state::{StateMetric, Value, family, gauge, info, seconds};
+use ethwatch_core::state::{StateMetric, Value, family, gauge, info, seconds, uint};
 use ethwatch_core::upstream::{ErrorKind, RequestMetrics};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
@@ -161,20 +160,20 @@ const STATE_METRICS: &[StateMetric<Scrape>] = &[
         "Slots per epoch (/eth/v1/config/spec)",
         |c| c.s.clock.map(|k| Value::uint(k.slots_per_epoch)),
     ),
-    gauge(
+    uint(
         "eth_cl_clock_slot",
         "The wall-clock slot from genesis time and slot length, computed at scrape time",
-        |c| c.clock_slot.map(Value::uint),
+        |c| c.clock_slot,
     ),
-    gauge(
+    uint(
         "eth_cl_clock_epoch",
         "The wall-clock epoch, computed at scrape time",
-        |c| c.clock_epoch.map(Value::uint),
+        |c| c.clock_epoch,
     ),
-    gauge(
+    uint(
         "eth_cl_head_slot",
         "Slot of the node's head block (event stream, else poll)",
-        |c| c.s.head_slot.map(Value::uint),
+        |c| c.s.head_slot,
     ),
     gauge(
         "eth_cl_head_lag_slots",
@@ -185,20 +184,20 @@ const STATE_METRICS: &[StateMetric<Scrape>] = &[
                 .map(|(k, h)| Value::uint(k.saturating_sub(h)))
         },
     ),
-    gauge(
+    uint(
         "eth_cl_head_execution_block_number",
         "Execution block number in the head block's payload (absent before the merge)",
-        |c| c.s.head_execution_block_number.map(Value::uint),
+        |c| c.s.head_execution_block_number,
     ),
-    gauge(
+    uint(
         "eth_cl_finalized_epoch",
         "Epoch of the finalized checkpoint",
-        |c| c.s.finalized_epoch.map(Value::uint),
+        |c| c.s.finalized_epoch,
     ),
-    gauge(
+    uint(
         "eth_cl_justified_epoch",
         "Epoch of the current justified checkpoint",
-        |c| c.s.justified_epoch.map(Value::uint),
+        |c| c.s.justified_epoch,
     ),
     gauge(
         "eth_cl_finality_distance_epochs",
@@ -214,10 +213,10 @@ const STATE_METRICS: &[StateMetric<Scrape>] = &[
         "1 when the node reports is_syncing (/eth/v1/node/syncing)",
         |c| c.s.syncing.map(Value::from),
     ),
-    gauge(
+    uint(
         "eth_cl_sync_distance_slots",
         "Slots the node reports it still has to sync",
-        |c| c.s.sync_distance.map(Value::uint),
+        |c| c.s.sync_distance,
     ),
     gauge(
         "eth_cl_optimistic",
@@ -287,10 +286,10 @@ const STATE_METRICS: &[StateMetric<Scrape>] = &[
             None => Vec::new(),
         },
     ),
-    gauge(
+    uint(
         "eth_cl_validators_balance_gwei",
         "Total balance of the counted validators, in gwei, read from the head state once per epoch (at the exporter's first validators run in the epoch): up to one epoch (and one slot) old; proposer and sync-committee rewards within the epoch show at the next read",
-        |c| c.s.validators_balance_gwei.map(Value::uint),
+        |c| c.s.validators_balance_gwei,
     ),
     family(
         "eth_cl_epoch_participation_ratio",
@@ -453,16 +452,7 @@ impl ConsensusMetrics {
 /// A registry with every metric of this exporter registered and every value filled in, so each
 /// metric appears once when encoded: the docs generator reads names, types and help from it.
 pub fn registry_for_docs() -> Registry {
-    let mut registry = Registry::default();
-    register_build_info(&mut registry);
-    let status = CollectorStatus::register(&mut registry);
-    use ethwatch_core::collectors::Collector;
-    for &c in crate::collectors::ClCollector::ALL {
-        status.record(c.name(), std::time::Duration::from_millis(3), Ok(()));
-    }
-    let volume =
-        ethwatch_core::volume::VolumeMetrics::register(&mut registry, vec![std::env::temp_dir()]);
-    let _ = volume.update();
+    let mut registry = ethwatch_core::exporter::docs_registry::<crate::collectors::ClCollector>();
     let clock = Clock {
         genesis_time: 1_606_824_023,
         slot_ms: 12_000,

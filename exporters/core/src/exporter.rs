@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::collectors::Collector;
 use crate::config::CommonArgs;
 use crate::metrics::{CollectorStatus, register_build_info};
 use crate::server::{self, Pages, ReadinessCheck, ServeOptions, ServerMetrics, ServerState};
@@ -31,6 +32,45 @@ pub struct Running<P> {
     pub poller: std::sync::Arc<P>,
     /// Ends when every task has drained after shutdown.
     pub task: tokio::task::JoinHandle<()>,
+}
+
+/// The self-metrics every exporter's registry holds before its own: `ethwatch_build_info`, the
+/// collector self-metrics, the trace pipeline's counters, `process_*`, the volume gauges and the
+/// HTTP server's counters.
+pub struct SelfMetrics {
+    pub status: CollectorStatus,
+    pub volume: VolumeMetrics,
+    pub server: ServerMetrics,
+}
+
+impl SelfMetrics {
+    /// Registers them into `registry`; `volume_paths` are the `--volume.path` flags.
+    pub fn register(registry: &mut Registry, volume_paths: Vec<std::path::PathBuf>) -> Self {
+        register_build_info(registry);
+        let status = CollectorStatus::register(registry);
+        crate::traces::register_metrics(registry);
+        registry.register_collector(Box::new(crate::process::ProcessCollector));
+        let volume = VolumeMetrics::register(registry, volume_paths);
+        let server = ServerMetrics::register(registry);
+        SelfMetrics {
+            status,
+            volume,
+            server,
+        }
+    }
+}
+
+/// A registry holding the self-metrics with a value in each labelled family (every collector of
+/// the table `C` has run once, one volume is read), for an exporter's `registry_for_docs`: the
+/// metrics reference is generated from it.
+pub fn docs_registry<C: Collector>() -> Registry {
+    let mut registry = Registry::default();
+    let m = SelfMetrics::register(&mut registry, vec![std::env::temp_dir()]);
+    for &c in C::ALL {
+        m.status.record(c.name(), std::time::Duration::ZERO, Ok(()));
+    }
+    let _ = m.volume.update();
+    registry
 }
 
 /// See the module docs.
@@ -59,12 +99,11 @@ impl Frame {
         };
         let listener = server::bind(&common.listen_address).await?;
         let mut registry = Registry::default();
-        register_build_info(&mut registry);
-        let status = CollectorStatus::register(&mut registry);
-        crate::traces::register_metrics(&mut registry);
-        registry.register_collector(Box::new(crate::process::ProcessCollector));
-        let volume = VolumeMetrics::register(&mut registry, common.volume_paths.clone());
-        let server_metrics = ServerMetrics::register(&mut registry);
+        let SelfMetrics {
+            status,
+            volume,
+            server: server_metrics,
+        } = SelfMetrics::register(&mut registry, common.volume_paths.clone());
         Ok(Frame {
             registry,
             status,

@@ -73,6 +73,9 @@ pub type GaugeRead<C> = fn(&C) -> Option<Value>;
 pub enum Read<C> {
     /// One unlabelled gauge; `None` leaves it out.
     Gauge(GaugeRead<C>),
+    /// One unlabelled gauge read as a whole number (most state is an `Option<u64>`); `None`
+    /// leaves it out.
+    Uint(fn(&C) -> Option<u64>),
     /// A gauge family with one label (its name given here): one series per `(label value,
     /// value)`; none leaves the family out.
     By(&'static str, fn(&C) -> Vec<(&'static str, Value)>),
@@ -111,6 +114,11 @@ pub const fn gauge<C>(n: &'static str, h: &'static str, r: GaugeRead<C>) -> Stat
     row(n, h, None, Read::Gauge(r))
 }
 
+/// A plain gauge of a whole number: the row reads the state's `Option<u64>` as it is.
+pub const fn uint<C>(n: &'static str, h: &'static str, r: fn(&C) -> Option<u64>) -> StateMetric<C> {
+    row(n, h, None, Read::Uint(r))
+}
+
 /// A gauge in seconds.
 pub const fn seconds<C>(n: &'static str, h: &'static str, r: GaugeRead<C>) -> StateMetric<C> {
     row(n, h, Some(Unit::Seconds), Read::Gauge(r))
@@ -144,17 +152,22 @@ pub const fn series<C>(
     row(n, h, None, Read::Series(r))
 }
 
+/// One unlabelled gauge of `m`, unless its value is unknown.
+fn one<C>(enc: &mut DescriptorEncoder, m: &StateMetric<C>, v: Option<Value>) -> fmt::Result {
+    if let Some(v) = v {
+        let d = enc.encode_descriptor(m.name, m.help, m.unit.as_ref(), MetricType::Gauge)?;
+        ConstGauge::new(v).encode(d)?;
+    }
+    Ok(())
+}
+
 /// Encodes every metric of `table` from `c`, in table order.
 pub fn encode<C>(enc: &mut DescriptorEncoder, table: &[StateMetric<C>], c: &C) -> fmt::Result {
     for m in table {
         let unit = m.unit.as_ref();
         match &m.read {
-            Read::Gauge(read) => {
-                if let Some(v) = read(c) {
-                    let d = enc.encode_descriptor(m.name, m.help, unit, MetricType::Gauge)?;
-                    ConstGauge::new(v).encode(d)?;
-                }
-            }
+            Read::Gauge(read) => one(enc, m, read(c))?,
+            Read::Uint(read) => one(enc, m, read(c).map(Value::uint))?,
             Read::By(label, read) => {
                 let values = read(c);
                 if !values.is_empty() {
@@ -205,7 +218,7 @@ mod tests {
     }
 
     const TABLE: &[StateMetric<S>] = &[
-        gauge("t_a", "A.", |s| s.a.map(Value::uint)),
+        uint("t_a", "A.", |s| s.a),
         seconds("t_f", "F.", |s| s.f.map(Value::from)),
         family("t_by", "By.", "kind", |s| s.by.clone()),
         info("t_info", "Info.", |s| {

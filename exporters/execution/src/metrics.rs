@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use ethwatch_core::state::{StateMetric, Value, family, gauge, info, seconds};
+use ethwatch_core::state::{StateMetric, Value, family, gauge, info, seconds, uint};
 use ethwatch_core::upstream::RequestMetrics;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
@@ -62,10 +62,10 @@ const STATE_METRICS: &[StateMetric<NodeState>] = &[
         "1 when the last poll reached the node and it answered",
         |s| Some(Value::from(s.up)),
     ),
-    gauge(
+    uint(
         "eth_el_head_block_number",
         "Number of the node's head block",
-        |s| s.head_number.map(Value::uint),
+        |s| s.head_number,
     ),
     seconds(
         "eth_el_head_block_timestamp",
@@ -80,62 +80,60 @@ const STATE_METRICS: &[StateMetric<NodeState>] = &[
                 .map(|t| Value::from((ethwatch_core::unix_now() - t as f64).max(0.0)))
         },
     ),
-    gauge("eth_el_head_gas_used", "Gas used by the head block", |s| {
-        s.head_gas_used.map(Value::uint)
+    uint("eth_el_head_gas_used", "Gas used by the head block", |s| {
+        s.head_gas_used
     }),
-    gauge(
+    uint(
         "eth_el_head_gas_limit",
         "Gas limit of the head block",
-        |s| s.head_gas_limit.map(Value::uint),
+        |s| s.head_gas_limit,
     ),
     gauge(
         "eth_el_head_base_fee_per_gas_wei",
         "Base fee per gas of the head block, in wei",
         |s| s.head_base_fee.map(|v| Value::from(v as f64)),
     ),
-    gauge(
+    uint(
         "eth_el_head_transactions",
         "Transactions in the head block (the block of eth_el_head_block_number; with --ws-url it is fetched for every announced head)",
-        |s| s.head_transactions.map(Value::uint),
+        |s| s.head_transactions,
     ),
     seconds(
         "eth_el_expected_block_interval",
         "Expected time between blocks: configured, or the median of recent intervals",
         |s| s.expected_interval.map(Value::from),
     ),
-    gauge(
+    uint(
         "eth_el_finalized_block_number",
         "Number of the finalized block",
-        |s| s.finalized.map(Value::uint),
+        |s| s.finalized,
     ),
-    gauge(
+    uint(
         "eth_el_safe_block_number",
         "Number of the safe block",
-        |s| s.safe.map(Value::uint),
+        |s| s.safe,
     ),
     gauge(
         "eth_el_syncing",
         "1 when eth_syncing reports sync progress, 0 when it returns false",
         |s| s.syncing.map(Value::from),
     ),
-    gauge(
+    uint(
         "eth_el_sync_current_block",
         "Block the node has synced to (eth_syncing currentBlock; the head when not syncing)",
-        |s| s.sync_current.map(Value::uint),
+        |s| s.sync_current,
     ),
-    gauge(
+    uint(
         "eth_el_sync_highest_block",
         "Highest block the node knows of (eth_syncing highestBlock; the head when not syncing)",
-        |s| s.sync_highest.map(Value::uint),
+        |s| s.sync_highest,
     ),
-    gauge("eth_el_peers", "Connected peers (net_peerCount)", |s| {
-        s.peers.map(Value::uint)
+    uint("eth_el_peers", "Connected peers (net_peerCount)", |s| {
+        s.peers
     }),
-    gauge("eth_el_chain_id", "Chain id (eth_chainId)", |s| {
-        s.chain_id.map(Value::uint)
-    }),
-    gauge("eth_el_network_id", "Network id (net_version)", |s| {
-        s.network_id.map(Value::uint)
+    uint("eth_el_chain_id", "Chain id (eth_chainId)", |s| s.chain_id),
+    uint("eth_el_network_id", "Network id (net_version)", |s| {
+        s.network_id
     }),
     info(
         "eth_el_client_info",
@@ -260,16 +258,7 @@ impl ExecutionMetrics {
 /// A registry with every metric of `ethwatch execution` present (all state filled, one child per
 /// labelled family), for the generated metrics reference. Self-metrics of the core are included.
 pub fn registry_for_docs() -> Registry {
-    let mut registry = Registry::default();
-    ethwatch_core::metrics::register_build_info(&mut registry);
-    let status = ethwatch_core::metrics::CollectorStatus::register(&mut registry);
-    status.record("head", std::time::Duration::ZERO, Ok(()));
-    ethwatch_core::traces::register_metrics(&mut registry);
-    registry.register_collector(Box::new(ethwatch_core::process::ProcessCollector));
-    let volume =
-        ethwatch_core::volume::VolumeMetrics::register(&mut registry, vec![std::env::temp_dir()]);
-    let _ = volume.update();
-    let _ = ethwatch_core::server::ServerMetrics::register(&mut registry);
+    let mut registry = ethwatch_core::exporter::docs_registry::<crate::collectors::ElCollector>();
     let m = ExecutionMetrics::register(&mut registry, true);
     m.rpc
         .observe("eth_getBlockByNumber", std::time::Duration::ZERO, None);
