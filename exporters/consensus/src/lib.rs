@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ethwatch_core::collectors::{Collector, Collectors};
-use ethwatch_core::config::{CommonArgs, parse_duration, parse_http_url};
+use ethwatch_core::config::{CommonArgs, ConfigError, parse_duration, parse_http_url};
 use ethwatch_core::exporter::Frame;
 use ethwatch_core::server;
 use ethwatch_core::upstream::{Upstream, UpstreamOptions};
@@ -160,49 +160,35 @@ pub struct ConsensusArgs {
 impl ConsensusArgs {
     /// Checks relations between flags (the message names the field) and returns the parsed
     /// `--validators.id` filter.
-    pub fn validate(&self) -> Result<ValidatorFilter, ethwatch_core::config::ConfigError> {
-        use ethwatch_core::config::ConfigError::Invalid;
-        let bad = |field: &str, msg: String| Invalid {
-            field: format!("--{field}"),
-            msg,
-        };
-        if let Some(d) = self.poll_interval
-            && d < Duration::from_millis(100)
-        {
-            return Err(bad(
-                "poll-interval",
-                format!("{d:?} is below the minimum of 100ms"),
-            ));
+    pub fn validate(&self) -> Result<ValidatorFilter, ConfigError> {
+        if let Some(d) = self.poll_interval {
+            ConfigError::check_min("poll-interval", d, Duration::from_millis(100))?;
         }
         if self.beacon_timeout.is_zero() {
-            return Err(bad("beacon-timeout", "must be more than 0".into()));
-        }
-        if self.beacon_max_body_bytes < 1024 {
-            return Err(bad(
-                "beacon-max-body-bytes",
-                format!(
-                    "{} is below the minimum of 1024",
-                    self.beacon_max_body_bytes
-                ),
+            return Err(ConfigError::invalid(
+                "beacon-timeout",
+                "must be more than 0",
             ));
         }
+        ConfigError::check_bytes("beacon-max-body-bytes", self.beacon_max_body_bytes)?;
         for (field, d) in [
             ("streaming-poll-interval", self.streaming_poll_interval),
             ("info-interval", self.info_interval),
             ("peers-interval", self.peers_interval),
             ("reprobe-interval", self.reprobe_interval),
         ] {
-            if d < Duration::from_secs(1) {
-                return Err(bad(field, format!("{d:?} is below the minimum of 1s")));
-            }
+            ConfigError::check_min(field, d, Duration::from_secs(1))?;
         }
         if self.ready_intervals == 0 {
-            return Err(bad("ready-intervals", "must be at least 1".into()));
+            return Err(ConfigError::invalid(
+                "ready-intervals",
+                "must be at least 1",
+            ));
         }
         if let Some(r) = self.ready_resume_sync_distance
             && r > self.ready_max_sync_distance
         {
-            return Err(bad(
+            return Err(ConfigError::invalid(
                 "ready.resume-sync-distance",
                 format!(
                     "{r} is above --ready.max-sync-distance {}",
@@ -210,22 +196,14 @@ impl ConsensusArgs {
                 ),
             ));
         }
-        if self.events_max_event_bytes < 1024 {
-            return Err(bad(
-                "events.max-event-bytes",
-                format!(
-                    "{} is below the minimum of 1024",
-                    self.events_max_event_bytes
-                ),
-            ));
-        }
-        if self.events_max_backoff < Duration::from_secs(1) {
-            return Err(bad(
-                "events.max-backoff",
-                format!("{:?} is below the minimum of 1s", self.events_max_backoff),
-            ));
-        }
-        ValidatorFilter::parse(&self.validators_id).map_err(|e| bad("validators.id", e))
+        ConfigError::check_bytes("events.max-event-bytes", self.events_max_event_bytes)?;
+        ConfigError::check_min(
+            "events.max-backoff",
+            self.events_max_backoff,
+            Duration::from_secs(1),
+        )?;
+        ValidatorFilter::parse(&self.validators_id)
+            .map_err(|e| ConfigError::invalid("validators.id", e.to_string()))
     }
 }
 
@@ -318,8 +296,10 @@ pub async fn start(args: ConsensusArgs, shutdown: CancellationToken) -> anyhow::
 /// Ticks as [`Poller::next_tick_in`] says (half a slot, or a slot while the event stream is
 /// live), and at once when the stream closes; see [`Poller::poll_tick`] for what a tick polls.
 async fn poll_loop(poller: Arc<Poller>, cycle_timeout: Duration, shutdown: CancellationToken) {
-    let (p, pace, s) = (poller.clone(), poller.clone(), poller.clone());
-    ethwatch_core::schedule::paced(
+    let (p, pace) = (poller.clone(), poller.clone());
+    ethwatch_core::schedule::poll_cycles(
+        poller.status().clone(),
+        ClCollector::Head.name(),
         cycle_timeout,
         shutdown,
         poller.wake(),
@@ -328,14 +308,6 @@ async fn poll_loop(poller: Arc<Poller>, cycle_timeout: Duration, shutdown: Cance
             async move { p.poll_tick().await }
         },
         move || pace.next_tick_in(),
-        move || {
-            tracing::warn!(timeout = ?cycle_timeout, "poll cycle timed out");
-            s.status().record(
-                ClCollector::Head.name(),
-                cycle_timeout,
-                Err("poll cycle timed out".into()),
-            );
-        },
     )
     .await
 }

@@ -81,14 +81,41 @@ pub struct CommonArgs {
     pub volume_interval: Duration,
 }
 
-fn parse_telemetry_path(s: &str) -> Result<String, String> {
+fn parse_telemetry_path(s: &str) -> Result<String, ValueError> {
     if !s.starts_with('/') {
-        return Err("must start with '/'".into());
+        return Err(ValueError::NotAPath);
     }
     if ["/", "/healthz", "/readyz"].contains(&s) {
-        return Err(format!("{s} is reserved"));
+        return Err(ValueError::Reserved(s.to_string()));
     }
     Ok(s.to_string())
+}
+
+/// A flag value that does not parse; clap shows the text after the flag's name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("'{0}' is not a duration (examples: 500ms, 2s, 1m)")]
+    NotADuration(String),
+    #[error("'{0}' must be a non-negative duration")]
+    Negative(String),
+    #[error("'{0}' is longer than a year")]
+    TooLong(String),
+    #[error("'{0}' must be more than 0")]
+    Zero(String),
+    #[error("'{input}' is not a URL: {cause}")]
+    NotAUrl {
+        input: String,
+        cause: url::ParseError,
+    },
+    #[error("scheme '{scheme}' is not {wanted}")]
+    Scheme {
+        scheme: String,
+        wanted: &'static str,
+    },
+    #[error("must start with '/'")]
+    NotAPath,
+    #[error("{0} is reserved")]
+    Reserved(String),
 }
 
 /// The longest duration any flag takes: longer ones are typos (`1e20`) and would overflow the
@@ -96,17 +123,17 @@ fn parse_telemetry_path(s: &str) -> Result<String, String> {
 pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// Parses a duration (see [`parse_duration`]) that must be more than zero.
-pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_positive_duration(s: &str) -> Result<Duration, ValueError> {
     let d = parse_duration(s)?;
     if d.is_zero() {
-        return Err(format!("'{s}' must be more than 0"));
+        return Err(ValueError::Zero(s.to_string()));
     }
     Ok(d)
 }
 
 /// Parses `500ms`, `2s`, `1m`, `1h`, or a plain number of seconds (`2`, `0.5`), at most
 /// [`MAX_DURATION`].
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, ValueError> {
     let s = s.trim();
     let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
         (n, 0.001)
@@ -122,32 +149,40 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let v: f64 = num
         .trim()
         .parse()
-        .map_err(|_| format!("'{s}' is not a duration (examples: 500ms, 2s, 1m)"))?;
+        .map_err(|_| ValueError::NotADuration(s.to_string()))?;
     if !v.is_finite() || v < 0.0 {
-        return Err(format!("'{s}' must be a non-negative duration"));
+        return Err(ValueError::Negative(s.to_string()));
     }
     match Duration::try_from_secs_f64(v * mult) {
         Ok(d) if d <= MAX_DURATION => Ok(d),
-        _ => Err(format!("'{s}' is longer than a year")),
+        _ => Err(ValueError::TooLong(s.to_string())),
     }
 }
 
-/// Parses a URL and checks it is http(s) (or ws(s) when `ws` is true).
-pub fn parse_http_url(s: &str) -> Result<url::Url, String> {
-    let u = url::Url::parse(s).map_err(|e| format!("'{s}' is not a URL: {e}"))?;
-    match u.scheme() {
-        "http" | "https" => Ok(u),
-        other => Err(format!("scheme '{other}' is not http or https")),
+/// Parses a URL and checks its scheme is one of `schemes` (`wanted` names them in the message).
+fn parse_url(s: &str, schemes: [&str; 2], wanted: &'static str) -> Result<url::Url, ValueError> {
+    let u = url::Url::parse(s).map_err(|cause| ValueError::NotAUrl {
+        input: s.to_string(),
+        cause,
+    })?;
+    if schemes.contains(&u.scheme()) {
+        Ok(u)
+    } else {
+        Err(ValueError::Scheme {
+            scheme: u.scheme().to_string(),
+            wanted,
+        })
     }
+}
+
+/// Parses a URL and checks it is http or https.
+pub fn parse_http_url(s: &str) -> Result<url::Url, ValueError> {
+    parse_url(s, ["http", "https"], "http or https")
 }
 
 /// Parses a websocket URL (ws or wss).
-pub fn parse_ws_url(s: &str) -> Result<url::Url, String> {
-    let u = url::Url::parse(s).map_err(|e| format!("'{s}' is not a URL: {e}"))?;
-    match u.scheme() {
-        "ws" | "wss" => Ok(u),
-        other => Err(format!("scheme '{other}' is not ws or wss")),
-    }
+pub fn parse_ws_url(s: &str) -> Result<url::Url, ValueError> {
+    parse_url(s, ["ws", "wss"], "ws or wss")
 }
 
 /// A configuration error that names the field.
@@ -169,6 +204,38 @@ pub enum ConfigError {
     },
     #[error("{field}: {msg}")]
     Invalid { field: String, msg: String },
+}
+
+impl ConfigError {
+    /// The flag `--{flag}` has a value that does not fit (`msg` says why).
+    pub fn invalid(flag: &str, msg: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            field: format!("--{flag}"),
+            msg: msg.into(),
+        }
+    }
+
+    /// Fails unless `--{flag}`'s duration `d` is at least `min`.
+    pub fn check_min(flag: &str, d: Duration, min: Duration) -> Result<(), Self> {
+        if d < min {
+            return Err(Self::invalid(
+                flag,
+                format!("{d:?} is below the minimum of {min:?}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Fails unless `--{flag}`'s byte limit `n` is at least 1024.
+    pub fn check_bytes(flag: &str, n: usize) -> Result<(), Self> {
+        if n < 1024 {
+            return Err(Self::invalid(
+                flag,
+                format!("{n} is below the minimum of 1024"),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Merges a YAML config file into the argument list of a subcommand-style CLI.

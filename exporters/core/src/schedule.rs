@@ -70,6 +70,27 @@ pub async fn paced<F, Fut>(
     }
 }
 
+/// An exporter's poll loop: [`paced`], where a cycle cut by `timeout` is logged and recorded
+/// as a failed run of `collector` (the one whose values the cycle keeps fresh).
+pub async fn poll_cycles<F, Fut>(
+    status: crate::metrics::CollectorStatus,
+    collector: &'static str,
+    timeout: Duration,
+    shutdown: CancellationToken,
+    wake: std::sync::Arc<tokio::sync::Notify>,
+    f: F,
+    next: impl FnMut() -> Duration,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    paced(timeout, shutdown, wake, f, next, move || {
+        tracing::warn!(?timeout, "poll cycle timed out");
+        status.record(collector, timeout, Err("poll cycle timed out".into()));
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

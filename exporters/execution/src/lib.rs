@@ -23,7 +23,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ethwatch_core::collectors::{Collector, Collectors};
-use ethwatch_core::config::{CommonArgs, parse_duration, parse_http_url, parse_ws_url};
+use ethwatch_core::config::{
+    CommonArgs, ConfigError, parse_duration, parse_http_url, parse_ws_url,
+};
 use ethwatch_core::exporter::Frame;
 use ethwatch_core::server;
 use ethwatch_core::upstream::{Upstream, UpstreamOptions};
@@ -105,43 +107,29 @@ pub struct ExecutionArgs {
 
 impl ExecutionArgs {
     /// Checks relations between flags; the message names the field.
-    pub fn validate(&self) -> Result<(), ethwatch_core::config::ConfigError> {
-        use ethwatch_core::config::ConfigError::Invalid;
-        let bad = |field: &str, msg: String| Invalid {
-            field: format!("--{field}"),
-            msg,
-        };
-        if self.poll_interval < Duration::from_millis(100) {
-            return Err(bad(
-                "poll-interval",
-                format!("{:?} is below the minimum of 100ms", self.poll_interval),
-            ));
-        }
-        if self.streaming_poll_interval < Duration::from_millis(100) {
-            return Err(bad(
-                "streaming-poll-interval",
-                format!(
-                    "{:?} is below the minimum of 100ms",
-                    self.streaming_poll_interval
-                ),
-            ));
-        }
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let ms100 = Duration::from_millis(100);
+        ConfigError::check_min("poll-interval", self.poll_interval, ms100)?;
+        ConfigError::check_min(
+            "streaming-poll-interval",
+            self.streaming_poll_interval,
+            ms100,
+        )?;
         if self.rpc_timeout.is_zero() {
-            return Err(bad("rpc-timeout", "must be more than 0".into()));
+            return Err(ConfigError::invalid("rpc-timeout", "must be more than 0"));
         }
-        if self.rpc_max_body_bytes < 1024 {
-            return Err(bad(
-                "rpc-max-body-bytes",
-                format!("{} is below the minimum of 1024", self.rpc_max_body_bytes),
+        ConfigError::check_bytes("rpc-max-body-bytes", self.rpc_max_body_bytes)?;
+        if self.ready_intervals == 0 {
+            return Err(ConfigError::invalid(
+                "ready-intervals",
+                "must be at least 1",
             ));
         }
-        if self.ready_intervals == 0 {
-            return Err(bad("ready-intervals", "must be at least 1".into()));
-        }
-        if let Some(d) = self.expected_block_interval
-            && d.is_zero()
-        {
-            return Err(bad("expected-block-interval", "must be more than 0".into()));
+        if self.expected_block_interval.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError::invalid(
+                "expected-block-interval",
+                "must be more than 0",
+            ));
         }
         Ok(())
     }
@@ -186,28 +174,19 @@ pub async fn start(args: ExecutionArgs, shutdown: CancellationToken) -> anyhow::
     // The poll loop: a cycle every poll interval, or streaming interval while subscribed, and
     // at once when the subscription is lost. A cycle gets three request timeouts: the batch, a
     // backfill, and slack.
-    {
-        let (p, pace, s) = (poller.clone(), poller.clone(), status.clone());
-        let cycle_timeout = args.rpc_timeout * 3;
-        frame.spawn(ethwatch_core::schedule::paced(
-            cycle_timeout,
-            shutdown.clone(),
-            poller.wake(),
-            move || {
-                let p = p.clone();
-                async move { p.poll_once().await }
-            },
-            move || pace.cycle_interval(),
-            move || {
-                tracing::warn!(timeout = ?cycle_timeout, "poll cycle timed out");
-                s.record(
-                    ElCollector::Head.name(),
-                    cycle_timeout,
-                    Err("poll cycle timed out".into()),
-                );
-            },
-        ));
-    }
+    let (p, pace) = (poller.clone(), poller.clone());
+    frame.spawn(ethwatch_core::schedule::poll_cycles(
+        status.clone(),
+        ElCollector::Head.name(),
+        args.rpc_timeout * 3,
+        shutdown.clone(),
+        poller.wake(),
+        move || {
+            let p = p.clone();
+            async move { p.poll_once().await }
+        },
+        move || pace.cycle_interval(),
+    ));
     if let Some(ws_url) = args.ws_url.clone() {
         frame.spawn(ws::run(
             ws_url,

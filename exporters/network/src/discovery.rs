@@ -271,52 +271,95 @@ pub async fn watch_pods(
     }
 }
 
+/// A `--execution-target`, `--beacon-target` or `--pair` value that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetSyntaxError {
+    #[error("'{0}' is not NAME=URL")]
+    NotNameUrl(String),
+    #[error("'{0}' has an empty name")]
+    EmptyName(String),
+    #[error(transparent)]
+    Url(#[from] ethwatch_core::config::ValueError),
+    #[error("'{0}' is not EXECUTION_NAME=BEACON_NAME")]
+    NotPair(String),
+}
+
 /// Parses `NAME=URL`.
-pub fn parse_static(s: &str) -> Result<(String, Url), String> {
+pub fn parse_static(s: &str) -> Result<(String, Url), TargetSyntaxError> {
     let (name, url) = s
         .split_once('=')
-        .ok_or_else(|| format!("'{s}' is not NAME=URL"))?;
+        .ok_or_else(|| TargetSyntaxError::NotNameUrl(s.to_string()))?;
     let name = name.trim();
     if name.is_empty() {
-        return Err(format!("'{s}' has an empty name"));
+        return Err(TargetSyntaxError::EmptyName(s.to_string()));
     }
     let url = ethwatch_core::config::parse_http_url(url.trim())?;
     Ok((name.to_string(), url))
 }
 
 /// Parses `EXECUTION_NAME=BEACON_NAME`.
-pub fn parse_pair(s: &str) -> Result<(String, String), String> {
+pub fn parse_pair(s: &str) -> Result<(String, String), TargetSyntaxError> {
     let (el, cl) = s
         .split_once('=')
-        .ok_or_else(|| format!("'{s}' is not EXECUTION_NAME=BEACON_NAME"))?;
+        .ok_or_else(|| TargetSyntaxError::NotPair(s.to_string()))?;
     Ok((el.trim().to_string(), cl.trim().to_string()))
 }
 
-/// Builds the static target map; pairs refer to names in the lists. An error names the flag
-/// (without dashes) it is about: a duplicate name is reported under the target flag where it
-/// appears the second time, a pair naming an unknown target under `pair`.
+/// Static targets that do not fit together; [`TargetsError::flag`] names the flag it is about.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetsError {
+    /// A name given twice, reported under the target flag where it appears the second time.
+    #[error(
+        "target name '{name}' is used twice (already given by --{first}); names must be unique across both lists"
+    )]
+    Duplicate {
+        flag: &'static str,
+        first: &'static str,
+        name: String,
+    },
+    /// A pair naming a target that is not in the list of its layer.
+    #[error("{el}={cl}: '{name}' is not a --{list}")]
+    NotListed {
+        el: String,
+        cl: String,
+        name: String,
+        list: &'static str,
+    },
+}
+
+impl TargetsError {
+    /// The flag (without dashes) the error is about.
+    pub fn flag(&self) -> &'static str {
+        match self {
+            TargetsError::Duplicate { flag, .. } => flag,
+            TargetsError::NotListed { .. } => "pair",
+        }
+    }
+}
+
+/// The flag of a layer's static targets.
+fn target_flag(layer: Layer) -> &'static str {
+    match layer {
+        Layer::Execution => "execution-target",
+        Layer::Consensus => "beacon-target",
+    }
+}
+
+/// Builds the static target map; pairs refer to names in the lists.
 pub fn static_targets(
     execution: &[(String, Url)],
     beacon: &[(String, Url)],
     pairs: &[(String, String)],
-) -> Result<Targets, (&'static str, String)> {
+) -> Result<Targets, TargetsError> {
     let mut out = Targets::new();
-    for (layer, list, flag) in [
-        (Layer::Execution, execution, "execution-target"),
-        (Layer::Consensus, beacon, "beacon-target"),
-    ] {
+    for (layer, list) in [(Layer::Execution, execution), (Layer::Consensus, beacon)] {
         for (name, url) in list {
             if let Some(first) = out.get(name) {
-                let first_flag = match first.layer {
-                    Layer::Execution => "--execution-target",
-                    Layer::Consensus => "--beacon-target",
-                };
-                return Err((
-                    flag,
-                    format!(
-                        "target name '{name}' is used twice (already given by {first_flag}); names must be unique across both lists"
-                    ),
-                ));
+                return Err(TargetsError::Duplicate {
+                    flag: target_flag(layer),
+                    first: target_flag(first.layer),
+                    name: name.clone(),
+                });
             }
             out.insert(
                 name.clone(),
@@ -335,17 +378,12 @@ pub fn static_targets(
             match out.get_mut(n) {
                 Some(t) if t.layer == want => t.pair = Some(key.clone()),
                 _ => {
-                    return Err((
-                        "pair",
-                        format!(
-                            "{el}={cl}: '{n}' is not a --{}-target",
-                            if want == Layer::Execution {
-                                "execution"
-                            } else {
-                                "beacon"
-                            }
-                        ),
-                    ));
+                    return Err(TargetsError::NotListed {
+                        el: el.clone(),
+                        cl: cl.clone(),
+                        name: n.clone(),
+                        list: target_flag(want),
+                    });
                 }
             }
         }
@@ -595,8 +633,11 @@ mod tests {
             &[("el-1".into(), "cl-9".into())],
         )
         .expect_err("bad pair");
-        assert_eq!(err.0, "pair");
-        assert!(err.1.contains("cl-9"), "{err:?}");
+        assert_eq!(err.flag(), "pair");
+        assert_eq!(
+            err.to_string(),
+            "el-1=cl-9: 'cl-9' is not a --beacon-target"
+        );
         // A duplicate name is reported under the flag that repeats it, not under --pair.
         let err = static_targets(
             &[("n".into(), u("http://127.0.0.1:1"))],
@@ -604,7 +645,11 @@ mod tests {
             &[],
         )
         .expect_err("duplicate");
-        assert_eq!(err.0, "beacon-target", "{err:?}");
+        assert_eq!(err.flag(), "beacon-target", "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "target name 'n' is used twice (already given by --execution-target); names must be unique across both lists"
+        );
         let err = static_targets(
             &[
                 ("n".into(), u("http://127.0.0.1:1")),
@@ -614,7 +659,7 @@ mod tests {
             &[],
         )
         .expect_err("duplicate");
-        assert_eq!(err.0, "execution-target", "{err:?}");
+        assert_eq!(err.flag(), "execution-target", "{err:?}");
         assert!(parse_static("el-1").is_err());
         assert!(parse_static("el-1=ftp://x").is_err());
     }

@@ -18,7 +18,7 @@ pub mod status;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ethwatch_core::config::{CommonArgs, parse_duration};
+use ethwatch_core::config::{CommonArgs, ConfigError, parse_duration};
 use ethwatch_core::exporter::Frame;
 use ethwatch_core::server;
 use ethwatch_core::upstream::UpstreamOptions;
@@ -121,12 +121,8 @@ pub struct NetworkArgs {
 
 impl NetworkArgs {
     /// Checks relations between flags; the message names the field.
-    pub fn validate(&self) -> Result<(), ethwatch_core::config::ConfigError> {
-        use ethwatch_core::config::ConfigError::Invalid;
-        let bad = |field: &str, msg: &str| Invalid {
-            field: format!("--{field}"),
-            msg: msg.to_string(),
-        };
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = ConfigError::invalid;
         if !self.kubernetes && self.execution_targets.is_empty() && self.beacon_targets.is_empty() {
             return Err(bad(
                 "execution-target",
@@ -153,7 +149,7 @@ impl NetworkArgs {
             return Err(bad("max-body-bytes", "must be at least 1024"));
         }
         discovery::static_targets(&self.execution_targets, &self.beacon_targets, &self.pairs)
-            .map_err(|(field, e)| bad(field, &e))?;
+            .map_err(|e| ConfigError::invalid(e.flag(), e.to_string()))?;
         Ok(())
     }
 }
@@ -200,7 +196,7 @@ pub async fn start(args: NetworkArgs, shutdown: CancellationToken) -> anyhow::Re
     } else {
         let t =
             discovery::static_targets(&args.execution_targets, &args.beacon_targets, &args.pairs)
-                .map_err(|(field, e)| anyhow::anyhow!("--{field}: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("--{}: {e}", e.flag()))?;
         let shown = format!("{} static targets", t.len());
         let (_tx, rx) = watch::channel(t);
         health.up.set(1);
