@@ -244,11 +244,11 @@ async fn session(
 }
 
 /// Acts on one event; `Err` when its data does not decode.
-async fn handle(poller: &Poller, ev: &SseEvent) -> Result<(), String> {
+async fn handle(poller: &Poller, ev: &SseEvent) -> Result<(), serde_json::Error> {
     poller.metrics().event(&ev.event);
     match ev.event.as_str() {
         "head" => {
-            let h: HeadEvent = serde_json::from_str(&ev.data).map_err(|e| e.to_string())?;
+            let h: HeadEvent = serde_json::from_str(&ev.data)?;
             let seen = Seen {
                 slot: h.slot.0,
                 root: h.block,
@@ -262,14 +262,14 @@ async fn handle(poller: &Poller, ev: &SseEvent) -> Result<(), String> {
             }
         }
         "block" => {
-            let _: BlockEvent = serde_json::from_str(&ev.data).map_err(|e| e.to_string())?;
+            let _: BlockEvent = serde_json::from_str(&ev.data)?;
         }
         "chain_reorg" => {
-            let r: ReorgEvent = serde_json::from_str(&ev.data).map_err(|e| e.to_string())?;
+            let r: ReorgEvent = serde_json::from_str(&ev.data)?;
             poller.on_reorg(r.slot.0, r.depth.0);
         }
         "finalized_checkpoint" => {
-            let f: FinalizedEvent = serde_json::from_str(&ev.data).map_err(|e| e.to_string())?;
+            let f: FinalizedEvent = serde_json::from_str(&ev.data)?;
             poller.on_finalized(f.epoch.0);
         }
         _ => {}

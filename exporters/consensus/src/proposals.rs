@@ -20,7 +20,7 @@ use serde::Deserialize;
 use ethwatch_core::upstream::UpstreamError;
 
 use crate::api::{self, BeaconApi};
-use crate::types::{U64, for_each_at};
+use crate::types::{DecodeError, U64, for_each_at};
 use crate::validators::ValidatorFilter;
 
 /// How many epochs of duties may wait to be judged.
@@ -65,7 +65,7 @@ struct DutyEntry<'a> {
 }
 
 /// The watched validators' duties in a `duties/proposer` answer, by slot.
-pub fn watched_duties(body: &[u8], filter: &ValidatorFilter) -> Result<Vec<Duty>, String> {
+pub fn watched_duties(body: &[u8], filter: &ValidatorFilter) -> Result<Vec<Duty>, DecodeError> {
     let mut out = Vec::new();
     let found = for_each_at(body, &["data"], |d: DutyEntry| {
         if filter.matches(d.validator_index.0, &d.pubkey) {
@@ -74,10 +74,9 @@ pub fn watched_duties(body: &[u8], filter: &ValidatorFilter) -> Result<Vec<Duty>
                 validator_index: d.validator_index.0,
             });
         }
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     if !found {
-        return Err("no data array".into());
+        return Err(DecodeError::NoArray("data"));
     }
     out.sort_by_key(|d| d.slot);
     out.dedup();
@@ -103,11 +102,11 @@ struct ProposerOf {
 }
 
 /// Judges `duty` from the answer to `GET /eth/v1/beacon/headers/{slot}` (status 200 or 404).
-pub fn judge(duty: Duty, status: u16, body: &[u8]) -> Result<Outcome, String> {
+pub fn judge(duty: Duty, status: u16, body: &[u8]) -> Result<Outcome, DecodeError> {
     if status == 404 {
         return Ok(Outcome::Missed);
     }
-    let h: HeaderEnvelope = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let h: HeaderEnvelope = serde_json::from_slice(body)?;
     let m = h.data.header.message;
     Ok(
         if m.slot.0 == duty.slot && m.proposer_index.0 == duty.validator_index {
@@ -226,13 +225,13 @@ mod tests {
     fn duties_of_watched_validators_from_the_spec_example() {
         let body = fixture("beacon-APIs/duties_proposer.json");
         let one = ValidatorFilter::parse(&["1".into()]).expect("ids");
-        assert_eq!(watched_duties(&body, &one), Ok(vec![duty(1, 1)]));
+        assert_eq!(watched_duties(&body, &one).ok(), Some(vec![duty(1, 1)]));
         let other = ValidatorFilter::parse(&["2".into()]).expect("ids");
-        assert_eq!(watched_duties(&body, &other), Ok(vec![]));
+        assert_eq!(watched_duties(&body, &other).ok(), Some(vec![]));
         // By public key too, in any case.
         let pk = "0x93247F2209abcacf57b75a51dafae777f9dd38bc7053d1af526f220a7489a6d3a2753e5f3e8b1cfe39b56f43611df74a";
         let by_key = ValidatorFilter::parse(&[pk.into()]).expect("ids");
-        assert_eq!(watched_duties(&body, &by_key), Ok(vec![duty(1, 1)]));
+        assert_eq!(watched_duties(&body, &by_key).ok(), Some(vec![duty(1, 1)]));
         assert!(watched_duties(br#"{"dependent_root":"0x00"}"#, &one).is_err());
         assert!(
             watched_duties(
@@ -246,10 +245,13 @@ mod tests {
     #[test]
     fn a_header_of_the_duty_is_proposed_anything_else_missed() {
         let header = fixture("beacon-APIs/header.json"); // slot 1, proposer 1
-        assert_eq!(judge(duty(1, 1), 200, &header), Ok(Outcome::Proposed));
-        assert_eq!(judge(duty(1, 7), 200, &header), Ok(Outcome::Missed));
-        assert_eq!(judge(duty(2, 1), 200, &header), Ok(Outcome::Missed));
-        assert_eq!(judge(duty(1, 1), 404, b"{}"), Ok(Outcome::Missed));
+        assert_eq!(
+            judge(duty(1, 1), 200, &header).ok(),
+            Some(Outcome::Proposed)
+        );
+        assert_eq!(judge(duty(1, 7), 200, &header).ok(), Some(Outcome::Missed));
+        assert_eq!(judge(duty(2, 1), 200, &header).ok(), Some(Outcome::Missed));
+        assert_eq!(judge(duty(1, 1), 404, b"{}").ok(), Some(Outcome::Missed));
         assert!(judge(duty(1, 1), 200, b"{\"data\":{}}").is_err());
     }
 

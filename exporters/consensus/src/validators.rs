@@ -35,7 +35,7 @@ use ethwatch_core::upstream::UpstreamError;
 use crate::api::{self, BeaconApi};
 use crate::metrics::{Participation, VALIDATOR_STATUSES};
 use crate::types::{
-    AttestationReward, IdealReward, StateValidator, U64, ValidatorEntry, for_each_at,
+    AttestationReward, DecodeError, IdealReward, StateValidator, U64, ValidatorEntry, for_each_at,
 };
 
 /// The spec's limit of `id` values per validators request.
@@ -52,7 +52,7 @@ pub struct ValidatorFilter {
 
 impl ValidatorFilter {
     /// Parses ids: decimal indices or `0x` + 96 hex digit public keys.
-    pub fn parse(ids: &[String]) -> Result<Self, String> {
+    pub fn parse(ids: &[String]) -> Result<Self, DecodeError> {
         let mut f = ValidatorFilter::default();
         for raw in ids {
             let id = raw.trim();
@@ -61,18 +61,16 @@ impl ValidatorFilter {
             }
             if let Some(hex) = id.strip_prefix("0x") {
                 if hex.len() != 96 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(format!(
-                        "{id:?} is neither an index nor a 0x-prefixed 48-byte public key"
-                    ));
+                    return Err(DecodeError::ValidatorId(id.to_string()));
                 }
                 let key = id.to_ascii_lowercase();
                 if f.pubkeys.insert(key.clone()) {
                     f.ids.push(key);
                 }
             } else {
-                let n: u64 = id.parse().map_err(|_| {
-                    format!("{id:?} is neither an index nor a 0x-prefixed 48-byte public key")
-                })?;
+                let n: u64 = id
+                    .parse()
+                    .map_err(|_| DecodeError::ValidatorId(id.to_string()))?;
                 if f.indices.insert(n) {
                     f.ids.push(n.to_string());
                 }
@@ -132,7 +130,7 @@ pub struct Counts {
 
 impl Counts {
     /// Adds the validators of one `/validators` answer.
-    pub fn add_body(&mut self, body: &[u8]) -> Result<(), String> {
+    pub fn add_body(&mut self, body: &[u8]) -> Result<(), DecodeError> {
         let other = VALIDATOR_STATUSES.len() - 1;
         let found = for_each_at(body, &["data"], |v: ValidatorEntry| {
             let i = VALIDATOR_STATUSES[..other]
@@ -141,12 +139,11 @@ impl Counts {
                 .unwrap_or(other);
             self.by_status[i] += 1;
             self.balance_gwei = self.balance_gwei.saturating_add(v.balance.0);
-        })
-        .map_err(|e| e.to_string())?;
+        })?;
         if found {
             Ok(())
         } else {
-            Err("no data array".into())
+            Err(DecodeError::NoArray("data"))
         }
     }
 }
@@ -178,14 +175,13 @@ fn ratio(n: u64, of: u64) -> Option<f64> {
 }
 
 /// Participation from an attestation rewards answer (see the module docs).
-pub fn from_rewards(body: &[u8], epoch: u64) -> Result<Participation, String> {
+pub fn from_rewards(body: &[u8], epoch: u64) -> Result<Participation, DecodeError> {
     let mut head_signal = false;
     let found = for_each_at(body, &["data", "ideal_rewards"], |r: IdealReward| {
         head_signal |= r.head.0 > 0;
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     if !found {
-        return Err("no data.ideal_rewards array".into());
+        return Err(DecodeError::NoArray("data.ideal_rewards"));
     }
     let (mut n, mut source, mut target, mut head) = (0u64, 0u64, 0u64, 0u64);
     let found = for_each_at(body, &["data", "total_rewards"], |r: AttestationReward| {
@@ -193,10 +189,9 @@ pub fn from_rewards(body: &[u8], epoch: u64) -> Result<Participation, String> {
         source += u64::from(r.source.0 >= 0);
         target += u64::from(r.target.0 >= 0);
         head += u64::from(r.head.0 > 0);
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     if !found {
-        return Err("no data.total_rewards array".into());
+        return Err(DecodeError::NoArray("data.total_rewards"));
     }
     Ok(Participation {
         epoch,
@@ -212,7 +207,7 @@ pub fn from_state(
     body: &[u8],
     epoch: u64,
     filter: &ValidatorFilter,
-) -> Result<Option<Participation>, String> {
+) -> Result<Option<Participation>, DecodeError> {
     // For each validator: 0 = not counted, 1 = active and unslashed, 2 = active and slashed.
     let mut eligible: Vec<u8> = Vec::new();
     let found = for_each_at(body, &["data", "validators"], |v: StateValidator| {
@@ -224,10 +219,9 @@ pub fn from_state(
             (true, false) => 1,
             (true, true) => 2,
         });
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     if !found {
-        return Err("no data.validators array in the state".into());
+        return Err(DecodeError::NoArray("data.validators"));
     }
     let (mut i, mut n, mut source, mut target, mut head) = (0usize, 0u64, 0u64, 0u64, 0u64);
     let mut overflow = false;
@@ -249,17 +243,15 @@ pub fn from_state(
             }
             i += 1;
         },
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     if !found {
         return Ok(None);
     }
     if overflow || i != eligible.len() {
-        return Err(format!(
-            "{} participation flags for {} validators",
-            i,
-            eligible.len()
-        ));
+        return Err(DecodeError::Participation {
+            flags: i,
+            validators: eligible.len(),
+        });
     }
     // Validators the list did not cover are active ones that did not vote.
     Ok(Some(Participation {
