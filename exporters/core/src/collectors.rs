@@ -190,12 +190,16 @@ pub fn markdown_table<C: Collector>() -> String {
 /// Checks that the Markdown file at `path` holds [`markdown_table`] between the markers
 /// `<!-- collectors:begin -->` and `<!-- collectors:end -->`; with `ETHWATCH_BLESS=1` rewrites
 /// it. For the exporters' doc-sync tests.
-pub fn check_doc_table<C: Collector>(path: &std::path::Path) -> Result<(), String> {
+pub fn check_doc_table<C: Collector>(path: &std::path::Path) -> Result<(), DocTableError> {
     const BEGIN: &str = "<!-- collectors:begin -->\n";
     const END: &str = "<!-- collectors:end -->";
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let io = |cause| DocTableError::Io {
+        path: path.to_path_buf(),
+        cause,
+    };
+    let text = std::fs::read_to_string(path).map_err(io)?;
     let (Some(b), Some(e)) = (text.find(BEGIN), text.find(END)) else {
-        return Err(format!("{}: no collectors markers", path.display()));
+        return Err(DocTableError::NoMarkers(path.to_path_buf()));
     };
     let generated = markdown_table::<C>();
     if text[b + BEGIN.len()..e] == generated {
@@ -203,12 +207,26 @@ pub fn check_doc_table<C: Collector>(path: &std::path::Path) -> Result<(), Strin
     }
     if std::env::var_os("ETHWATCH_BLESS").is_some() {
         let new = format!("{}{generated}{}", &text[..b + BEGIN.len()], &text[e..]);
-        return std::fs::write(path, new).map_err(|e| e.to_string());
+        return std::fs::write(path, new).map_err(io);
     }
-    Err(format!(
+    Err(DocTableError::Stale(path.to_path_buf()))
+}
+
+/// Why [`check_doc_table`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DocTableError {
+    #[error("{}: {cause}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("{}: no collectors markers", .0.display())]
+    NoMarkers(std::path::PathBuf),
+    #[error(
         "{}: the collector table is stale; run the test with ETHWATCH_BLESS=1 and commit it",
-        path.display()
-    ))
+        .0.display()
+    )]
+    Stale(std::path::PathBuf),
 }
 
 #[cfg(test)]

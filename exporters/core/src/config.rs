@@ -92,7 +92,7 @@ fn parse_telemetry_path(s: &str) -> Result<String, ValueError> {
 }
 
 /// A flag value that does not parse; clap shows the text after the flag's name.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ValueError {
     #[error("'{0}' is not a duration (examples: 500ms, 2s, 1m)")]
     NotADuration(String),
@@ -102,6 +102,10 @@ pub enum ValueError {
     TooLong(String),
     #[error("'{0}' must be more than 0")]
     Zero(String),
+    #[error("'{0}' is not a number")]
+    NotANumber(String),
+    #[error("{0} is not between 0 and 1")]
+    NotARatio(f64),
     #[error("'{input}' is not a URL: {cause}")]
     NotAUrl {
         input: String,
@@ -381,10 +385,10 @@ mod tests {
         },
     }
 
-    fn parse(args: &[&str]) -> Result<Cli, String> {
+    fn parse(args: &[&str]) -> anyhow::Result<Cli> {
         let args: Vec<OsString> = args.iter().map(OsString::from).collect();
-        let merged = merge_config_file(&Cli::command(), args).map_err(|e| e.to_string())?;
-        Cli::try_parse_from(merged).map_err(|e| e.to_string())
+        let merged = merge_config_file(&Cli::command(), args)?;
+        Ok(Cli::try_parse_from(merged)?)
     }
 
     fn file(text: &str) -> tempfile_path::TempPath {
@@ -451,14 +455,18 @@ mod tests {
     #[test]
     fn unknown_field_is_named() {
         let f = file("rpc-url: http://127.0.0.1:1\nrpc-ulr: x\n");
-        let err = parse(&["ethwatch", "run", &f.arg()]).expect_err("must fail");
+        let err = parse(&["ethwatch", "run", &f.arg()])
+            .expect_err("must fail")
+            .to_string();
         assert!(err.contains("unknown field `rpc-ulr`"), "{err}");
     }
 
     #[test]
     fn bad_value_in_file_names_the_flag() {
         let f = file("rpc-url: ftp://x\n");
-        let err = parse(&["ethwatch", "run", &f.arg()]).expect_err("must fail");
+        let err = parse(&["ethwatch", "run", &f.arg()])
+            .expect_err("must fail")
+            .to_string();
         assert!(err.contains("--rpc-url"), "{err}");
         assert!(err.contains("not http"), "{err}");
     }
@@ -491,7 +499,9 @@ mod tests {
             "rpc-url: [unclosed\n",
         ] {
             let f = file(text);
-            let err = parse(&["ethwatch", "run", &f.arg()]).expect_err(text);
+            let err = parse(&["ethwatch", "run", &f.arg()])
+                .expect_err(text)
+                .to_string();
             assert!(err.contains("config file"), "{text}: {err}");
             // Rejected by the parser's limits, before any key is looked at.
             assert!(!err.contains("unknown field"), "{text}: {err}");
@@ -507,6 +517,6 @@ mod tests {
             "--web.telemetry-path=metrics",
         ])
         .expect_err("must fail");
-        assert!(err.contains("--web.telemetry-path"), "{err}");
+        assert!(err.to_string().contains("--web.telemetry-path"), "{err}");
     }
 }

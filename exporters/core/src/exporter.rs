@@ -94,7 +94,7 @@ impl Frame {
     /// self-metrics.
     pub async fn bind(common: &CommonArgs, shutdown: CancellationToken) -> anyhow::Result<Frame> {
         let web = match &common.web_config_file {
-            Some(p) => crate::webconfig::WebConfig::load(p).map_err(anyhow::Error::msg)?,
+            Some(p) => crate::webconfig::WebConfig::load(p)?,
             None => crate::webconfig::WebConfig::default(),
         };
         let listener = server::bind(&common.listen_address).await?;

@@ -92,7 +92,8 @@ fn flush_help(out: &mut String, help: Option<(&str, &str)>, suffix: &str) {
     }
 }
 
-/// Decides readiness: `Ok` when ready, `Err(reason)` when not.
+/// Decides readiness: `Ok` when ready, `Err(reason)` when not. The reason is the sentence the
+/// `/readyz` body carries, for a person to read; nothing matches on it, so it stays a `String`.
 pub type ReadinessCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 /// A response of an exporter's own route.

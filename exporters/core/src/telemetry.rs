@@ -62,7 +62,7 @@ pub fn setup(
     common: &crate::config::CommonArgs,
     exporter: &str,
 ) -> anyhow::Result<Option<crate::traces::TraceGuard>> {
-    let built = crate::traces::build(&common.traces, exporter).map_err(anyhow::Error::msg)?;
+    let built = crate::traces::build(&common.traces, exporter)?;
     let (tracer, guard) = match built {
         Some((t, g)) => (Some(t), Some(g)),
         None => (None, None),

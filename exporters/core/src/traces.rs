@@ -14,6 +14,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use crate::config::ValueError;
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
@@ -64,14 +65,34 @@ pub struct TraceArgs {
     pub export_timeout: Duration,
 }
 
-fn parse_ratio(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+fn parse_ratio(s: &str) -> Result<f64, ValueError> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| ValueError::NotANumber(s.to_string()))?;
     if (0.0..=1.0).contains(&v) {
         Ok(v)
     } else {
-        Err(format!("{v} is not between 0 and 1"))
+        Err(ValueError::NotARatio(v))
     }
 }
+
+/// Trace export that cannot be set up; the text names the flag.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceSetupError {
+    #[error("--otel.endpoint: cannot build the HTTP client: {0}")]
+    HttpClient(reqwest::Error),
+    #[error("--otel.protocol: '{0}' is not grpc or http/protobuf")]
+    Protocol(String),
+    #[error("--otel.endpoint: {0}")]
+    Exporter(opentelemetry_otlp::ExporterBuildError),
+    #[error(transparent)]
+    ResourceAttribute(#[from] ResourceAttributeError),
+}
+
+/// A `--otel.resource-attributes` entry that is not `key=value`.
+#[derive(Debug, thiserror::Error)]
+#[error("--otel.resource-attributes: '{0}' is not key=value")]
+pub struct ResourceAttributeError(String);
 
 impl TraceArgs {
     fn traces_endpoint_env() -> Option<String> {
@@ -100,13 +121,13 @@ impl TraceArgs {
         }
     }
 
-    fn resource(&self, exporter: &str) -> Result<Resource, String> {
+    fn resource(&self, exporter: &str) -> Result<Resource, ResourceAttributeError> {
         let mut attrs = vec![KeyValue::new("service.version", crate::VERSION)];
         if let Some(s) = &self.resource_attributes {
             for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                let (k, v) = pair.split_once('=').ok_or_else(|| {
-                    format!("--otel.resource-attributes: '{pair}' is not key=value")
-                })?;
+                let (k, v) = pair
+                    .split_once('=')
+                    .ok_or_else(|| ResourceAttributeError(pair.to_string()))?;
                 let v = percent_encoding::percent_decode_str(v.trim())
                     .decode_utf8_lossy()
                     .into_owned();
@@ -293,7 +314,7 @@ impl Drop for TraceGuard {
 pub fn build(
     args: &TraceArgs,
     exporter_name: &str,
-) -> Result<Option<(opentelemetry_sdk::trace::SdkTracer, TraceGuard)>, String> {
+) -> Result<Option<(opentelemetry_sdk::trace::SdkTracer, TraceGuard)>, TraceSetupError> {
     if !args.enabled() {
         return Ok(None);
     }
@@ -330,7 +351,7 @@ pub fn build(
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(args.export_timeout)
                 .build()
-                .map_err(|e| format!("--otel.endpoint: cannot build the HTTP client: {e}"))?;
+                .map_err(TraceSetupError::HttpClient)?;
             let mut b = opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
                 .with_http_client(client)
@@ -341,12 +362,10 @@ pub fn build(
             b.build()
         }
         other => {
-            return Err(format!(
-                "--otel.protocol: '{other}' is not grpc or http/protobuf"
-            ));
+            return Err(TraceSetupError::Protocol(other.to_string()));
         }
     }
-    .map_err(|e| format!("--otel.endpoint: {e}"))?;
+    .map_err(TraceSetupError::Exporter)?;
     let resource = args.resource(exporter_name)?;
     exporter.set_resource(&resource);
     let processor =

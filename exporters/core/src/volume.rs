@@ -19,6 +19,18 @@ pub struct VolumeMetrics {
     available: Family<PathLabels, Gauge<u64, AtomicU64>>,
 }
 
+/// A volume whose usage could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    #[error("{}: {cause}", path.display())]
+    Statvfs {
+        path: PathBuf,
+        cause: rustix::io::Errno,
+    },
+    #[error("{0}")]
+    Task(tokio::task::JoinError),
+}
+
 impl VolumeMetrics {
     /// Registers the gauges for `paths`.
     pub fn register(registry: &mut Registry, paths: Vec<PathBuf>) -> Self {
@@ -48,7 +60,7 @@ impl VolumeMetrics {
     }
 
     /// Reads every path once. Returns the first failure (path and cause); other paths still update.
-    pub fn update(&self) -> Result<(), String> {
+    pub fn update(&self) -> Result<(), VolumeError> {
         let mut first_err = None;
         for p in &self.paths {
             let label = [("path", Escaped(p.display().to_string()))];
@@ -67,7 +79,10 @@ impl VolumeMetrics {
                         .set(st.f_bavail.saturating_mul(frsize));
                 }
                 Err(e) => {
-                    first_err.get_or_insert_with(|| format!("{}: {e}", p.display()));
+                    first_err.get_or_insert_with(|| VolumeError::Statvfs {
+                        path: p.clone(),
+                        cause: e,
+                    });
                 }
             }
         }
@@ -96,11 +111,11 @@ impl VolumeMetrics {
                     let start = std::time::Instant::now();
                     let r = tokio::task::spawn_blocking(move || v.update())
                         .await
-                        .unwrap_or_else(|e| Err(e.to_string()));
+                        .unwrap_or_else(|e| Err(VolumeError::Task(e)));
                     if let Err(e) = &r {
                         tracing::debug!(error = %e, "volume usage");
                     }
-                    s.record("volume", start.elapsed(), r);
+                    s.record("volume", start.elapsed(), r.map_err(|e| e.to_string()));
                 }
             },
             || tracing::warn!("reading volume usage timed out"),
@@ -124,7 +139,7 @@ mod tests {
             ],
         );
         let err = v.update().expect_err("missing path must fail");
-        assert!(err.contains("/no/such/path/ethwatch"), "{err}");
+        assert!(err.to_string().contains("/no/such/path/ethwatch"), "{err}");
         let size = v
             .size
             .get_or_create(&[("path", Escaped(std::env::temp_dir().display().to_string()))])

@@ -66,30 +66,66 @@ impl std::fmt::Debug for WebConfig {
 /// Successful checks kept so a scrape does not pay bcrypt each time.
 const VERIFIED_CACHE: usize = 16;
 
-fn err(path: &Path, msg: impl std::fmt::Display) -> String {
-    format!("--web.config.file {}: {msg}", path.display())
+/// A `--web.config.file` that cannot be used: the file and what is wrong in it.
+#[derive(Debug, thiserror::Error)]
+#[error("--web.config.file {}: {problem}", path.display())]
+pub struct WebConfigError {
+    pub path: PathBuf,
+    pub problem: Box<Problem>,
+}
+
+/// What is wrong in a `--web.config.file`.
+#[derive(Debug, thiserror::Error)]
+pub enum Problem {
+    #[error(transparent)]
+    Read(#[from] std::io::Error),
+    #[error(transparent)]
+    Yaml(#[from] serde_saphyr::Error),
+    #[error("basic_auth_users: bad user name {0:?}")]
+    UserName(String),
+    #[error("basic_auth_users.{0}: not a bcrypt hash")]
+    NotBcrypt(String),
+    #[error("tls_server_config.client_auth_type {0}: only NoClientCert is supported")]
+    ClientAuth(String),
+    #[error("tls_server_config.min_version {0}: TLS12 or TLS13")]
+    MinVersion(String),
+    #[error("tls_server_config.cert_file {}: {cause}", file.display())]
+    CertFile {
+        file: PathBuf,
+        cause: rustls::pki_types::pem::Error,
+    },
+    #[error("tls_server_config.cert_file {}: no certificate", .0.display())]
+    NoCertificate(PathBuf),
+    #[error("tls_server_config.key_file {}: {cause}", file.display())]
+    KeyFile {
+        file: PathBuf,
+        cause: rustls::pki_types::pem::Error,
+    },
+    #[error("tls_server_config: certificate and key do not fit: {0}")]
+    CertKey(#[from] rustls::Error),
 }
 
 impl WebConfig {
     /// Reads and checks the file.
-    pub fn load(path: &Path) -> Result<WebConfig, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| err(path, e))?;
-        let file: File = serde_saphyr::from_str(&text).map_err(|e| err(path, e))?;
+    pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
+        Self::read(path).map_err(|problem| WebConfigError {
+            path: path.to_path_buf(),
+            problem: Box::new(problem),
+        })
+    }
+
+    fn read(path: &Path) -> Result<WebConfig, Problem> {
+        let text = std::fs::read_to_string(path)?;
+        let file: File = serde_saphyr::from_str(&text)?;
         let mut out = WebConfig::default();
         if let Some(users) = file.basic_auth_users {
             for (user, hash) in &users {
                 if user.is_empty() || user.contains(':') {
-                    return Err(err(
-                        path,
-                        format!("basic_auth_users: bad user name {user:?}"),
-                    ));
+                    return Err(Problem::UserName(user.clone()));
                 }
                 // A hash that cannot verify anything would lock everyone out silently.
                 if bcrypt::verify("", hash).is_err() {
-                    return Err(err(
-                        path,
-                        format!("basic_auth_users.{user}: not a bcrypt hash"),
-                    ));
+                    return Err(Problem::NotBcrypt(user.clone()));
                 }
             }
             out.users = users;
@@ -98,27 +134,15 @@ impl WebConfig {
             if let Some(t) = tls.client_auth_type.as_deref()
                 && t != "NoClientCert"
             {
-                return Err(err(
-                    path,
-                    format!(
-                        "tls_server_config.client_auth_type {t}: only NoClientCert is supported"
-                    ),
-                ));
+                return Err(Problem::ClientAuth(t.to_string()));
             }
             let versions: &[&'static rustls::SupportedProtocolVersion] =
                 match tls.min_version.as_deref() {
                     None | Some("TLS12") => &[&rustls::version::TLS12, &rustls::version::TLS13],
                     Some("TLS13") => &[&rustls::version::TLS13],
-                    Some(v) => {
-                        return Err(err(
-                            path,
-                            format!("tls_server_config.min_version {v}: TLS12 or TLS13"),
-                        ));
-                    }
+                    Some(v) => return Err(Problem::MinVersion(v.to_string())),
                 };
-            out.tls = Some(Arc::new(
-                server_config(&tls, versions).map_err(|e| err(path, e))?,
-            ));
+            out.tls = Some(Arc::new(server_config(&tls, versions)?));
         }
         Ok(out)
     }
@@ -178,30 +202,28 @@ fn parse_basic(h: &str) -> Option<(String, String)> {
 fn server_config(
     tls: &TlsServerConfig,
     versions: &[&'static rustls::SupportedProtocolVersion],
-) -> Result<rustls::ServerConfig, String> {
+) -> Result<rustls::ServerConfig, Problem> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     crate::upstream::install_crypto();
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.cert_file)
         .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|e| {
-            format!(
-                "tls_server_config.cert_file {}: {e}",
-                tls.cert_file.display()
-            )
+        .map_err(|cause| Problem::CertFile {
+            file: tls.cert_file.clone(),
+            cause,
         })?;
     if certs.is_empty() {
-        return Err(format!(
-            "tls_server_config.cert_file {}: no certificate",
-            tls.cert_file.display()
-        ));
+        return Err(Problem::NoCertificate(tls.cert_file.clone()));
     }
-    let key = PrivateKeyDer::from_pem_file(&tls.key_file)
-        .map_err(|e| format!("tls_server_config.key_file {}: {e}", tls.key_file.display()))?;
-    rustls::ServerConfig::builder_with_protocol_versions(versions)
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("tls_server_config: certificate and key do not fit: {e}"))
+    let key = PrivateKeyDer::from_pem_file(&tls.key_file).map_err(|cause| Problem::KeyFile {
+        file: tls.key_file.clone(),
+        cause,
+    })?;
+    Ok(
+        rustls::ServerConfig::builder_with_protocol_versions(versions)
+            .with_no_client_auth()
+            .with_single_cert(certs, key)?,
+    )
 }
 
 #[cfg(test)]
@@ -256,7 +278,7 @@ mod tests {
             ),
         ] {
             let p = write(text);
-            let e = WebConfig::load(&p).expect_err(text);
+            let e = WebConfig::load(&p).expect_err(text).to_string();
             assert!(
                 e.contains("--web.config.file") && e.contains(field),
                 "{text}: {e}"

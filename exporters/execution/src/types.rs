@@ -7,55 +7,91 @@ use alloy_primitives::B256;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 
+/// A quantity that does not parse; the text goes into the decode error's log line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuantityError {
+    #[error("{0} is not a non-negative integer within u64")]
+    NotU64(String),
+    #[error("{0} is not a non-negative integer")]
+    NotUint(String),
+    #[error("expected a quantity, got {0}")]
+    NotAQuantity(&'static str),
+    #[error("empty hex quantity \"0x\"")]
+    EmptyHex,
+    #[error("bad hex quantity {value:?}: {cause}")]
+    BadHex {
+        value: String,
+        cause: std::num::ParseIntError,
+    },
+    #[error("bad quantity {value:?}: {cause}")]
+    BadDecimal {
+        value: String,
+        cause: std::num::ParseIntError,
+    },
+    #[error("bad quantity {value:?}: not a base-{radix} number")]
+    NotDigits { value: String, radix: u32 },
+}
+
 /// Parses a quantity: `"0x1a"`, `"26"` or `26`.
-pub fn parse_quantity(v: &serde_json::Value) -> Result<u64, String> {
+pub fn parse_quantity(v: &serde_json::Value) -> Result<u64, QuantityError> {
     match v {
         serde_json::Value::String(s) => parse_quantity_str(s),
         serde_json::Value::Number(n) => n
             .as_u64()
-            .ok_or_else(|| format!("{n} is not a non-negative integer within u64")),
-        other => Err(format!("expected a quantity, got {}", kind_of(other))),
+            .ok_or_else(|| QuantityError::NotU64(n.to_string())),
+        other => Err(QuantityError::NotAQuantity(kind_of(other))),
     }
 }
 
 /// Parses a quantity string, hex (`0x`) or decimal.
-pub fn parse_quantity_str(s: &str) -> Result<u64, String> {
+pub fn parse_quantity_str(s: &str) -> Result<u64, QuantityError> {
     let s = s.trim();
     if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         if hex.is_empty() {
-            return Err("empty hex quantity \"0x\"".into());
+            return Err(QuantityError::EmptyHex);
         }
         digits(hex, 16, s)?;
-        u64::from_str_radix(hex, 16).map_err(|e| format!("bad hex quantity {:?}: {e}", short(s)))
+        u64::from_str_radix(hex, 16).map_err(|cause| QuantityError::BadHex {
+            value: short(s),
+            cause,
+        })
     } else {
         digits(s, 10, s)?;
-        s.parse::<u64>()
-            .map_err(|e| format!("bad quantity {:?}: {e}", short(s)))
+        s.parse::<u64>().map_err(|cause| QuantityError::BadDecimal {
+            value: short(s),
+            cause,
+        })
     }
 }
 
 /// Only digits of the radix: `from_str_radix` and `parse` also accept a leading `+`.
-fn digits(d: &str, radix: u32, whole: &str) -> Result<(), String> {
+fn digits(d: &str, radix: u32, whole: &str) -> Result<(), QuantityError> {
     if d.chars().all(|c| c.is_digit(radix)) {
         Ok(())
     } else {
-        Err(format!(
-            "bad quantity {:?}: not a base-{radix} number",
-            short(whole)
-        ))
+        Err(QuantityError::NotDigits {
+            value: short(whole),
+            radix,
+        })
     }
 }
 
 /// Like [`parse_quantity_str`] but for 128-bit values (base fee in wei).
-pub fn parse_quantity_u128(s: &str) -> Result<u128, String> {
+pub fn parse_quantity_u128(s: &str) -> Result<u128, QuantityError> {
     let s = s.trim();
     if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         digits(hex, 16, s)?;
-        u128::from_str_radix(hex, 16).map_err(|e| format!("bad hex quantity {:?}: {e}", short(s)))
+        u128::from_str_radix(hex, 16).map_err(|cause| QuantityError::BadHex {
+            value: short(s),
+            cause,
+        })
     } else {
         digits(s, 10, s)?;
         s.parse::<u128>()
-            .map_err(|e| format!("bad quantity {:?}: {e}", short(s)))
+            .map_err(|cause| QuantityError::BadDecimal {
+                value: short(s),
+                cause,
+            })
     }
 }
 
@@ -97,8 +133,8 @@ impl<'de> Deserialize<'de> for Quantity128 {
             serde_json::Value::Number(n) => n
                 .as_u64()
                 .map(u128::from)
-                .ok_or_else(|| format!("{n} is not a non-negative integer")),
-            other => Err(format!("expected a quantity, got {}", kind_of(other))),
+                .ok_or_else(|| QuantityError::NotUint(n.to_string())),
+            other => Err(QuantityError::NotAQuantity(kind_of(other))),
         }
         .map(Quantity128)
         .map_err(de::Error::custom)

@@ -272,7 +272,7 @@ pub async fn watch_pods(
 }
 
 /// A `--execution-target`, `--beacon-target` or `--pair` value that does not parse.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TargetSyntaxError {
     #[error("'{0}' is not NAME=URL")]
     NotNameUrl(String),
