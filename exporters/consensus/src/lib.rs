@@ -54,102 +54,79 @@ pub struct ConsensusArgs {
 
     /// Beacon API endpoint of the consensus node. Credentials in the URL are sent as basic auth
     /// and redacted from logs.
-    #[arg(long = "beacon-url", env = "ETHWATCH_BEACON_URL", value_parser = parse_http_url)]
+    #[arg(long = "beacon-url", value_parser = parse_http_url)]
     pub beacon_url: Url,
 
     /// How often to poll the node; default half a slot (1 s until the slot length is known).
-    #[arg(long = "poll-interval", env = "ETHWATCH_POLL_INTERVAL", value_parser = parse_duration)]
+    #[arg(long = "poll-interval", value_parser = parse_duration)]
     pub poll_interval: Option<Duration>,
 
     /// While the event stream delivers heads, how often to read sync state, health, peers and
     /// client info (the head comes from the stream; finality is read once per epoch). Without a
     /// live stream every poll interval is a full cycle.
-    #[arg(long = "streaming-poll-interval", env = "ETHWATCH_STREAMING_POLL_INTERVAL", default_value = "12s", value_parser = parse_duration)]
+    #[arg(long = "streaming-poll-interval", default_value = "12s", value_parser = parse_duration)]
     pub streaming_poll_interval: Duration,
 
     /// Timeout of one request to the node (connect, headers and body).
-    #[arg(long = "beacon-timeout", env = "ETHWATCH_BEACON_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long = "beacon-timeout", default_value = "5s", value_parser = parse_duration)]
     pub beacon_timeout: Duration,
 
     /// Largest response body accepted from the node, in bytes (validator lists and states grow
     /// with the network).
-    #[arg(long = "beacon-max-body-bytes", env = "ETHWATCH_BEACON_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
+    #[arg(long = "beacon-max-body-bytes", default_value_t = 64 * 1024 * 1024)]
     pub beacon_max_body_bytes: usize,
 
     /// How often to refresh the client version, genesis and chain spec.
-    #[arg(long = "info-interval", env = "ETHWATCH_INFO_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long = "info-interval", default_value = "5m", value_parser = parse_duration)]
     pub info_interval: Duration,
 
     /// How often to read peer counts and the peer list.
-    #[arg(long = "peers-interval", env = "ETHWATCH_PEERS_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    #[arg(long = "peers-interval", default_value = "15s", value_parser = parse_duration)]
     pub peers_interval: Duration,
 
     /// The peer list (for eth_cl_peers_by_direction) is read only while at most this many peers
     /// are connected, and only this many entries are counted.
-    #[arg(
-        long = "peers.list-max",
-        env = "ETHWATCH_PEERS_LIST_MAX",
-        default_value_t = 1000
-    )]
+    #[arg(long = "peers.list-max", default_value_t = 1000)]
     pub peers_list_max: u64,
 
     /// How often to probe again an endpoint the node did not offer (attestation rewards).
-    #[arg(long = "reprobe-interval", env = "ETHWATCH_REPROBE_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long = "reprobe-interval", default_value = "5m", value_parser = parse_duration)]
     pub reprobe_interval: Duration,
 
     /// Most headers fetched to walk back over a gap or a reorg for one new head (as many as the
     /// execution exporter fetches, so both layers measure reorgs up to the same depth).
-    #[arg(
-        long = "max-backfill",
-        env = "ETHWATCH_MAX_BACKFILL",
-        default_value_t = 64
-    )]
+    #[arg(long = "max-backfill", default_value_t = 64)]
     pub max_backfill: u64,
 
     /// /readyz fails when the node has not answered for this many poll intervals (at least 2 s).
-    #[arg(
-        long = "ready-intervals",
-        env = "ETHWATCH_READY_INTERVALS",
-        default_value_t = 3
-    )]
+    #[arg(long = "ready-intervals", default_value_t = 3)]
     pub ready_intervals: u32,
 
     /// /readyz fails once the node's sync distance exceeds this many slots.
-    #[arg(
-        long = "ready.max-sync-distance",
-        env = "ETHWATCH_READY_MAX_SYNC_DISTANCE",
-        default_value_t = 8
-    )]
+    #[arg(long = "ready.max-sync-distance", default_value_t = 8)]
     pub ready_max_sync_distance: u64,
 
     /// After failing, /readyz passes again only at this sync distance or less (hysteresis);
     /// default half of --ready.max-sync-distance.
-    #[arg(
-        long = "ready.resume-sync-distance",
-        env = "ETHWATCH_READY_RESUME_SYNC_DISTANCE"
-    )]
+    #[arg(long = "ready.resume-sync-distance")]
     pub ready_resume_sync_distance: Option<u64>,
 
     /// Largest event stream line or event kept, in bytes; a larger one ends the session.
-    #[arg(long = "events.max-event-bytes", env = "ETHWATCH_EVENTS_MAX_EVENT_BYTES", default_value_t = 256 * 1024)]
+    #[arg(long = "events.max-event-bytes", default_value_t = 256 * 1024)]
     pub events_max_event_bytes: usize,
 
     /// How long to wait for the event stream to open. Some nodes (Lodestar 1.5) answer only
     /// with their first event, so keep this above a slot.
-    #[arg(long = "events.open-timeout", env = "ETHWATCH_EVENTS_OPEN_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long = "events.open-timeout", default_value = "60s", value_parser = parse_duration)]
     pub events_open_timeout: Duration,
 
     /// Longest wait between event stream reconnect attempts (backoff doubles from 1 s).
-    #[arg(long = "events.max-backoff", env = "ETHWATCH_EVENTS_MAX_BACKOFF", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long = "events.max-backoff", default_value = "30s", value_parser = parse_duration)]
     pub events_max_backoff: Duration,
 
     /// Validators to watch (indices or 0x public keys, comma-separated or repeated); all when
     /// unset.
-    #[arg(
-        long = "validators.id",
-        env = "ETHWATCH_VALIDATORS_ID",
-        value_delimiter = ','
-    )]
+    #[arg(long = "validators.id", value_delimiter = ',')]
     pub validators_id: Vec<String>,
 
     /// The `--collector.*` flags, one per switch of [`ClCollector`]'s table.

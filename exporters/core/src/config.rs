@@ -9,67 +9,105 @@ use std::time::Duration;
 
 use crate::telemetry::LogFormat;
 
+/// The environment twin of the flag `--{long}`: `ETHWATCH_` and the long name in upper case,
+/// `.` and `-` as `_` (`--web.listen-address`: `ETHWATCH_WEB_LISTEN_ADDRESS`).
+pub fn env_twin(long: &str) -> String {
+    format!(
+        "ETHWATCH_{}",
+        long.to_ascii_uppercase().replace(['.', '-'], "_")
+    )
+}
+
+/// Gives every flag of `cmd` and its subcommands its [`env_twin`], unless its `#[arg]` names
+/// another variable (`OTEL_*`, the plural names of list flags). The one place the twins are
+/// named: every parse of the exporters' flags goes through [`try_parse`].
+pub fn env_twins(cmd: clap::Command) -> clap::Command {
+    let cmd = cmd.mut_args(|a| {
+        let plain = matches!(
+            a.get_action(),
+            clap::ArgAction::Help | clap::ArgAction::Version
+        );
+        match a.get_long() {
+            Some(long) if a.get_env().is_none() && !plain => {
+                let env = env_twin(long);
+                a.env(env)
+            }
+            _ => a,
+        }
+    });
+    let subs: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    subs.into_iter()
+        .fold(cmd, |cmd, name| cmd.mut_subcommand(name, env_twins))
+}
+
+/// Parses `args` (the program name first) as `P`, every flag with its [`env_twin`].
+pub fn try_parse<P, I, T>(args: I) -> Result<P, clap::Error>
+where
+    P: clap::Parser,
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let mut cmd = env_twins(P::command());
+    let mut m = cmd.try_get_matches_from_mut(args)?;
+    P::from_arg_matches_mut(&mut m).map_err(|e| e.format(&mut cmd))
+}
+
 /// The HTTP server and logging flags of every exporter.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonArgs {
     /// Address to serve /metrics, /healthz, /readyz and the landing page on.
-    #[arg(
-        long = "web.listen-address",
-        env = "ETHWATCH_WEB_LISTEN_ADDRESS",
-        default_value = "0.0.0.0:9545"
-    )]
+    #[arg(long = "web.listen-address", default_value = "0.0.0.0:9545")]
     pub listen_address: String,
 
     /// Path under which metrics are served.
-    #[arg(long = "web.telemetry-path", env = "ETHWATCH_WEB_TELEMETRY_PATH", default_value = "/metrics", value_parser = parse_telemetry_path)]
+    #[arg(long = "web.telemetry-path", default_value = "/metrics", value_parser = parse_telemetry_path)]
     pub telemetry_path: String,
 
     /// Maximum number of HTTP requests served at once (counted until the answer is handed over);
     /// more get 503. /healthz and /readyz are not counted, so probes keep working.
-    #[arg(long = "web.max-requests", env = "ETHWATCH_WEB_MAX_REQUESTS", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long = "web.max-requests", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_requests: u32,
 
     /// Maximum number of open HTTP connections. At the limit a new connection closes the one
     /// that has waited longest without being answered (idle or a slow head), so hostile clients
     /// cannot lock scrapers out; if all are being answered, the new one is closed.
-    #[arg(long = "web.max-connections", env = "ETHWATCH_WEB_MAX_CONNECTIONS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    #[arg(long = "web.max-connections", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub max_connections: u32,
 
     /// A request head (request line and headers) must arrive within this from its first byte;
     /// otherwise the connection is closed.
-    #[arg(long = "web.read-header-timeout", env = "ETHWATCH_WEB_READ_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    #[arg(long = "web.read-header-timeout", default_value = "10s", value_parser = parse_positive_duration)]
     pub read_header_timeout: Duration,
 
     /// A connection waiting for its next request, or on which no byte moves while it is being
     /// answered, is closed after this.
-    #[arg(long = "web.idle-timeout", env = "ETHWATCH_WEB_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_positive_duration)]
+    #[arg(long = "web.idle-timeout", default_value = "60s", value_parser = parse_positive_duration)]
     pub idle_timeout: Duration,
 
     /// On SIGTERM, open connections get this long to finish their request; then they are
     /// closed and the exporter exits.
-    #[arg(long = "web.shutdown-timeout", env = "ETHWATCH_WEB_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long = "web.shutdown-timeout", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
     /// TLS and basic auth for the HTTP server: a file in the Prometheus exporter-toolkit format
     /// (`tls_server_config`, `basic_auth_users` with bcrypt hashes), read at start-up.
     /// /healthz and /readyz need no credentials.
-    #[arg(long = "web.config.file", env = "ETHWATCH_WEB_CONFIG_FILE")]
+    #[arg(long = "web.config.file")]
     pub web_config_file: Option<std::path::PathBuf>,
 
     /// Log line format. Text lines carry colour codes only when stderr is a terminal.
-    #[arg(long = "log.format", env = "ETHWATCH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
     /// Optional YAML file with flag values (keys are long flag names, e.g. `rpc-url`).
-    #[arg(long = "config.file", env = "ETHWATCH_CONFIG_FILE")]
+    #[arg(long = "config.file")]
     pub config_file: Option<std::path::PathBuf>,
 
     /// Filesystem paths (the node's data volume) to report usage of with statvfs. Repeatable.
-    #[arg(
-        long = "volume.path",
-        env = "ETHWATCH_VOLUME_PATH",
-        value_delimiter = ','
-    )]
+    #[arg(long = "volume.path", value_delimiter = ',')]
     pub volume_paths: Vec<std::path::PathBuf>,
 
     /// Trace export (OTLP) settings.
@@ -77,7 +115,7 @@ pub struct CommonArgs {
     pub traces: crate::traces::TraceArgs,
 
     /// How often to read volume usage.
-    #[arg(long = "volume.interval", env = "ETHWATCH_VOLUME_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    #[arg(long = "volume.interval", default_value = "15s", value_parser = parse_duration)]
     pub volume_interval: Duration,
 }
 

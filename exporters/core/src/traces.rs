@@ -57,11 +57,11 @@ pub struct TraceArgs {
     pub sampler_arg: Option<f64>,
 
     /// Most finished spans held for export; more are dropped and counted.
-    #[arg(long = "otel.queue-size", env = "ETHWATCH_OTEL_QUEUE_SIZE", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long = "otel.queue-size", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub queue_size: u32,
 
     /// Timeout of one export to the OTLP receiver.
-    #[arg(long = "otel.export-timeout", env = "ETHWATCH_OTEL_EXPORT_TIMEOUT", default_value = "5s", value_parser = crate::config::parse_duration)]
+    #[arg(long = "otel.export-timeout", default_value = "5s", value_parser = crate::config::parse_duration)]
     pub export_timeout: Duration,
 }
 

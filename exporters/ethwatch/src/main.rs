@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use ethwatch_core::config::merge_config_file;
+use ethwatch_core::config::{env_twins, merge_config_file, try_parse};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,14 +33,15 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let args = match merge_config_file(&Cli::command(), std::env::args_os().collect()) {
+    let cmd = env_twins(Cli::command());
+    let args = match merge_config_file(&cmd, std::env::args_os().collect()) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    let cli = Cli::parse_from(args);
+    let cli: Cli = try_parse(args).unwrap_or_else(|e| e.exit());
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -118,4 +119,55 @@ where
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every flag of every subcommand has an environment twin, named by the one rule unless its
+    /// `#[arg]` names another variable.
+    #[test]
+    fn every_flag_has_an_environment_twin() {
+        let mut cmd = env_twins(Cli::command());
+        cmd.build();
+        let mut derived = 0;
+        for sub in cmd.get_subcommands() {
+            for a in sub.get_arguments() {
+                let Some(long) = a.get_long() else { continue };
+                if matches!(
+                    a.get_action(),
+                    clap::ArgAction::Help | clap::ArgAction::Version
+                ) {
+                    continue;
+                }
+                let env = a
+                    .get_env()
+                    .unwrap_or_else(|| panic!("--{long} has no twin"));
+                if env == ethwatch_core::config::env_twin(long).as_str() {
+                    derived += 1;
+                }
+            }
+        }
+        assert!(derived > 50, "{derived}");
+        let exec = cmd.find_subcommand("execution").expect("execution");
+        let env = |long: &str| {
+            exec.get_arguments()
+                .find(|a| a.get_long() == Some(long))
+                .and_then(|a| a.get_env())
+                .map(|e| e.to_string_lossy().into_owned())
+        };
+        assert_eq!(
+            env("max-backfill").as_deref(),
+            Some("ETHWATCH_MAX_BACKFILL")
+        );
+        assert_eq!(
+            env("web.listen-address").as_deref(),
+            Some("ETHWATCH_WEB_LISTEN_ADDRESS")
+        );
+        assert_eq!(
+            env("otel.endpoint").as_deref(),
+            Some("OTEL_EXPORTER_OTLP_ENDPOINT")
+        );
+    }
 }

@@ -45,59 +45,51 @@ pub struct ExecutionArgs {
 
     /// JSON-RPC HTTP endpoint of the execution node. Credentials in the URL are sent as basic
     /// auth and redacted from logs.
-    #[arg(long = "rpc-url", env = "ETHWATCH_RPC_URL", value_parser = parse_http_url)]
+    #[arg(long = "rpc-url", value_parser = parse_http_url)]
     pub rpc_url: Url,
 
     /// Optional websocket endpoint; subscribes to newHeads so heads are seen the moment the
     /// node has them, and exports eth_el_block_arrival_delay_seconds.
-    #[arg(long = "ws-url", env = "ETHWATCH_WS_URL", value_parser = parse_ws_url)]
+    #[arg(long = "ws-url", value_parser = parse_ws_url)]
     pub ws_url: Option<Url>,
 
     /// How often to poll the node (one batched request per cycle).
-    #[arg(long = "poll-interval", env = "ETHWATCH_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long = "poll-interval", default_value = "1s", value_parser = parse_duration)]
     pub poll_interval: Duration,
 
     /// While the newHeads subscription (--ws-url) is up, how often to poll: the head comes from
     /// the subscription, so the batch (sync, peers, txpool, safe and finalized blocks, and the
     /// head as a check) is needed less often. Without a subscription every poll interval is a
     /// cycle.
-    #[arg(long = "streaming-poll-interval", env = "ETHWATCH_STREAMING_POLL_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long = "streaming-poll-interval", default_value = "5s", value_parser = parse_duration)]
     pub streaming_poll_interval: Duration,
 
     /// Timeout of one request to the node (connect, headers and body).
-    #[arg(long = "rpc-timeout", env = "ETHWATCH_RPC_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long = "rpc-timeout", default_value = "2s", value_parser = parse_duration)]
     pub rpc_timeout: Duration,
 
     /// Largest response body accepted from the node, in bytes.
-    #[arg(long = "rpc-max-body-bytes", env = "ETHWATCH_RPC_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    #[arg(long = "rpc-max-body-bytes", default_value_t = 16 * 1024 * 1024)]
     pub rpc_max_body_bytes: usize,
 
     /// How often to refresh chain id, network id and client version.
-    #[arg(long = "info-interval", env = "ETHWATCH_INFO_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long = "info-interval", default_value = "5m", value_parser = parse_duration)]
     pub info_interval: Duration,
 
     /// How often to probe again a method the node said it does not support (-32601).
-    #[arg(long = "reprobe-interval", env = "ETHWATCH_REPROBE_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long = "reprobe-interval", default_value = "5m", value_parser = parse_duration)]
     pub reprobe_interval: Duration,
 
     /// Expected time between blocks; learnt from the chain (median of recent intervals) if unset.
-    #[arg(long = "expected-block-interval", env = "ETHWATCH_EXPECTED_BLOCK_INTERVAL", value_parser = parse_duration)]
+    #[arg(long = "expected-block-interval", value_parser = parse_duration)]
     pub expected_block_interval: Option<Duration>,
 
     /// Most blocks fetched to fill a gap or walk back a reorg for one new head.
-    #[arg(
-        long = "max-backfill",
-        env = "ETHWATCH_MAX_BACKFILL",
-        default_value_t = 64
-    )]
+    #[arg(long = "max-backfill", default_value_t = 64)]
     pub max_backfill: u64,
 
     /// /readyz fails when the node has not answered for this many poll intervals.
-    #[arg(
-        long = "ready-intervals",
-        env = "ETHWATCH_READY_INTERVALS",
-        default_value_t = 3
-    )]
+    #[arg(long = "ready-intervals", default_value_t = 3)]
     pub ready_intervals: u32,
 
     /// The `--collector.*` flags, one per entry of [`ElCollector`]'s table.

@@ -49,73 +49,57 @@ pub struct NetworkArgs {
     pub pairs: Vec<(String, String)>,
 
     /// Find the nodes by watching pods through the Kubernetes API (in-cluster or kubeconfig).
-    #[arg(long = "kubernetes.discovery", env = "ETHWATCH_KUBERNETES_DISCOVERY")]
+    #[arg(long = "kubernetes.discovery")]
     pub kubernetes: bool,
 
     /// Namespace to watch (default: the pod's own namespace, or the kubeconfig's).
-    #[arg(long = "kubernetes.namespace", env = "ETHWATCH_KUBERNETES_NAMESPACE")]
+    #[arg(long = "kubernetes.namespace")]
     pub namespace: Option<String>,
 
     /// Label conventions: `ethwatch` (this project's chart) or `kurtosis`.
-    #[arg(long = "kubernetes.preset", env = "ETHWATCH_KUBERNETES_PRESET", value_enum, default_value_t = Preset::Ethwatch)]
+    #[arg(long = "kubernetes.preset", value_enum, default_value_t = Preset::Ethwatch)]
     pub preset: Preset,
 
     /// Label selector overriding the preset's.
-    #[arg(long = "kubernetes.selector", env = "ETHWATCH_KUBERNETES_SELECTOR")]
+    #[arg(long = "kubernetes.selector")]
     pub selector: Option<String>,
 
     /// Name of the execution nodes' JSON-RPC container port.
-    #[arg(
-        long = "kubernetes.execution-port",
-        env = "ETHWATCH_KUBERNETES_EXECUTION_PORT",
-        default_value = "rpc"
-    )]
+    #[arg(long = "kubernetes.execution-port", default_value = "rpc")]
     pub execution_port: String,
 
     /// Name of the beacon nodes' API container port.
-    #[arg(
-        long = "kubernetes.beacon-port",
-        env = "ETHWATCH_KUBERNETES_BEACON_PORT",
-        default_value = "http"
-    )]
+    #[arg(long = "kubernetes.beacon-port", default_value = "http")]
     pub beacon_port: String,
 
     /// How often to compare the nodes.
-    #[arg(long = "poll-interval", env = "ETHWATCH_POLL_INTERVAL", default_value = "4s", value_parser = parse_duration)]
+    #[arg(long = "poll-interval", default_value = "4s", value_parser = parse_duration)]
     pub poll_interval: Duration,
 
     /// Timeout of one request to a node.
-    #[arg(long = "request-timeout", env = "ETHWATCH_REQUEST_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long = "request-timeout", default_value = "2s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
     /// A whole cycle over every node is cut after this.
-    #[arg(long = "cycle-timeout", env = "ETHWATCH_CYCLE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long = "cycle-timeout", default_value = "10s", value_parser = parse_duration)]
     pub cycle_timeout: Duration,
 
     /// Nodes polled at once.
-    #[arg(long = "concurrency", env = "ETHWATCH_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long = "concurrency", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrency: u32,
 
     /// Largest response body accepted from a node, in bytes.
-    #[arg(long = "max-body-bytes", env = "ETHWATCH_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    #[arg(long = "max-body-bytes", default_value_t = 8 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
     /// Blocks a beacon node's head execution block may be away from its execution node's head
     /// before eth_network_pair_mismatch says 1.
-    #[arg(
-        long = "pair-tolerance",
-        env = "ETHWATCH_PAIR_TOLERANCE",
-        default_value_t = 2
-    )]
+    #[arg(long = "pair-tolerance", default_value_t = 2)]
     pub pair_tolerance: u64,
 
     /// Blocks (slots) a node's head may be below the layer's highest before the status page
     /// and `/api/v1/status` say it is `behind`.
-    #[arg(
-        long = "behind-tolerance",
-        env = "ETHWATCH_BEHIND_TOLERANCE",
-        default_value_t = 2
-    )]
+    #[arg(long = "behind-tolerance", default_value_t = 2)]
     pub behind_tolerance: u64,
 }
 

@@ -45,7 +45,9 @@ struct Cli<A: clap::Args> {
 pub fn args<A: clap::Args, S: AsRef<str>>(argv: &[S]) -> A {
     let mut all = vec!["t", "--web.listen-address", "127.0.0.1:0"];
     all.extend(argv.iter().map(AsRef::as_ref));
-    Cli::<A>::try_parse_from(all).expect("args").args
+    ethwatch_core::config::try_parse::<Cli<A>, _, _>(all)
+        .expect("args")
+        .args
 }
 
 /// A running exporter; cancelled when dropped.
