@@ -137,6 +137,16 @@ fn blocks_read_the_recorded_values() {
         transactions: u64,
         hash: &'static str,
     }
+    let block_54 = Want {
+        file: "",
+        number: 54,
+        timestamp: 540,
+        gas_used: 339_825,
+        gas_limit: 200_000_000,
+        base_fee: Some(27_399_063),
+        transactions: 4,
+        hash: "0xd226371d0b1551adb03fb52b71f08e3e11247fe9b1af994768af8cdaa8e7dcd7",
+    };
     let table = [
         Want {
             file: "get-genesis.io",
@@ -201,33 +211,15 @@ fn blocks_read_the_recorded_values() {
         // latest, safe and finalized are the same block on this test chain; full transactions.
         Want {
             file: "get-latest.io",
-            number: 54,
-            timestamp: 540,
-            gas_used: 339_825,
-            gas_limit: 200_000_000,
-            base_fee: Some(27_399_063),
-            transactions: 4,
-            hash: "0xd226371d0b1551adb03fb52b71f08e3e11247fe9b1af994768af8cdaa8e7dcd7",
+            ..block_54
         },
         Want {
             file: "get-safe.io",
-            number: 54,
-            timestamp: 540,
-            gas_used: 339_825,
-            gas_limit: 200_000_000,
-            base_fee: Some(27_399_063),
-            transactions: 4,
-            hash: "0xd226371d0b1551adb03fb52b71f08e3e11247fe9b1af994768af8cdaa8e7dcd7",
+            ..block_54
         },
         Want {
             file: "get-finalized.io",
-            number: 54,
-            timestamp: 540,
-            gas_used: 339_825,
-            gas_limit: 200_000_000,
-            base_fee: Some(27_399_063),
-            transactions: 4,
-            hash: "0xd226371d0b1551adb03fb52b71f08e3e11247fe9b1af994768af8cdaa8e7dcd7",
+            ..block_54
         },
     ];
     for w in table {

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use ethwatch_core::state::{StateMetric, Value, series};
+use ethwatch_core::state::{Series, StateMetric, Value, series};
 use ethwatch_core::upstream::RequestMetrics;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
@@ -78,6 +78,16 @@ fn by_layer(layer: Layer) -> Vec<(&'static str, String)> {
     vec![("layer", layer.as_str().to_string())]
 }
 
+/// One series per layer whose agreement has a value `f`.
+fn per_layer(s: &NetworkState, f: fn(&Agreement) -> Option<u64>) -> Option<Series> {
+    Some(
+        layers(s)
+            .into_iter()
+            .filter_map(|(l, r)| f(&r.agreement).map(|v| (by_layer(l), Value::Int(v as i64))))
+            .collect(),
+    )
+}
+
 /// `layer` and `node` labels.
 fn by_node(layer: Layer, node: &str) -> Vec<(&'static str, String)> {
     vec![
@@ -113,47 +123,17 @@ const STATE_METRICS: &[StateMetric<NetworkState>] = &[
     series(
         "eth_network_head_spread",
         "Highest head minus lowest head among answering nodes (blocks or slots)",
-        |s| {
-            Some(
-                layers(s)
-                    .into_iter()
-                    .filter_map(|(l, r)| {
-                        r.agreement
-                            .spread
-                            .map(|v| (by_layer(l), Value::Int(v as i64)))
-                    })
-                    .collect(),
-            )
-        },
+        |s| per_layer(s, |a| a.spread),
     ),
     series(
         "eth_network_distinct_heads",
         "Distinct block hashes (roots) among the nodes at the highest height they all reached; more than 1 means the network is split",
-        |s| {
-            Some(
-                layers(s)
-                    .into_iter()
-                    .filter(|(_, r)| r.agreement.common_height.is_some())
-                    .map(|(l, r)| (by_layer(l), Value::Int(r.agreement.distinct as i64)))
-                    .collect(),
-            )
-        },
+        |s| per_layer(s, |a| a.common_height.map(|_| a.distinct as u64)),
     ),
     series(
         "eth_network_common_height",
         "The highest block (slot) every answering node has reached; where heads are compared",
-        |s| {
-            Some(
-                layers(s)
-                    .into_iter()
-                    .filter_map(|(l, r)| {
-                        r.agreement
-                            .common_height
-                            .map(|v| (by_layer(l), Value::Int(v as i64)))
-                    })
-                    .collect(),
-            )
-        },
+        |s| per_layer(s, |a| a.common_height),
     ),
     series(
         "eth_network_node_on_majority_chain",

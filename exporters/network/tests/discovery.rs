@@ -39,6 +39,46 @@ fn pod_in(id: &str, phase: &str, ready: bool, ip: &str, rv: &str) -> Value {
     })
 }
 
+/// `watch_pods` with the Kurtosis preset in namespace `kt-devnet`, against a mock API server.
+struct Watching {
+    handle: tower_test::mock::Handle<Request<Body>, Response<Body>>,
+    rx: watch::Receiver<Targets>,
+    token: CancellationToken,
+    health: DiscoveryHealth,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts [`Watching`]; `up` is what discovery health says before the first answer.
+fn watching(up: bool) -> Watching {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "kt-devnet");
+    let rules = PodRules {
+        preset: Preset::Kurtosis,
+        selector: None,
+        execution_port: "rpc".into(),
+        beacon_port: "http".into(),
+    };
+    let (tx, rx) = watch::channel(Targets::new());
+    let token = CancellationToken::new();
+    let health = DiscoveryHealth::default();
+    health.up.set(i64::from(up));
+    let task = tokio::spawn(watch_pods(
+        client,
+        "kt-devnet".into(),
+        rules,
+        tx,
+        health.clone(),
+        token.clone(),
+    ));
+    Watching {
+        handle,
+        rx,
+        token,
+        health,
+        task,
+    }
+}
+
 async fn body_bytes(b: Body) -> Vec<u8> {
     use http_body_util::BodyExt;
     b.collect()
@@ -49,25 +89,13 @@ async fn body_bytes(b: Body) -> Vec<u8> {
 
 #[tokio::test]
 async fn list_then_watch_events_update_the_targets() {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = kube::Client::new(service, "kt-devnet");
-    let rules = PodRules {
-        preset: Preset::Kurtosis,
-        selector: None,
-        execution_port: "rpc".into(),
-        beacon_port: "http".into(),
-    };
-    let (tx, mut rx) = watch::channel(Targets::new());
-    let token = CancellationToken::new();
-    let health = DiscoveryHealth::default();
-    let task = tokio::spawn(watch_pods(
-        client,
-        "kt-devnet".into(),
-        rules,
-        tx,
-        health.clone(),
-        token.clone(),
-    ));
+    let Watching {
+        mut handle,
+        mut rx,
+        token,
+        health,
+        task,
+    } = watching(false);
 
     // 1. The initial list: namespace-scoped, with the preset's selector.
     let (req, send) = handle.next_request().await.expect("list request");
@@ -179,26 +207,13 @@ async fn wait(rx: &mut watch::Receiver<Targets>, cond: impl Fn(&Targets) -> bool
 
 #[tokio::test]
 async fn a_failing_api_server_is_visible_and_retried_with_backoff() {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = kube::Client::new(service, "kt-devnet");
-    let rules = PodRules {
-        preset: Preset::Kurtosis,
-        selector: None,
-        execution_port: "rpc".into(),
-        beacon_port: "http".into(),
-    };
-    let (tx, _rx) = watch::channel(Targets::new());
-    let token = CancellationToken::new();
-    let health = DiscoveryHealth::default();
-    health.up.set(1);
-    let task = tokio::spawn(watch_pods(
-        client,
-        "kt-devnet".into(),
-        rules,
-        tx,
-        health.clone(),
-        token.clone(),
-    ));
+    let Watching {
+        mut handle,
+        token,
+        health,
+        task,
+        rx: _rx,
+    } = watching(true);
     let forbidden = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden",
         "message": "pods is forbidden", "code": 403});
     let mut times = Vec::new();

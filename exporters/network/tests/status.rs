@@ -42,22 +42,22 @@ async fn wait_status(base: &str, secs: u64, what: &str, cond: impl Fn(&Value) ->
     }
 }
 
-fn node<'a>(s: &'a Value, name: &str) -> &'a Value {
-    s["nodes"]
+/// The entry of the list `s[list]` whose `key` is `name`.
+fn entry<'a>(s: &'a Value, list: &str, key: &str, name: &str) -> &'a Value {
+    s[list]
         .as_array()
-        .expect("nodes")
+        .unwrap_or_else(|| panic!("no {list} in {s:#}"))
         .iter()
-        .find(|n| n["name"] == name)
-        .unwrap_or_else(|| panic!("no node {name} in {s:#}"))
+        .find(|e| e[key] == name)
+        .unwrap_or_else(|| panic!("no {key} {name} in {list} of {s:#}"))
+}
+
+fn node<'a>(s: &'a Value, name: &str) -> &'a Value {
+    entry(s, "nodes", "name", name)
 }
 
 fn layer<'a>(s: &'a Value, name: &str) -> &'a Value {
-    s["layers"]
-        .as_array()
-        .expect("layers")
-        .iter()
-        .find(|l| l["layer"] == name)
-        .unwrap_or_else(|| panic!("no layer {name} in {s:#}"))
+    entry(s, "layers", "layer", name)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
