@@ -8,12 +8,14 @@ import copy
 import functools
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))  # e2e: the harness shared with the other suites
 CHART = ROOT / "charts" / "eth-enclave"
 SCENARIOS = sorted((CHART / "ci").glob("*.yaml"))
 SCENARIO_IDS = [p.stem for p in SCENARIOS]
