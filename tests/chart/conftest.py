@@ -109,6 +109,15 @@ def one(docs, kind, name):
     return found[0]
 
 
+def pod_specs(docs):
+    """(object, pod spec) of every object that runs pods."""
+    for d in docs:
+        if d["kind"] in ("StatefulSet", "Job", "Deployment"):
+            yield d, d["spec"]["template"]["spec"]
+        elif d["kind"] == "Pod":
+            yield d, d["spec"]
+
+
 def is_hook(doc):
     return "helm.sh/hook" in (doc["metadata"].get("annotations") or {})
 
