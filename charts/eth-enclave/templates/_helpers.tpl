@@ -484,6 +484,53 @@ monitoring.webConfig, serves /metrics over TLS and/or with basic auth.
 {{- end }}
 
 {{/*
+A node's headless Service (execution.yaml, beacon.yaml): stable DNS names for peering, the paired
+node and scraping. The p2p ports, then the layer's own `extra` ports, then metrics and ethwatch:
+(dict "ctx" $ctx "name" <Service name> "ports" <the layer's ports values>
+      "extra" (list (dict "name" "rpc" "port" 8545 ["protocol" "UDP"]) ...)).
+*/}}
+{{- define "eth-enclave.headlessService" -}}
+{{- $ports := .ports -}}
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ .name }}
+  namespace: {{ .ctx.root.Release.Namespace }}
+  labels:
+    {{- include "eth-enclave.nodeLabels" .ctx | nindent 4 }}
+    eth-enclave/headless: "true"
+spec:
+  clusterIP: None
+  # Peers, the paired node and Prometheus must find a node that is not ready yet (syncing).
+  publishNotReadyAddresses: true
+  selector:
+    {{- include "eth-enclave.nodeSelectorLabels" .ctx | nindent 4 }}
+  ports:
+    - name: p2p-tcp
+      port: {{ $ports.p2p }}
+      targetPort: p2p-tcp
+      protocol: TCP
+    - name: p2p-udp
+      port: {{ $ports.p2p }}
+      targetPort: p2p-udp
+      protocol: UDP
+    {{- range .extra }}
+    - name: {{ .name }}
+      port: {{ .port }}
+      targetPort: {{ .name }}
+      {{- with .protocol }}
+      protocol: {{ . }}
+      {{- end }}
+    {{- end }}
+    - name: metrics
+      port: {{ $ports.metrics }}
+      targetPort: metrics
+    - name: ethwatch
+      port: {{ .ctx.root.Values.ethwatch.port }}
+      targetPort: ethwatch
+{{- end }}
+
+{{/*
 A node StatefulSet's volume claim template: (dict "root" $ "ctx" $ctx "name" "data" "size" "200Gi").
 */}}
 {{- define "eth-enclave.volumeClaim" -}}
