@@ -13,7 +13,8 @@ Label conventions (what the chart's ServiceMonitors put on every sidecar series)
 - `namespace`: the enclave; `pod`: the node's pod (a sidecar shares its node's pod);
 - `eth_enclave_participant`: the participant index, the same on the execution and the beacon pod
   of one node, so one variable (`node`) shows both sides of it.
-Only the standard library is used.
+Only the standard library is used. Over 600 lines on purpose: most of it is the five dashboards'
+panels, one call each, and a dashboard reads best as one list in one place.
 """
 
 from __future__ import annotations
@@ -290,8 +291,25 @@ def dashboard(key: str, title: str, desc: str, grid: Grid, node: str | None,
 
 # --- the five dashboards -------------------------------------------------------------------------
 
+BUILDERS: dict = {}  # key -> a function returning the dashboard, in the order of this file
+
+
+def board(key: str, title: str, node: str | None, desc: str):
+    """A dashboard: the decorated function adds its rows and panels to a fresh Grid; it becomes a
+    function returning the whole dashboard (uid, title, variables...), listed in BUILDERS."""
+    def wrap(fill):
+        def build() -> dict:
+            g = Grid()
+            fill(g)
+            return dashboard(key, title, desc, g, node)
+        build.__name__ = fill.__name__
+        BUILDERS[key] = build
+        return build
+    return wrap
+
 UP_MAP = [{"type": "value", "options": {"0": {"text": "down", "color": "red"},
                                         "1": {"text": "up", "color": "green"}}}]
+NO_YES = [{"type": "value", "options": {"0": {"text": "no"}, "1": {"text": "yes"}}}]
 RED_ABOVE_0 = [{"color": "green", "value": None}, {"color": "red", "value": 1}]
 TO_NODE = {"title": "Node details of participant ${__field.labels.%s}" % NODE_LABEL,
            "url": node_link("${__field.labels.%s}" % NODE_LABEL)}
@@ -314,8 +332,28 @@ def error_ratio(errors: str, requests: str, by: str, sel: str) -> str:
             f" / sum by (pod, {by}) (rate({requests}_count{{{sel}}}[{RI}]))")
 
 
-def overview() -> dict:
-    g = Grid()
+# The panels Node details has once per layer (execution, consensus), of one node (NODE1).
+def traced_latency(title: str, desc: str, histogram: str, by: str) -> dict:
+    """p99 of the sidecar's requests to its node per `by`, with exemplars and a link to its traces."""
+    return timeseries(title, desc, "s",
+                      {"expr": latency(histogram, by, NODE1, 0.99), "legend": "{{%s}}" % by, "exemplar": True},
+                      links=[{"title": "Traces of this node in Tempo", "url": tempo_search("${__field.labels.pod}")}])
+
+
+def error_ratio_by(title: str, desc: str, errors: str, histogram: str, by: str) -> dict:
+    """Failed requests over all requests, per `by`."""
+    return timeseries(title, desc, "percentunit", (error_ratio(errors, histogram, by, NODE1), "{{%s}}" % by))
+
+
+def arrival_delay(title: str, desc: str, histogram: str) -> dict:
+    """Mean and p99 of a block arrival delay histogram."""
+    return timeseries(title, desc, "s", (mean(histogram, NODE_LABEL, NODE1), "mean"),
+                      (latency(histogram, NODE_LABEL, NODE1, 0.99), "p99"))
+
+
+@board("overview", "ethwatch / Network overview", node=None,
+       desc="Every node of the enclave in one view: heads, blocks, finality, peers, alerts and agreement.")
+def overview(g: Grid) -> None:
     g.row("Is the network healthy?")
     g.add(stat("Execution nodes up", "Execution sidecars whose node answered their last poll, out of all execution sidecars (eth_el_up).", "none",
                (f"sum(eth_el_up{{{NS}}})", "up"), (f"count(eth_el_up{{{NS}}})", "of")), 4, 4)
@@ -394,16 +432,15 @@ def overview() -> dict:
     g.add(timeseries("Nodes off the majority chain", "Nodes whose block at the common height is not the one most nodes have (0 is healthy).", "none",
                      (f"sum by (layer) (1 - eth_network_node_on_majority_chain{{{NS}}})", "{{layer}}"),
                      decimals=0), 6, 6)
-    return dashboard("overview", "ethwatch / Network overview",
-                     "Every node of the enclave in one view: heads, blocks, finality, peers, alerts and agreement.", g, None)
 
 
-def node_details() -> dict:
-    g = Grid()
+@board("node", "ethwatch / Node details", node="single",
+       desc="One node, execution and consensus side by side: latency with traces, errors, sync, peers, volume.")
+def node_details(g: Grid) -> None:
     g.row("Execution | Consensus")
     g.add(stat("Execution node", "Whether the execution node answered its sidecar's last poll, and whether it is syncing.", "none",
                (f"eth_el_up{{{NODE1}}}", "up"), (f"eth_el_syncing{{{NODE1}}}", "syncing"),
-               mappings=[{"type": "value", "options": {"0": {"text": "no"}, "1": {"text": "yes"}}}]), 4, 4)
+               mappings=NO_YES), 4, 4)
     g.add(stat("Execution head", "Head block number and seconds since its timestamp.", "none",
                (f"eth_el_head_block_number{{{NODE1}}}", "block"),
                {"expr": f"eth_el_head_age_seconds{{{NODE1}}}", "legend": "age (s)"}, decimals=0,
@@ -411,40 +448,36 @@ def node_details() -> dict:
     g.add(stat("Beacon node", "Whether the beacon node answered, whether it is syncing, and whether its head is optimistic (payload not verified by its execution client).", "none",
                (f"eth_cl_up{{{NODE1}}}", "up"), (f"eth_cl_syncing{{{NODE1}}}", "syncing"),
                (f"eth_cl_optimistic{{{NODE1}}}", "optimistic"),
-               mappings=[{"type": "value", "options": {"0": {"text": "no"}, "1": {"text": "yes"}}}]), 4, 4)
+               mappings=NO_YES), 4, 4)
     g.add(stat("Beacon head", "Head slot, slots behind the wall clock, and finality distance in epochs.", "none",
                (f"eth_cl_head_slot{{{NODE1}}}", "slot"), (f"eth_cl_head_lag_slots{{{NODE1}}}", "lag"),
                (f"eth_cl_finality_distance_epochs{{{NODE1}}}", "finality"), decimals=0,
                color_mode="value"), 8, 4)
 
-    g.add(timeseries("JSON-RPC latency by method", "99th percentile of the sidecar's JSON-RPC calls to the execution node, per method (methods of one batch share its round trip). Dots are exemplars: hover one and follow its trace_id to Tempo.", "s",
-                     {"expr": latency("eth_el_rpc_request_duration_seconds", "method", NODE1, 0.99), "legend": "{{method}}", "exemplar": True},
-                     links=[{"title": "Traces of this node in Tempo", "url": tempo_search("${__field.labels.pod}")}]), 12, 8)
-    g.add(timeseries("Beacon API latency by route", "99th percentile of the sidecar's Beacon API requests per templated route (for the event stream: until it opened). Dots are exemplars linking to the trace in Tempo.", "s",
-                     {"expr": latency("eth_cl_api_request_duration_seconds", "route", NODE1, 0.99), "legend": "{{route}}", "exemplar": True},
-                     links=[{"title": "Traces of this node in Tempo", "url": tempo_search("${__field.labels.pod}")}]), 12, 8)
-    g.add(timeseries("JSON-RPC error ratio by method", "Failed calls over all calls, per method (0 while a method has calls and no failure). Kinds: timeout, connect, http_status, decode, rpc_error, too_large.", "percentunit",
-                     (error_ratio("eth_el_rpc_errors_total", "eth_el_rpc_request_duration_seconds", "method", NODE1), "{{method}}")), 6, 8)
+    g.add(traced_latency("JSON-RPC latency by method", "99th percentile of the sidecar's JSON-RPC calls to the execution node, per method (methods of one batch share its round trip). Dots are exemplars: hover one and follow its trace_id to Tempo.",
+                         "eth_el_rpc_request_duration_seconds", "method"), 12, 8)
+    g.add(traced_latency("Beacon API latency by route", "99th percentile of the sidecar's Beacon API requests per templated route (for the event stream: until it opened). Dots are exemplars linking to the trace in Tempo.",
+                         "eth_cl_api_request_duration_seconds", "route"), 12, 8)
+    g.add(error_ratio_by("JSON-RPC error ratio by method", "Failed calls over all calls, per method (0 while a method has calls and no failure). Kinds: timeout, connect, http_status, decode, rpc_error, too_large.",
+                         "eth_el_rpc_errors_total", "eth_el_rpc_request_duration_seconds", "method"), 6, 8)
     g.add(timeseries("JSON-RPC errors by kind", "Failed JSON-RPC calls per second by method and kind (rpc_error on a method the client lacks is counted once per re-probe).", "reqps",
                      (f"sum by (method, kind) (rate(eth_el_rpc_errors_total{{{NODE1}}}[{RI}]))", "{{method}} {{kind}}")), 6, 8)
-    g.add(timeseries("Beacon API error ratio by route", "Failed requests over all requests, per route (0 while a route has requests and no failure).", "percentunit",
-                     (error_ratio("eth_cl_api_errors_total", "eth_cl_api_request_duration_seconds", "route", NODE1), "{{route}}")), 6, 8)
+    g.add(error_ratio_by("Beacon API error ratio by route", "Failed requests over all requests, per route (0 while a route has requests and no failure).",
+                         "eth_cl_api_errors_total", "eth_cl_api_request_duration_seconds", "route"), 6, 8)
     g.add(timeseries("Beacon API requests by route", "Beacon API requests per second the sidecar makes, per route: its load on the node.", "reqps",
                      (f"sum by (route) (rate(eth_cl_api_request_duration_seconds_count{{{NODE1}}}[{RI}]))", "{{route}}")), 6, 8)
 
     g.add(timeseries("Execution sync", "Blocks between the node's synced block and the highest it knows of (0 when not syncing), and whether eth_syncing reports progress.", "none",
                      (f"eth_el_sync_highest_block{{{NODE1}}} - eth_el_sync_current_block{{{NODE1}}}", "blocks to sync"),
                      (f"eth_el_syncing{{{NODE1}}}", "syncing"), decimals=0), 6, 7)
-    g.add(timeseries("Execution block arrival delay", "When a newHeads notification arrived, minus the block's timestamp (mean and p99).", "s",
-                     (mean("eth_el_block_arrival_delay_seconds", NODE_LABEL, NODE1), "mean"),
-                     (latency("eth_el_block_arrival_delay_seconds", NODE_LABEL, NODE1, 0.99), "p99")), 6, 7)
+    g.add(arrival_delay("Execution block arrival delay", "When a newHeads notification arrived, minus the block's timestamp (mean and p99).",
+                        "eth_el_block_arrival_delay_seconds"), 6, 7)
     g.add(timeseries("Beacon sync", "Slots the node reports it still has to sync, and its syncing and optimistic flags.", "none",
                      (f"eth_cl_sync_distance_slots{{{NODE1}}}", "sync distance"),
                      (f"eth_cl_syncing{{{NODE1}}}", "syncing"),
                      (f"eth_cl_optimistic{{{NODE1}}}", "optimistic"), decimals=0), 6, 7)
-    g.add(timeseries("Beacon block arrival delay", "When a head event arrived, from the start of its slot (mean and p99).", "s",
-                     (mean("eth_cl_block_arrival_delay_seconds", NODE_LABEL, NODE1), "mean"),
-                     (latency("eth_cl_block_arrival_delay_seconds", NODE_LABEL, NODE1, 0.99), "p99")), 6, 7)
+    g.add(arrival_delay("Beacon block arrival delay", "When a head event arrived, from the start of its slot (mean and p99).",
+                        "eth_cl_block_arrival_delay_seconds"), 6, 7)
 
     g.add(timeseries("Peers", "Connected peers: beacon by direction (inbound, outbound), and the execution node's net_peerCount where the client has it.", "short",
                      (f"eth_cl_peers_by_direction{{{NODE1}}}", "beacon {{direction}}"),
@@ -470,8 +503,6 @@ def node_details() -> dict:
         unit_override("seconds since success", "s")]), 6, 7)
     g.add(timeseries("Beacon events by topic", "Events per second on the beacon node's event stream, by topic.", "ops",
                      (f"sum by (topic) (rate(eth_cl_events_total{{{NODE1}}}[{RI}]))", "{{topic}}")), 12, 7)
-    return dashboard("node", "ethwatch / Node details",
-                     "One node, execution and consensus side by side: latency with traces, errors, sync, peers, volume.", g, "single")
 
 
 def tempo_search(pod_var: str) -> str:
@@ -483,8 +514,9 @@ def tempo_search(pod_var: str) -> str:
     return "/explore?left=" + query
 
 
-def validators() -> dict:
-    g = Grid()
+@board("validators", "ethwatch / Validator performance", node="multi",
+       desc="Validators by status, balance, participation per epoch and missed proposals.")
+def validators(g: Grid) -> None:
     g.row("Validators")
     # Every sidecar reports the same network-wide set (unless --validators.id): max, not sum.
     g.add(stat("Active validators", "Validators active now (active_ongoing + active_exiting), as the selected beacon nodes report them.", "none",
@@ -537,12 +569,11 @@ def validators() -> dict:
                      (f"sum by (pod, result) (increase(eth_cl_validators_proposals_total{{{NODES}}}[{RI}]))", "{{pod}} own {{result}}"),
                      (f"increase(eth_cl_missed_slots_total{{{NODES}}}[{RI}])", "{{pod}} missed slots (network)"),
                      decimals=0, draw="bars"), 12, 7)
-    return dashboard("validators", "ethwatch / Validator performance",
-                     "Validators by status, balance, participation per epoch and missed proposals.", g, "multi")
 
 
-def resources() -> dict:
-    g = Grid()
+@board("resources", "ethwatch / Resource utilisation", node=None,
+       desc="CPU, memory, volumes and restarts per pod against requests and limits, and the exporters' own footprint.")
+def resources(g: Grid) -> None:
     k8s = " Kubernetes series (cAdvisor, kube-state-metrics, kubelet): empty without them."
     cpu = f"rate(container_cpu_usage_seconds_total{{{NS}, {CONTAINERS}}}[{RI}])"
     mem = f"container_memory_working_set_bytes{{{NS}, {CONTAINERS}}}"
@@ -595,12 +626,11 @@ def resources() -> dict:
     g.add(timeseries("Trace spans", "Spans per second sent to Tempo, and spans dropped (receiver down or slow: queue_full; failed batch: export_failed).", "ops",
                      (f"sum by (pod) (rate(ethwatch_trace_spans_exported_total{{{NS}}}[{RI}]))", "{{pod}} exported"),
                      (f"sum by (pod) (rate(ethwatch_trace_spans_dropped_total{{{NS}}}[{RI}]))", "{{pod}} dropped")), 6, 7)
-    return dashboard("resources", "ethwatch / Resource utilisation",
-                     "CPU, memory, volumes and restarts per pod against requests and limits, and the exporters' own footprint.", g, None)
 
 
-def txpool() -> dict:
-    g = Grid()
+@board("txpool", "ethwatch / Transaction pool", node="multi",
+       desc="Pending and queued transactions per node, gas used against the limit, base fee and transactions per block.")
+def txpool(g: Grid) -> None:
     g.row("Transaction pool")
     g.add(stat("Pending", "Transactions ready to be included, per node (txpool_status).", "none",
                (f'eth_el_txpool_transactions{{{NODES}, status="pending"}}', "{{pod}}"), color_mode="value"), 6, 5)
@@ -622,12 +652,8 @@ def txpool() -> dict:
                      (f"eth_el_head_transactions{{{NODES}}}", "{{pod}}"), decimals=0, draw="points"), 8, 8)
     g.add(timeseries("Transactions per second", "Estimate: average transactions per head block times blocks per second.", "ops",
                      (f"avg_over_time(eth_el_head_transactions{{{NODES}}}[{RI}]) * rate(eth_el_blocks_total{{{NODES}}}[{RI}])", "{{pod}}")), 8, 8)
-    return dashboard("txpool", "ethwatch / Transaction pool",
-                     "Pending and queued transactions per node, gas used against the limit, base fee and transactions per block.", g, "multi")
 
 
-BUILDERS = {"overview": overview, "node": node_details, "validators": validators,
-            "resources": resources, "txpool": txpool}
 
 
 def render() -> dict[str, str]:

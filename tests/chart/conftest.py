@@ -8,12 +8,14 @@ import copy
 import functools
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))  # e2e: the harness shared with the other suites
 CHART = ROOT / "charts" / "eth-enclave"
 SCENARIOS = sorted((CHART / "ci").glob("*.yaml"))
 SCENARIO_IDS = [p.stem for p in SCENARIOS]
@@ -105,6 +107,15 @@ def one(docs, kind, name):
     found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
     assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
     return found[0]
+
+
+def pod_specs(docs):
+    """(object, pod spec) of every object that runs pods."""
+    for d in docs:
+        if d["kind"] in ("StatefulSet", "Job", "Deployment"):
+            yield d, d["spec"]["template"]["spec"]
+        elif d["kind"] == "Pod":
+            yield d, d["spec"]
 
 
 def is_hook(doc):

@@ -14,7 +14,6 @@ import base64
 import json
 import os
 import re
-import socket
 import subprocess
 import threading
 import time
@@ -26,15 +25,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from binary import Ethwatch, rendered_env
 from conftest import CHART, RELEASE, SCENARIOS, SCENARIO_IDS, helm, is_hook, render, tool
+from e2e.stack import free_port
 
 CRDS = ("servicemonitors", "podmonitors", "prometheusrules")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Cluster:
@@ -471,15 +466,12 @@ def test_network_watcher_watches_its_release_with_its_own_token(cluster, tmp_pat
         "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sa", "namespace": ns}}],
     }))
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ETHWATCH_", "OTEL_", "KUBERNETES_"))}
-    for e in c["env"]:
-        env[e["name"]] = e.get("value", "test-" + e["name"].lower())
-    env.update(ETHWATCH_WEB_LISTEN_ADDRESS=f"127.0.0.1:{port}", KUBECONFIG=str(kubeconfig), HOME=str(tmp_path))
-    log = open(tmp_path / "watcher.log", "w+")
-    proc = subprocess.Popen([tool("ETHWATCH_BIN"), *c["args"]], env=env, stdout=log, stderr=subprocess.STDOUT)
+    env = rendered_env(c, port, drop=("ETHWATCH_", "OTEL_", "KUBERNETES_"), KUBECONFIG=str(kubeconfig),
+                       HOME=str(tmp_path))
+    watcher = Ethwatch(c["args"], env, tmp_path / "watcher.log")
 
     def metrics():
-        assert proc.poll() is None, "the watcher exited:\n" + (tmp_path / "watcher.log").read_text()
+        assert watcher.proc.poll() is None, "the watcher exited:\n" + watcher.text()
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
                 return r.read().decode()
@@ -514,13 +506,10 @@ def test_network_watcher_watches_its_release_with_its_own_token(cluster, tmp_pat
         # release u's nodes were never asked anything, nor were they reported
         assert not servers[(other_el, "rpc")].seen and not servers[(other_cl, "http")].seen
         assert "u-eth-enclave" not in body
-        log.seek(0)
-        text = log.read()
+        text = watcher.text()
         assert "pod watch failed" not in text and "forbidden" not in text.lower(), text
     finally:
-        proc.terminate()
-        rc = proc.wait(timeout=10)
-        log.close()
+        rc = watcher.stop()
         for srv in servers.values():
             srv.shutdown()
             srv.server_close()

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import yaml
 
-from conftest import CHART, NAMESPACE, RELEASE, by_kind, expected_participants, helm, one, render, values
+from conftest import CHART, NAMESPACE, RELEASE, by_kind, expected_participants, helm, one, pod_specs, render, values
 
 FULL = f"{RELEASE}-eth-enclave"
 SCRIPTS = CHART / "files" / "scripts"
@@ -34,14 +34,6 @@ def quantity(q):
     m = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", str(q))
     assert m and m.group(2) in UNITS, f"not a storage quantity: {q}"
     return float(m.group(1)) * UNITS[m.group(2)]
-
-
-def pod_specs(docs):
-    for d in docs:
-        if d["kind"] in ("StatefulSet", "Job", "Deployment"):
-            yield d, d["spec"]["template"]["spec"]
-        elif d["kind"] == "Pod":
-            yield d, d["spec"]
 
 
 def containers(spec):

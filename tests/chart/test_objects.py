@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import (NAMESPACE, RELEASE, ROOT, by_kind, expected_participants, is_hook, one,
+from conftest import (NAMESPACE, RELEASE, ROOT, by_kind, expected_participants, is_hook, one, pod_specs,
                       render, values)
 
 FULL = f"{RELEASE}-eth-enclave"
@@ -333,21 +333,15 @@ def test_network_watcher_is_scraped_as_the_alerts_expect(scenario):
 # Monitors
 
 
+SELECTOR_OPS = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
+
+
 def selects(selector, labels):
-    for k, val in (selector.get("matchLabels") or {}).items():
-        if labels.get(k) != val:
-            return False
-    for e in selector.get("matchExpressions") or []:
-        op, key, vals = e["operator"], e["key"], e.get("values", [])
-        if op == "In" and labels.get(key) not in vals:
-            return False
-        if op == "NotIn" and labels.get(key) in vals:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-    return True
+    """A LabelSelector object (matchLabels, matchExpressions), matched as its string form."""
+    reqs = [(k, "=", {val}) for k, val in (selector.get("matchLabels") or {}).items()]
+    reqs += [(e["key"], SELECTOR_OPS[e["operator"]], set(e.get("values", [])))
+             for e in selector.get("matchExpressions") or []]
+    return selector_matches(reqs, labels)
 
 
 def alerts_job_regex():
@@ -789,14 +783,6 @@ def test_each_pair_shares_one_jwt_and_talks_ordinal_to_ordinal(scenario, tmp_pat
 
 # ------------------------------------------------------------------------------------------------
 # Security, storage, disruption budgets
-
-
-def pod_specs(docs):
-    for d in docs:
-        if d["kind"] in ("StatefulSet", "Job", "Deployment"):
-            yield d, d["spec"]["template"]["spec"]
-        elif d["kind"] == "Pod":
-            yield d, d["spec"]
 
 
 def test_pod_security(scenario):

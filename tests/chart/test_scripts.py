@@ -35,63 +35,67 @@ def running():
     server.close()
 
 
+NET = "network-params-values"
+CLIENT_PORT = {"el": 8545, "cl": 5052}  # the port the bootnode init asks (admin_nodeInfo, identity)
+# The line of a node that joins through node 0 (10.1.2.3) with UP running as its other node.
+JOINED = {
+    "el": f"--bootnodes=enode://{ENODE_ID}@10.1.2.3:30303 --trusted-peers=enode://{ENODE_ID}@{UP}:30303",
+    "cl": f"--boot-nodes={ENR} --trusted-peers={PEER} --libp2p-addresses=/dns4/{UP}/tcp/9000/p2p/{PEER}",
+}
+
+
+def sts_of(layer, scenario=NET, participant=0):
+    return one(render(scenario), "StatefulSet", expected_participants(scenario)[participant][layer])
+
+
+def init(layer, ordinal, tmp_path, port, scenario=NET, **kw):
+    """The bootnode init of pod `ordinal` of the first participant's `layer`: its line and log."""
+    return bootnode_init(sts_of(layer, scenario), ordinal, tmp_path, port, layer, CLIENT_PORT[layer], **kw)
+
+
 def env_of(sts):
     init = next(c for c in sts["spec"]["template"]["spec"]["initContainers"] if c["name"] == "bootnode")
     return {e["name"]: e["value"] for e in init["env"]}
 
 
 def test_execution_bootnode_discovery(node, tmp_path):
-    docs = render("network-params-values")
-    p = expected_participants("network-params-values")[0]
-    sts = one(docs, "StatefulSet", p["el"])
-    env = env_of(sts)
+    p = expected_participants(NET)[0]
+    env = env_of(sts_of("el"))
     assert env["BOOTNODE"] == f"{p['el']}-0.{p['el']}.{NAMESPACE}.svc.cluster.local"
     assert env["PEERS"].split() == [f"{p['el']}-{o}.{p['el']}.{NAMESPACE}.svc.cluster.local" for o in range(2)]
-    line, log = bootnode_init(sts, 1, tmp_path, node, "el", 8545)
+    line, log = init("el", 1, tmp_path, node)
     assert "waiting for the bootnode" in log  # the 503 was retried
-    assert line == f"--bootnodes=enode://{ENODE_ID}@10.1.2.3:30303 --trusted-peers=enode://{ENODE_ID}@{UP}:30303"
+    assert line == JOINED["el"]
 
 
 def test_execution_node_0_of_a_new_network_runs_without_discovery(node, tmp_path):
     """Nobody to join: without --bootnodes Reth falls back to mainnet's bootnodes on a custom chain,
     so node 0 of a new network runs with discovery off (the others dial it as a trusted peer)."""
-    sts = one(render("network-params-values"), "StatefulSet", expected_participants("network-params-values")[0]["el"])
-    line, log = bootnode_init(sts, 0, tmp_path, node, "el", 8545, bootnode=NOWHERE, peers=(DOWN,))
+    line, log = init("el", 0, tmp_path, node, bootnode=NOWHERE, peers=(DOWN,))
     assert line == "--disable-discovery" and "discovery off" in log
 
 
-def test_execution_node_0_restarting_joins_the_running_nodes(running, tmp_path):
-    """After a restart node 0 finds the other nodes running and joins them (IP and DNS forms)."""
-    sts = one(render("network-params-values"), "StatefulSet", expected_participants("network-params-values")[0]["el"])
-    line, _ = bootnode_init(sts, 0, tmp_path, running, "el", 8545, bootnode=NOWHERE, peers=(DOWN, UP))
-    assert line == f"--bootnodes=enode://{ENODE_ID}@10.1.2.3:30303 --trusted-peers=enode://{ENODE_ID}@{UP}:30303"
+@pytest.mark.parametrize("layer, peers", [("el", (DOWN, UP)), ("cl", (UP, DOWN))])
+def test_node_0_restarting_joins_the_running_nodes(running, tmp_path, layer, peers):
+    """After a restart node 0 finds the other nodes running and joins them (IP and DNS forms).
+    Lighthouse dials --libp2p-addresses only at start: a restarted node 0 gets the running nodes."""
+    line, _ = init(layer, 0, tmp_path, running, bootnode=NOWHERE, peers=peers)
+    assert line == JOINED[layer]
 
 
 def test_beacon_bootnode_discovery(node, tmp_path):
-    docs = render("network-params-values")
-    p = expected_participants("network-params-values")[0]
-    sts = one(docs, "StatefulSet", p["cl"])
-    assert bootnode_init(sts, 0, tmp_path, node, "cl", 5052, bootnode=NOWHERE)[0] == ""
-    line, log = bootnode_init(sts, 1, tmp_path, node, "cl", 5052)
+    assert init("cl", 0, tmp_path, node, bootnode=NOWHERE)[0] == ""
+    line, log = init("cl", 1, tmp_path, node)
     assert "waiting for the bootnode" in log
-    assert line == f"--boot-nodes={ENR} --trusted-peers={PEER} --libp2p-addresses=/dns4/{UP}/tcp/9000/p2p/{PEER}"
-
-
-def test_beacon_node_0_restarting_dials_the_running_nodes(running, tmp_path):
-    """Lighthouse dials --libp2p-addresses only at start: a restarted node 0 gets the running nodes."""
-    sts = one(render("network-params-values"), "StatefulSet", expected_participants("network-params-values")[0]["cl"])
-    line, _ = bootnode_init(sts, 0, tmp_path, running, "cl", 5052, bootnode=NOWHERE, peers=(UP, DOWN))
-    assert line == f"--boot-nodes={ENR} --trusted-peers={PEER} --libp2p-addresses=/dns4/{UP}/tcp/9000/p2p/{PEER}"
+    assert line == JOINED["cl"]
 
 
 def test_second_participant_joins_through_the_network_node_0(node, tmp_path):
     """Ordinal 0 of a later participant is not a bootnode: it is node `nodeOffset` of the network."""
-    docs = render("multi-participant-values")
-    p = expected_participants("multi-participant-values")[1]
-    sts = one(docs, "StatefulSet", p["el"])
+    sts = sts_of("el", "multi-participant-values", participant=1)
     first = expected_participants("multi-participant-values")[0]
     assert env_of(sts)["BOOTNODE"].startswith(f"{first['el']}-0.")
-    line, _ = bootnode_init(sts, 0, tmp_path, node, "el", 8545)
+    line, _ = bootnode_init(sts, 0, tmp_path, node, "el", CLIENT_PORT["el"])
     assert line.startswith("--bootnodes=enode://")
 
 

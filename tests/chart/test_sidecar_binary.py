@@ -9,8 +9,6 @@ it). Only the listen address is moved to a free loopback port.
   does not answer it starts, serves /healthz and /metrics, and logs the failed pod watch (which it
   retries). test_apiserver.py runs it against a real API server with its ServiceAccount's token."""
 
-import os
-import socket
 import subprocess
 import time
 import urllib.error
@@ -20,59 +18,30 @@ import pytest
 
 import yaml
 
+from binary import Ethwatch, get, rendered_env
 from conftest import RELEASE, by_kind, one, render, tool
+from e2e.stack import free_port
 
 SCENARIOS = ["default-values", "multi-participant-values", "monitoring-off-values"]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get(url):
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, ""
-
-
 @pytest.mark.parametrize("scenario_name", SCENARIOS)
 def test_sidecar_starts_with_the_rendered_flags(scenario_name, tmp_path):
-    binary = tool("ETHWATCH_BIN")
+    tool("ETHWATCH_BIN")
     for sts in by_kind(render(scenario_name), "StatefulSet"):
         side = [c for c in sts["spec"]["template"]["spec"]["containers"] if c["name"] == "ethwatch"]
         if not side:
             continue
         c = side[0]
         port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ETHWATCH_", "OTEL_"))}
-        for e in c["env"]:
-            env[e["name"]] = e.get("value", "test-" + e["name"].lower())  # downward API stand-ins
-        env["ETHWATCH_WEB_LISTEN_ADDRESS"] = f"127.0.0.1:{port}"
         args = [a.replace("--volume.path=/data", f"--volume.path={tmp_path}") for a in c["args"]]
-        log = open(tmp_path / "log", "w+")
-        proc = subprocess.Popen([binary, *args], env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline, status = time.time() + 15, None
-            while time.time() < deadline and proc.poll() is None:
-                try:
-                    status, _ = get(f"http://127.0.0.1:{port}/healthz")
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            log.seek(0)
-            assert proc.poll() is None, f"{sts['metadata']['name']}: ethwatch {args} exited:\n{log.read()}"
+        with Ethwatch(args, rendered_env(c, port), tmp_path / "log") as ew:
+            status = ew.wait_serving(lambda: get(f"http://127.0.0.1:{port}/healthz")[0],
+                                     f"{sts['metadata']['name']}: ")
             assert status == 200
             code, body = get(f"http://127.0.0.1:{port}/metrics")
             assert code == 200 and "ethwatch_build_info" in body
             assert get(f"http://127.0.0.1:{port}/readyz")[0] == 503
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
-            log.close()
 
 
 def watcher_container(scenario_name):
@@ -83,15 +52,9 @@ def watcher_container(scenario_name):
 
 
 def watcher_env(c, port, home):
-    """The rendered environment (downward API stand-ins), a free loopback port, and nothing of the
-    Kubernetes client's own configuration from this machine."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("ETHWATCH_", "OTEL_", "KUBERNETES_", "KUBECONFIG"))}
-    for e in c["env"]:
-        env[e["name"]] = e.get("value", "test-" + e["name"].lower())
-    env["ETHWATCH_WEB_LISTEN_ADDRESS"] = f"127.0.0.1:{port}"
-    env["HOME"] = str(home)  # no ~/.kube/config
-    return env
+    """The rendered environment and nothing of the Kubernetes client's own configuration from this
+    machine (no ~/.kube/config either)."""
+    return rendered_env(c, port, drop=("ETHWATCH_", "OTEL_", "KUBERNETES_", "KUBECONFIG"), HOME=str(home))
 
 
 @pytest.mark.parametrize("scenario_name", SCENARIOS)
@@ -124,38 +87,22 @@ def test_network_watcher_serves_while_the_api_server_is_unreachable(scenario_nam
     }))
     env = watcher_env(c, port, tmp_path)
     env["KUBECONFIG"] = str(kubeconfig)
-    log = open(tmp_path / "log", "w+")
-    proc = subprocess.Popen([tool("ETHWATCH_BIN"), *c["args"]], env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline, status = time.time() + 15, None
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                status, _ = get(f"http://127.0.0.1:{port}/healthz")
-                break
-            except OSError:
-                time.sleep(0.1)
-        log.seek(0)
-        assert proc.poll() is None, f"ethwatch {c['args']} exited:\n{log.read()}"
-        assert status == 200
+    with Ethwatch(c["args"], env, tmp_path / "log") as ew:
+        assert ew.wait_serving(lambda: get(f"http://127.0.0.1:{port}/healthz")[0]) == 200
         code, body = get(f"http://127.0.0.1:{port}/metrics")
         assert code == 200 and "ethwatch_build_info" in body
         # discovery found nothing: no node is polled, none is reported
         assert "eth_network_node_up{" not in body
         deadline = time.time() + 10
         while time.time() < deadline:
-            log.seek(0)
-            text = log.read()
+            text = ew.text()
             if "pod watch failed" in text:
                 break
             time.sleep(0.2)
         assert "pod watch failed" in text, text
         assert f"app.kubernetes.io/instance={RELEASE}" in text, "the log names the selector"
-        assert proc.poll() is None, "a failing watch must not stop the watcher"
-    finally:
-        proc.terminate()
-        rc = proc.wait(timeout=10)
-        log.close()
-    assert rc == 0, "SIGTERM is a clean shutdown"
+        assert ew.proc.poll() is None, "a failing watch must not stop the watcher"
+    assert ew.returncode == 0, "SIGTERM is a clean shutdown"
 
 
 def test_sidecars_serve_tls_and_basic_auth_from_the_rendered_web_config(tmp_path):
@@ -176,10 +123,6 @@ def test_sidecars_serve_tls_and_basic_auth_from_the_rendered_web_config(tmp_path
     sts = next(d for d in by_kind(docs, "StatefulSet") if d["metadata"]["labels"]["app.kubernetes.io/component"] == "beacon")
     c = next(x for x in sts["spec"]["template"]["spec"]["containers"] if x["name"] == "ethwatch")
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ETHWATCH_", "OTEL_"))}
-    for e in c["env"]:
-        env[e["name"]] = e.get("value", "test-" + e["name"].lower())
-    env["ETHWATCH_WEB_LISTEN_ADDRESS"] = f"127.0.0.1:{port}"
     args = [a.replace("--volume.path=/data", f"--volume.path={tmp_path}")
              .replace("/etc/ethwatch/web/", f"{tmp_path}/") for a in c["args"]]
     assert f"--web.config.file={tmp_path}/web-config.yml" in args
@@ -197,18 +140,8 @@ def test_sidecars_serve_tls_and_basic_auth_from_the_rendered_web_config(tmp_path
         except urllib.error.HTTPError as e:
             return e.code, ""
 
-    log = open(tmp_path / "log", "w+")
-    proc = subprocess.Popen([tool("ETHWATCH_BIN"), *args], env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline, status = time.time() + 15, None
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                status, _ = fetch("/healthz", unverified)
-                break
-            except OSError:
-                time.sleep(0.1)
-        log.seek(0)
-        assert proc.poll() is None, f"ethwatch {args} exited:\n{log.read()}"
+    with Ethwatch(args, rendered_env(c, port), tmp_path / "log") as ew:
+        ew.wait_serving(lambda: fetch("/healthz", unverified))
         for probe, want in ((c["livenessProbe"], 200), (c["readinessProbe"], 503)):  # no node: not ready
             assert probe["httpGet"]["scheme"] == "HTTPS"
             assert fetch(probe["httpGet"]["path"], unverified)[0] == want
@@ -219,7 +152,3 @@ def test_sidecars_serve_tls_and_basic_auth_from_the_rendered_web_config(tmp_path
         import http.client
         with pytest.raises((OSError, http.client.HTTPException)):  # a TLS alert, no HTTP answer
             get(f"http://127.0.0.1:{port}/metrics")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()

@@ -205,6 +205,13 @@ class Webhook:
                     return t, a
         return None
 
+    def wait(self, alertname: str, timeout: float, stack: Stack | None = None, status: str = "firing",
+             after: float = 0.0, interval: float = 0.1, **labels):
+        """wait_until the first matching alert arrives ("<alertname> paged" or "... resolved")."""
+        what = f"{alertname} {'paged' if status == 'firing' else status}"
+        return wait_until(what, lambda: self.first(alertname, status, after, **labels), timeout, stack,
+                          interval)
+
     def names(self, status: str = "firing") -> set[str]:
         with self.lock:
             return {a["labels"]["alertname"] for _, a in self.alerts if a.get("status") == status}

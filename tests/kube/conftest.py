@@ -15,6 +15,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))  # e2e: the harness shared with the other suites
 KUBE_LOCAL = ROOT / "scripts" / "kube-local.sh"
 CACHE = Path(os.environ.get("ETHWATCH_CACHE", Path.home() / ".cache" / "ethwatch"))
 STATE = Path(os.path.realpath(os.environ.get("ETHWATCH_KUBE_STATE", CACHE / "kube-local" / "state")))

@@ -18,6 +18,7 @@ import uuid
 import pytest
 
 from conftest import sh
+from e2e.stack import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -188,6 +189,20 @@ def test_dns(kube_cluster, ns):
     assert "kubernetes" in plugins and "forward" not in plugins, plugins
 
 
+def deny(direction, name=None):
+    """A NetworkPolicy that selects every pod for `direction` (Ingress, Egress) and allows nothing
+    (until rules are appended)."""
+    return f"""
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: {name or "default-deny-" + direction.lower()}}}
+spec:
+  podSelector: {{}}
+  policyTypes: [{direction}]
+"""
+
+
 def test_network_policy_blocks_then_allows(kube_cluster):
     """kube-router enforces NetworkPolicy: a connection that works is cut by a default deny."""
     k = kube_cluster
@@ -200,18 +215,9 @@ def test_network_policy_blocks_then_allows(kube_cluster):
         ip = k.jsonpath(name, "pod/srv", "{.status.podIP}")
         fetch = f"timeout 3 wget -q -O- http://{ip}:8080/index.html"
         assert "hello" in k.exec(name, "cli", fetch).stdout
-        k.apply("""
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: default-deny-ingress}
-spec:
-  podSelector: {}
-  policyTypes: [Ingress]
-""", namespace=name)
-        deadline = time.monotonic() + 30
-        while k.exec(name, "cli", fetch, check=False).returncode == 0:
-            assert time.monotonic() < deadline, "the default-deny policy never blocked cli -> srv"
-            time.sleep(0.5)
+        k.apply(deny("Ingress"), namespace=name)
+        wait_until("the default-deny policy to block cli -> srv",
+                   lambda: k.exec(name, "cli", fetch, check=False).returncode != 0, 30, interval=0.5)
         # and the kubelet's probes still reach the pod (kube-router lets the node in)
         time.sleep(3)
         assert k.jsonpath(name, "pod/srv", '{.status.conditions[?(@.type=="Ready")].status}') == "True"
@@ -220,30 +226,15 @@ spec:
         # and the API server's ClusterIP is cut.
         api = "timeout 3 wget -q -O /dev/null --no-check-certificate https://10.96.0.1/ 2>&1; echo rc=$?"
         assert "403 Forbidden" in k.exec(name, "cli", api).stdout  # reachable, anonymous
-        k.apply("""
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: default-deny-egress}
-spec:
-  podSelector: {}
-  policyTypes: [Egress]
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: dns}
-spec:
-  podSelector: {}
-  policyTypes: [Egress]
+        k.apply(deny("Egress") + deny("Egress", "dns") + """
   egress:
   - to:
     - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}
       podSelector: {matchLabels: {k8s-app: kube-dns}}
     ports: [{port: 53, protocol: UDP}, {port: 53, protocol: TCP}]
 """, namespace=name)
-        deadline = time.monotonic() + 30
-        while "403 Forbidden" in k.exec(name, "cli", api).stdout:
-            assert time.monotonic() < deadline, "the default-deny egress policy never cut cli -> API server"
-            time.sleep(0.5)
+        wait_until("the default-deny egress policy to cut cli -> API server",
+                   lambda: "403 Forbidden" not in k.exec(name, "cli", api).stdout, 30, interval=0.5)
         r = k.exec(name, "cli", "nslookup kubernetes.default.svc.cluster.local", check=False)
         assert answers(r.stdout) == ["10.96.0.1"], r.stdout + r.stderr
     finally:

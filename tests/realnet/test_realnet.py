@@ -362,34 +362,26 @@ def test_partition_pages_and_heals(env):
     before = {p.index: reorgs(p) for p in net.pairs}
     watcher_log = env["stack"].children[[c.name for c in env["stack"].children].index(
         "ethwatch-network")].log
+
+    def heads(n, what, timeout):
+        wait_until(what, lambda: all(val(scrape(url), "eth_network_distinct_heads", f'layer="{layer}"') == n
+                                     for layer in ("execution", "consensus")),
+                   timeout, env["stack"], interval=1)
+
     t_split = time.time()
     net.split()
-    wait_until("two heads on both layers",
-               lambda: all(val(scrape(url), "eth_network_distinct_heads", f'layer="{layer}"') == 2
-                           for layer in ("execution", "consensus")),
-               3 * EPOCH, env["stack"], interval=1)
-    wait_until("EthwatchNetworkChainSplit paged",
-               lambda: hook.first("EthwatchNetworkChainSplit", "firing", after=t_split), 60,
-               env["stack"], interval=0.5)
-    wait_until("EthwatchExecutionLowPeers paged",
-               lambda: hook.first("EthwatchExecutionLowPeers", "firing", after=t_split), 60,
-               env["stack"], interval=0.5)
+    heads(2, "two heads on both layers", 3 * EPOCH)
+    hook.wait("EthwatchNetworkChainSplit", 60, env["stack"], after=t_split, interval=0.5)
+    hook.wait("EthwatchExecutionLowPeers", 60, env["stack"], after=t_split, interval=0.5)
     # Prysm keeps counting a cut peer for ~45 s.
-    wait_until("EthwatchConsensusLowPeers paged",
-               lambda: hook.first("EthwatchConsensusLowPeers", "firing", after=t_split), 150,
-               env["stack"], interval=0.5)
+    hook.wait("EthwatchConsensusLowPeers", 150, env["stack"], after=t_split, interval=0.5)
     # Let each side grow its own chain for a while.
     time.sleep(2 * EPOCH)
 
     t_heal = time.time()
     net.heal()
-    wait_until("one head per layer again",
-               lambda: all(val(scrape(url), "eth_network_distinct_heads", f'layer="{layer}"') == 1
-                           for layer in ("execution", "consensus")),
-               4 * EPOCH, env["stack"], interval=1)
-    wait_until("EthwatchNetworkChainSplit resolved",
-               lambda: hook.first("EthwatchNetworkChainSplit", "resolved", after=t_heal), 90,
-               env["stack"], interval=0.5)
+    heads(1, "one head per layer again", 4 * EPOCH)
+    hook.wait("EthwatchNetworkChainSplit", 90, env["stack"], "resolved", after=t_heal, interval=0.5)
     # One side reorged, on both layers, by the same depth (old head minus common ancestor, in
     # blocks, on both).
     time.sleep(2 * SLOT_SECONDS)

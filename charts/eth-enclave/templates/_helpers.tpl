@@ -484,6 +484,53 @@ monitoring.webConfig, serves /metrics over TLS and/or with basic auth.
 {{- end }}
 
 {{/*
+A node's headless Service (execution.yaml, beacon.yaml): stable DNS names for peering, the paired
+node and scraping. The p2p ports, then the layer's own `extra` ports, then metrics and ethwatch:
+(dict "ctx" $ctx "name" <Service name> "ports" <the layer's ports values>
+      "extra" (list (dict "name" "rpc" "port" 8545 ["protocol" "UDP"]) ...)).
+*/}}
+{{- define "eth-enclave.headlessService" -}}
+{{- $ports := .ports -}}
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ .name }}
+  namespace: {{ .ctx.root.Release.Namespace }}
+  labels:
+    {{- include "eth-enclave.nodeLabels" .ctx | nindent 4 }}
+    eth-enclave/headless: "true"
+spec:
+  clusterIP: None
+  # Peers, the paired node and Prometheus must find a node that is not ready yet (syncing).
+  publishNotReadyAddresses: true
+  selector:
+    {{- include "eth-enclave.nodeSelectorLabels" .ctx | nindent 4 }}
+  ports:
+    - name: p2p-tcp
+      port: {{ $ports.p2p }}
+      targetPort: p2p-tcp
+      protocol: TCP
+    - name: p2p-udp
+      port: {{ $ports.p2p }}
+      targetPort: p2p-udp
+      protocol: UDP
+    {{- range .extra }}
+    - name: {{ .name }}
+      port: {{ .port }}
+      targetPort: {{ .name }}
+      {{- with .protocol }}
+      protocol: {{ . }}
+      {{- end }}
+    {{- end }}
+    - name: metrics
+      port: {{ $ports.metrics }}
+      targetPort: metrics
+    - name: ethwatch
+      port: {{ .ctx.root.Values.ethwatch.port }}
+      targetPort: ethwatch
+{{- end }}
+
+{{/*
 A node StatefulSet's volume claim template: (dict "root" $ "ctx" $ctx "name" "data" "size" "200Gi").
 */}}
 {{- define "eth-enclave.volumeClaim" -}}
@@ -513,101 +560,6 @@ certificate); /healthz and /readyz need no credentials, so basic auth changes no
 {{- $_ := set $probe.httpGet "scheme" "HTTPS" -}}
 {{- end -}}
 {{- toYaml $probe -}}
-{{- end }}
-
-{{/*
-"true" when the ethwatch listeners serve TLS (monitoring.webConfig on, with a certificate Secret).
-*/}}
-{{- define "eth-enclave.webTls" -}}
-{{- $w := .Values.monitoring.webConfig -}}
-{{- if and $w.enabled $w.tls.secretName -}}true{{- end -}}
-{{- end }}
-
-{{- define "eth-enclave.webAuth" -}}
-{{- $w := .Values.monitoring.webConfig -}}
-{{- if and $w.enabled $w.basicAuth.users -}}true{{- end -}}
-{{- end }}
-
-{{/*
-Name of the Secret holding the ethwatch listeners' web config file (web-config.yml).
-*/}}
-{{- define "eth-enclave.webConfigSecretName" -}}
-{{- printf "%s-web-config" (include "eth-enclave.fullname" .) -}}
-{{- end }}
-
-{{/*
---web.config.file of every ethwatch container (sidecars and the network watcher), when on.
-*/}}
-{{- define "eth-enclave.webConfigArgs" -}}
-{{- if .Values.monitoring.webConfig.enabled -}}
-- --web.config.file=/etc/ethwatch/web/web-config.yml
-{{- end -}}
-{{- end }}
-
-{{- define "eth-enclave.webConfigMounts" -}}
-{{- if .Values.monitoring.webConfig.enabled -}}
-- name: web-config
-  mountPath: /etc/ethwatch/web
-  readOnly: true
-{{- if include "eth-enclave.webTls" . }}
-- name: web-tls
-  mountPath: /etc/ethwatch/tls
-  readOnly: true
-{{- end }}
-{{- end -}}
-{{- end }}
-
-{{- define "eth-enclave.webConfigVolumes" -}}
-{{- if .Values.monitoring.webConfig.enabled -}}
-- name: web-config
-  secret:
-    secretName: {{ include "eth-enclave.webConfigSecretName" . }}
-    defaultMode: 0440
-{{- if include "eth-enclave.webTls" . }}
-- name: web-tls
-  secret:
-    secretName: {{ .Values.monitoring.webConfig.tls.secretName }}
-    defaultMode: 0440
-    items:
-      - key: tls.crt
-        path: tls.crt
-      - key: tls.key
-        path: tls.key
-{{- end }}
-{{- end -}}
-{{- end }}
-
-{{/*
-What a ServiceMonitor endpoint of an ethwatch port needs to scrape it with monitoring.webConfig:
-scheme https and the CA that signed the certificate, basic auth from a Secret.
-*/}}
-{{- define "eth-enclave.webScrapeConfig" -}}
-{{- $w := .Values.monitoring.webConfig -}}
-{{- if include "eth-enclave.webTls" . }}
-scheme: https
-tlsConfig:
-  {{- if $w.tls.caKey }}
-  ca:
-    secret:
-      name: {{ $w.tls.secretName }}
-      key: {{ $w.tls.caKey }}
-  {{- end }}
-  {{- with $w.tls.serverName }}
-  serverName: {{ . }}
-  {{- end }}
-  {{- if $w.tls.insecureSkipVerify }}
-  insecureSkipVerify: true
-  {{- end }}
-{{- end }}
-{{- if include "eth-enclave.webAuth" . }}
-basicAuth:
-  username:
-    name: {{ $w.basicAuth.scrapeSecret.name }}
-    key: {{ $w.basicAuth.scrapeSecret.usernameKey }}
-  password:
-    name: {{ $w.basicAuth.scrapeSecret.name }}
-    key: {{ $w.basicAuth.scrapeSecret.passwordKey }}
-{{- end }}
 {{- end }}
 
 {{/*
