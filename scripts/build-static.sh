@@ -31,7 +31,7 @@ RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
   cargo build --release --locked -p ethwatch --target "$TARGET" >&2
 bin="$CARGO_TARGET_DIR/$TARGET/release/ethwatch"
 "$bin" --version >/dev/null || die "the static binary does not run: $bin"
-if ldd "$bin" 2>&1 | grep -q '=>'; then
+if grep -q '=>' <<<"$(ldd "$bin" 2>&1)"; then
   die "$bin is not static (it needs: $(ldd "$bin" 2>&1 | grep -o '^[[:space:]]*[^ ]*' | tr -d '\t' | tr '\n' ' '))"
 fi
 echo "$bin"

