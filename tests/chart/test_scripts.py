@@ -53,9 +53,18 @@ def init(layer, ordinal, tmp_path, port, scenario=NET, **kw):
     return bootnode_init(sts_of(layer, scenario), ordinal, tmp_path, port, layer, CLIENT_PORT[layer], **kw)
 
 
-def env_of(sts):
+def env_of(sts, scenario=NET):
+    """The bootnode init container's environment, values from ConfigMaps (the peers list) resolved
+    against the same render."""
     init = next(c for c in sts["spec"]["template"]["spec"]["initContainers"] if c["name"] == "bootnode")
-    return {e["name"]: e["value"] for e in init["env"]}
+    env = {}
+    for e in init["env"]:
+        if "value" in e:
+            env[e["name"]] = e["value"]
+        else:
+            ref = e["valueFrom"]["configMapKeyRef"]
+            env[e["name"]] = one(render(scenario), "ConfigMap", ref["name"])["data"][ref["key"]]
+    return env
 
 
 def test_execution_bootnode_discovery(node, tmp_path):

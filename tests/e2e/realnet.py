@@ -7,6 +7,10 @@ Chain: Prague/Electra from genesis, 4 s slots, 6-slot epochs (finality within a 
 64 interop validators split evenly. Every listener binds 127.0.0.1 (geth's devp2p listener too,
 through its TOML config). The clients are built by `scripts/tools.sh geth prysm`.
 
+Over 600 lines on purpose: the whole network's life (genesis, the three processes of each pair,
+peering, the exporters, faults and their undoing) in one class, as the devnet and the truth tests
+drive it; its parts share the pairs' ports and state.
+
     stack = Stack(tmp)
     net = RealNet.start(stack, tmp, pairs=2)      # nodes peered, exporters up, first block seen
     net.start_monitoring(rules_dir, overlay)       # Prometheus (+ Alertmanager -> webhook)

@@ -31,8 +31,5 @@ done
 export PYTHONDONTWRITEBYTECODE=1
 echo "== kube: a real single-node cluster: pods, volumes, DNS, NetworkPolicy, network rules, teardown (tests/kube)"
 # (test_genesis_image.py runs on its own, in a private network namespace: tests/run.sh.)
-# test_enclave.py only with ETHWATCH_KUBE_ENCLAVE=1: its two Prysm beacon nodes fail to peer in
-# some runs (2 of the last 4; docs/kube-local.md), so it is not yet part of the test command.
 skip=(--ignore=tests/kube/test_genesis_image.py)
-[[ "${ETHWATCH_KUBE_ENCLAVE:-0}" == 1 ]] || skip+=(--ignore=tests/kube/test_enclave.py)
 "$ETHWATCH_PYTHON" -m pytest tests/kube "${skip[@]}" -p no:cacheprovider -ra -s "$@"
