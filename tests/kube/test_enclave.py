@@ -362,6 +362,19 @@ def test_prometheus_scrapes_every_target_and_loads_the_rules(kube, enclave):
     # The sidecars' values arrive: both heads, from the sidecars, within a few blocks of each other.
     heads = [float(r["value"][1]) for r in prom_query(kube, f'eth_el_head_block_number{{namespace="{NAMESPACE}"}}')]
     assert len(heads) == 2 and min(heads) > 0 and max(heads) - min(heads) <= 3, heads
+    print_memory()
+
+
+def print_memory():
+    """RSS of the enclave's and the monitoring's programs on this node, summed per program (a
+    measurement for docs/kube-local.md, not a check)."""
+    rss = {}
+    for line in sh("ps", "-eo", "rss=,comm=").stdout.splitlines():
+        kb, _, comm = line.strip().partition(" ")
+        if comm in ("geth", "beacon-chain", "validator", "ethwatch", "prometheus", "alertmanager", "operator",
+                    "prometheus-conf", "coredns"):
+            rss[comm] = rss.get(comm, 0) + int(kb) // 1024
+    print(f"\nmemory (RSS MiB, summed per program): {rss}; total {sum(rss.values())} MiB")
 
 
 def container_pid(kube, pod, container):
@@ -482,16 +495,24 @@ def test_dashboards_show_data_from_the_clusters_prometheus(kube, probes):
                 else:
                     pending[(fname, p["title"], t["refId"])] = t
     total = len(pending)
-    # Participation needs a complete epoch (32 slots of 4 s here) after the sidecar's start: up to
-    # five minutes for everything, re-reading what the sidecars export each round.
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
+    # Participation exists once an epoch has completed after the sidecar's start (32 slots of 4 s
+    # here): a query on a metric no sidecar exports yet counts as "not exported" only once the chain
+    # is three epochs old; until then (and at most ten minutes) the loop waits for it.
+    cl0 = pod_ip(kube, CL[0])
+    per_epoch = int(beacon(kube, probes["inside"], cl0, "/eth/v1/config/spec")["SLOTS_PER_EPOCH"])
+
+    def settled():
+        head = beacon(kube, probes["inside"], cl0, "/eth/v1/beacon/headers/head")
+        return int(head["header"]["message"]["slot"]) >= 3 * per_epoch
+
+    deadline = time.monotonic() + 600
+    while pending and time.monotonic() < deadline:
         for key, t in list(pending.items()):
             result = prom_query(kube, fill(t["expr"], rate_interval="30s", values=values))
             if any(v[1] not in ("NaN", "+Inf", "-Inf") for v in (r["value"] for r in result)):
                 del pending[key]
         live = live_names()
-        if all(not_provided(t) for t in pending.values()):
+        if all(not_provided(t) for t in pending.values()) and settled():
             break
         time.sleep(5)
     absent = {k: not_provided(t) for k, t in pending.items() if not_provided(t)}
