@@ -465,6 +465,7 @@ install_prometheus-operator-crds() {
 # all a ServiceMonitor needs, and no web UI assets (its API is what the tests use).
 PROMOP_DIR="$TOOLS/prometheus-operator-$PROMETHEUS_OPERATOR_MAIN_VERSION-prometheus-$PROMETHEUS_MODULE_VERSION"
 PROMOP_MOD=github.com/prometheus-operator/prometheus-operator
+# prometheus_release: the Prometheus release of its Go module version (v0.316.0 -> 3.16.0).
 prometheus_release() { local m="${PROMETHEUS_MODULE_VERSION#v0.}"; printf '%s.%s' "${m:0:1}" "$((10#${m:1:2})).${m#*.}"; }
 install_prometheus-operator() {
   local spec

@@ -40,8 +40,13 @@ _img_alertmanager() {
   cp -a /usr/share/prometheus/alertmanager "$1/usr/share/prometheus/"
 }
 
-# binary_version <binary>: the version a Prometheus-style binary reports (2.42.0).
-binary_version() { "$1" --version 2>&1 | sed -n 's/.* version \([0-9][0-9.]*\).*/\1/p' | head -n1; }
+# binary_version <binary>: the version a Prometheus-style binary reports (3.16.0). The output is
+# captured first, so no reader leaves the pipe early (pipefail).
+binary_version() {
+  local out
+  out="$("$1" --version 2>&1)" || return 1
+  sed -n 's/.* version \([0-9][0-9.]*\).*/\1/p' <<<"$out" | sed -n 1p
+}
 
 # build_monitoring_images: IMAGE_REF_/IMAGE_TAR_ promop, reloader, prometheus, alertmanager.
 build_monitoring_images() {
@@ -184,9 +189,4 @@ monitoring_install() {
       die "$sts did not become ready (kubectl -n $ns describe pod ${sts}-0)"
   done
   log "monitoring ready in $((SECONDS - t0))s (operator $PROMOP_VERSION, prometheus $PROMETHEUS_VERSION, alertmanager $ALERTMANAGER_VERSION)"
-}
-
-monitoring_uninstall() {
-  kubectl delete namespace "$MONITORING_NAMESPACE" --ignore-not-found --wait=true --timeout=5m >&2
-  kubectl delete clusterrole,clusterrolebinding prometheus prometheus-operator --ignore-not-found >&2
 }

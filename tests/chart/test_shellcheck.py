@@ -48,3 +48,7 @@ def test_the_rendered_scripts_are_the_checked_files():
                 assert c["readinessProbe"]["exec"]["command"][2] == files["vc-ready.sh"]
                 seen.add("ready")
     assert seen == {"jwt", "keys", "ready"}
+    # The Prysm beacon pods' peering sidecar (a native sidecar: an init container that stays).
+    peering = [c for d in render("geth-prysm-values") if d["kind"] == "StatefulSet"
+               for c in d["spec"]["template"]["spec"].get("initContainers", []) if c["name"] == "peering"]
+    assert peering and all(c["args"][0] == files["prysm-peering.sh"] for c in peering)
